@@ -1,0 +1,85 @@
+"""Checkpoint files: named arrays in safetensors plus JSON metadata, never pickle.
+
+A checkpoint is one ``.safetensors`` file. Its header carries the JSON metadata under the key
+``"forecast"``: ``{"format": 1, "version": ..., "kind": ..., ...}``. Loading parses JSON and
+reads raw arrays only, so a checkpoint cannot execute code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors import SafetensorError
+from safetensors.numpy import load_file, save_file
+
+from forecast import __version__
+from forecast.errors import ForecastError
+
+FORMAT = 1
+_KEY = "forecast"
+
+
+def atomic_path(path: str | Path) -> Path:
+    """A temporary path beside ``path`` (same folder, so the final rename is atomic)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def save_checkpoint(
+    path: str | Path, arrays: Mapping[str, Any], metadata: Mapping[str, Any]
+) -> Path:
+    """Write ``arrays`` (numpy arrays or torch tensors) and JSON-able ``metadata`` to ``path``.
+
+    The file is written to a temporary name and renamed, so an interrupted save never leaves
+    a truncated checkpoint.
+    """
+    path = Path(path)
+    if not path.parent.exists():
+        raise ForecastError(f"folder {path.parent} does not exist; create it first")
+    plain = {}
+    for name, value in arrays.items():
+        if hasattr(value, "detach"):  # torch tensor, without importing torch here
+            value = value.detach().cpu().numpy()
+        plain[name] = np.ascontiguousarray(value)
+    meta = {"format": FORMAT, "version": __version__, **metadata}
+    tmp = atomic_path(path)
+    try:
+        save_file(plain, str(tmp), metadata={_KEY: json.dumps(meta)})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_checkpoint`; returns ``(arrays, metadata)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ForecastError(f"checkpoint {path} not found; pass the path of a .safetensors file")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            header = f.metadata() or {}
+        arrays = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ForecastError(
+            f"{path} is not a forecast checkpoint ({err}); train one with `forecast train`"
+        ) from None
+    if _KEY not in header:
+        raise ForecastError(f"{path} has no forecast metadata; train one with `forecast train`")
+    meta = json.loads(header[_KEY])
+    if meta.get("format") != FORMAT:
+        raise ForecastError(
+            f"{path} has checkpoint format {meta.get('format')!r}, this version reads format "
+            f"{FORMAT}; retrain it with forecast {__version__}"
+        )
+    return arrays, meta

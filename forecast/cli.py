@@ -1,0 +1,60 @@
+"""The ``forecast`` command: parses arguments and hands over to one module per sub-command.
+
+Each module in ``forecast.commands`` exposes ``add_parser(subparsers)``, which adds its
+sub-command and sets ``func(args) -> int``. Heavy imports happen inside ``func`` so that
+``forecast --help`` stays fast. A :class:`~forecast.errors.ForecastError` becomes a one-line
+``error: ...`` on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from forecast import __version__
+from forecast.errors import ForecastError
+
+#: Sub-command modules under forecast.commands, in the order --help lists them.
+COMMANDS = ("data", "train", "predict", "evaluate", "app", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser, with every available sub-command."""
+    parser = argparse.ArgumentParser(
+        prog="forecast",
+        description="Probabilistic forecasting with diffusion and VAE models.",
+    )
+    parser.add_argument("--version", action="version", version=f"forecast {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"forecast.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"forecast.commands.{name}":
+                continue  # sub-command not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``forecast`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except ForecastError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

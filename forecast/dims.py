@@ -1,0 +1,76 @@
+"""Dimension and coordinate names, and the small protocols every model satisfies.
+
+Every module takes its dimension names from here; no string literals elsewhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol, Self, runtime_checkable
+
+import xarray as xr
+
+TIME = "time"
+LAT = "lat"
+LON = "lon"
+Y = "y"
+X = "x"
+NODE = "node"
+NODE_J = "node_j"  # second axis of the adjacency matrix
+ADJACENCY = "adjacency"
+
+MEMBER = "member"
+LEAD_TIME = "lead_time"
+INIT_TIME = "init_time"
+VALID_TIME = "valid_time"
+
+MODEL = "model"
+METRIC = "metric"
+QUANTILE = "quantile"
+
+GRID_DIMS = ((LAT, LON), (Y, X))
+#: Names normalized on input: anything on the left becomes the name on the right.
+DIM_ALIASES = {
+    "latitude": LAT,
+    "longitude": LON,
+    "valid_time": TIME,
+    "sensor": NODE,
+    "station": NODE,
+}
+
+
+def space_dims(obj: xr.Dataset | xr.DataArray) -> tuple[str, ...]:
+    """Spatial dims of a data set or ensemble: ``(lat, lon)``, ``(y, x)`` or ``(node,)``."""
+    for pair in GRID_DIMS:
+        if all(d in obj.dims for d in pair):
+            return pair
+    if NODE in obj.dims:
+        return (NODE,)
+    return ()
+
+
+@runtime_checkable
+class Forecaster(Protocol):
+    """Anything that fits on a history and samples ensembles given a context window."""
+
+    def fit(self, train: xr.Dataset, valid: xr.Dataset | None = None) -> Self: ...
+
+    def sample(
+        self, context: xr.Dataset, n_members: int, *, seed: int | None = None
+    ) -> xr.Dataset: ...
+
+    def save(self, path: str | Path) -> None: ...
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self: ...
+
+
+@runtime_checkable
+class LatentForecaster(Forecaster, Protocol):
+    """A forecaster whose members are deterministic images of Gaussian latents."""
+
+    def prior(self, context: xr.Dataset, n_members: int, *, seed: int | None = None) -> Any: ...
+
+    def decode(self, context: xr.Dataset, latents: Any) -> xr.Dataset: ...
+
+    def encode(self, context: xr.Dataset, target: xr.Dataset) -> Any: ...
