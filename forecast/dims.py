@@ -74,3 +74,11 @@ class LatentForecaster(Forecaster, Protocol):
     def decode(self, context: xr.Dataset, latents: Any) -> xr.Dataset: ...
 
     def encode(self, context: xr.Dataset, target: xr.Dataset) -> Any: ...
+
+#: Points along a latent path (coordinate: fraction from 0 to 1); see forecast.sampling.paths.
+PATH = "path"
+
+# Score-diagnostic axes (scoring package).
+RANK = "rank"  # rank of the observation among the members, 0..M
+BIN = "bin"  # probability / PIT bins of calibration diagnostics
+THRESHOLD = "threshold"  # event thresholds of the Brier score and reliability diagram

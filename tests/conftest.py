@@ -29,3 +29,21 @@ def los_loop_dir() -> Path:
     if not (path / "los_speed.csv").is_file():
         pytest.skip(f"real Los-loop files absent at {path} (set FORECAST_DATA_DIR)")
     return path
+
+
+# --- synthetic data sets (small, non-default sizes; built once per session) -----------------
+@pytest.fixture(scope="session")
+def synthetic_weather_ds():
+    """Small synthetic weather: ``t2m`` (K), 16 x 24 grid, 3 weeks hourly (504 steps), seed 0."""
+    from forecast.data.synthetic import synthetic_weather
+
+    return synthetic_weather(seed=0, n_lat=16, n_lon=24, days=21)
+
+
+@pytest.fixture(scope="session")
+def synthetic_traffic_ds():
+    """Small synthetic traffic: ``speed`` (mph), 20 sensors on 2 corridors, 1 week of 5 min
+    (2016 steps, the P1 length), with ``adjacency``; seed 0."""
+    from forecast.data.synthetic import synthetic_traffic
+
+    return synthetic_traffic(seed=0, n_sensors=20, days=7, n_corridors=2)

@@ -1,0 +1,126 @@
+"""``forecast data``: list the named data sets, or summarize any data source.
+
+``forecast data list`` shows every named data set, where it resolves and whether it is there.
+``forecast data info SOURCE...`` opens a named data set, a file, a glob or several files (joined
+in time) and prints dims, variables with units, time range and step, grid or sensor count and
+the missing fraction.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from forecast.errors import ForecastError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` sub-command with its ``list`` and ``info`` actions."""
+    parser = subparsers.add_parser(
+        "data", help="list named data sets, summarize a data source", description=__doc__
+    )
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    actions.required = True
+
+    listing = actions.add_parser("list", help="named data sets and where they resolve")
+    listing.set_defaults(func=run_list)
+
+    info = actions.add_parser(
+        "info",
+        help="summarize a data set: dims, variables, units, time, space, missing values",
+        description="Open SOURCE (a named data set, a path, a glob, or several files joined in "
+        "time) as the standard data set and print a summary.",
+    )
+    info.add_argument("source", nargs="+", metavar="SOURCE", help="named data set or path(s)")
+    info.add_argument(
+        "--variable",
+        "-v",
+        action="append",
+        help="variable to keep (repeatable); for sensor files the name of the quantity",
+    )
+    info.add_argument("--format", help="file format, overriding the suffix")
+    info.add_argument("--units", help="units of the variable (sensor files: e.g. mph)")
+    info.add_argument(
+        "--select",
+        action="append",
+        default=[],
+        metavar="DIM=VALUE",
+        help="select one value of an extra dim, e.g. --select isobaricInhPa=850",
+    )
+    info.add_argument("--time-column", help="sensor CSV: name of the timestamp column")
+    info.add_argument("--start", help="sensor files without times: time of the first row")
+    info.add_argument("--step", help="sensor files without times: time step, e.g. 5min")
+    info.add_argument("--adjacency", help="sensor files: adjacency matrix (.csv or .npy)")
+    info.add_argument("--key", help="pandas HDF5: key of the frame")
+    info.add_argument(
+        "--zeros-missing", action="store_true", help="treat exact zeros as missing values"
+    )
+    info.add_argument("--seed", type=int, help="synthetic data sets: seed (default 0)")
+    info.add_argument("--json", action="store_true", help="print the summary as JSON")
+    info.set_defaults(func=run_info)
+
+
+def _parse_select(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ForecastError(f"--select {item!r} is not DIM=VALUE; write e.g. --select step=0")
+        value: Any = text
+        for cast in (int, float):
+            try:
+                value = cast(text)
+                break
+            except ValueError:
+                continue
+        out[key] = value
+    return out
+
+
+def run_list(args: argparse.Namespace) -> int:
+    """Print the named data sets: name, status, description and location."""
+    from forecast.data.catalog import DATA_DIR_ENV, DATASETS, data_dir
+
+    rows = []
+    for name in DATASETS:
+        spec = DATASETS.get(name)
+        status = "generated" if spec.generated else "present" if spec.present() else "ABSENT"
+        rows.append((name, status, spec.description, spec.location()))
+    width = max(len(r[0]) for r in rows)
+    for name, status, description, location in rows:
+        print(f"{name:<{width}}  {status:<9}  {description}")
+        print(f"{'':<{width}}  {'':<9}  -> {location}")
+    print(f"data folder: {data_dir()} (set {DATA_DIR_ENV} to change it)")
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    """Open the source and print its summary (text or JSON)."""
+    from forecast.data import format_summary, open_dataset, summarize
+
+    source: Any = args.source[0] if len(args.source) == 1 else list(args.source)
+    variable: Any = None
+    if args.variable:
+        variable = args.variable[0] if len(args.variable) == 1 else list(args.variable)
+    options = {
+        "format": args.format,
+        "units": args.units,
+        "select": _parse_select(args.select) or None,
+        "time_column": args.time_column,
+        "start": args.start,
+        "step": args.step,
+        "adjacency": args.adjacency,
+        "key": args.key,
+        "zeros_as_missing": args.zeros_missing or None,
+        "seed": args.seed,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    ds = open_dataset(source, variable, **options)
+    summary = summarize(ds)
+    title = " ".join(args.source)
+    if args.json:
+        print(json.dumps({"source": title, **summary}, indent=2))
+    else:
+        print(format_summary(summary, title))
+    return 0

@@ -1,0 +1,192 @@
+"""The one boundary between xarray and torch.
+
+- :func:`to_array`: data set -> ``(time, channel, *space)`` float32 numpy array; channels are
+  :func:`forecast.data.describe.data_variables` in the data set's order, space dims in the
+  order of :func:`forecast.dims.space_dims`.
+- :class:`WindowDataset`: a ``torch.utils.data.Dataset`` over :class:`Windows` of such an
+  (already normalized) array; items are views into one tensor, nothing is precomputed per
+  window.
+- :func:`ensemble_from_array`: sampled ``(member, lead, channel, *space)`` values -> the standard
+  ensemble data set with ``init_time``, ``lead_time``, ``valid_time`` and the spatial coords.
+
+No other module converts between xarray and torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+from torch.utils.data import Dataset
+
+from forecast.data.describe import data_variables, time_step
+from forecast.data.windows import Windows
+from forecast.dims import INIT_TIME, LEAD_TIME, MEMBER, TIME, VALID_TIME, space_dims
+from forecast.errors import ForecastError
+
+__all__ = ["WindowDataset", "ensemble_from_array", "to_array"]
+
+
+def to_array(ds: xr.Dataset) -> np.ndarray:
+    """Stack the forecast variables of ``ds`` into a ``(time, channel, *space)`` float32 array.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A standard data set (physical or normalized units). NaN stays NaN.
+
+    Returns
+    -------
+    numpy.ndarray
+        One new float32 array; channel ``k`` is ``data_variables(ds)[k]``.
+
+    Raises
+    ------
+    ForecastError
+        No forecast variable, or a variable whose dims are not ``(time, *space_dims(ds))``.
+    """
+    variables = data_variables(ds)
+    if not variables:
+        raise ForecastError("no forecast variable (none has a time dim); open a standard data set")
+    space = space_dims(ds)
+    want = {TIME, *space}
+    n_time = ds.sizes[TIME]
+    shape = (n_time, len(variables), *(ds.sizes[d] for d in space))
+    out = np.empty(shape, dtype=np.float32)
+    for k, name in enumerate(variables):
+        dims = set(map(str, ds[name].dims))
+        if dims != want:
+            raise ForecastError(
+                f"variable '{name}' has dims ({', '.join(map(str, ds[name].dims))}) but the "
+                f"forecast variables need ({', '.join([TIME, *space])}); select or drop it"
+            )
+        out[:, k] = ds[name].transpose(TIME, *space).values
+    return out
+
+
+class WindowDataset(Dataset):
+    """Windows of a normalized ``(time, channel, *space)`` array as a torch Dataset.
+
+    Parameters
+    ----------
+    values : numpy.ndarray or torch.Tensor
+        Normalized data from :func:`to_array` (and ``Normalizer.transform_array``). Shared, not
+        copied (a numpy array becomes a tensor on the same memory).
+    windows : Windows
+        Issue indices and geometry (:func:`forecast.data.windows.make_windows` or a protocol).
+    calendar : numpy.ndarray
+        ``(time, 4)`` calendar features of every step
+        (:func:`forecast.data.windows.calendar_features` of the time axis).
+
+    Notes
+    -----
+    Item ``k`` is a dict: ``context`` ``(context, channel, *space)``, ``target``
+    ``(horizon, channel, *space)`` (views into ``values``), ``calendar`` ``(4,)`` float32 of the
+    issue time, ``issue_index`` (int). The default collate function stacks them into batches.
+    """
+
+    def __init__(self, values: np.ndarray | torch.Tensor, windows: Windows, calendar: Any):
+        tensor = values if isinstance(values, torch.Tensor) else torch.from_numpy(
+            np.ascontiguousarray(values)
+        )
+        if tensor.ndim < 2:
+            raise ForecastError(
+                f"values must be (time, channel, *space), got {tuple(tensor.shape)}; use to_array"
+            )
+        cal = calendar if isinstance(calendar, torch.Tensor) else torch.from_numpy(
+            np.ascontiguousarray(calendar, dtype=np.float32)
+        )
+        n_time = tensor.shape[0]
+        if tuple(cal.shape) != (n_time, 4):
+            raise ForecastError(
+                f"calendar must be ({n_time}, 4) (calendar_features of every time step), got "
+                f"{tuple(cal.shape)}"
+            )
+        if len(windows) and int(windows.issue_index.max()) + windows.horizon >= n_time:
+            raise ForecastError(
+                f"windows reach step {int(windows.issue_index.max()) + windows.horizon} but the "
+                f"array has {n_time} steps; build the windows on the same data"
+            )
+        self.values = tensor
+        self.calendar = cal
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"window {k} out of range for {len(self)} windows")
+        i = int(self.windows.issue_index[k])
+        c, h = self.windows.context, self.windows.horizon
+        return {
+            "context": self.values[i - c + 1 : i + 1],
+            "target": self.values[i + 1 : i + 1 + h],
+            "calendar": self.calendar[i],
+            "issue_index": i,
+        }
+
+
+def ensemble_from_array(
+    values: np.ndarray | torch.Tensor,
+    context: xr.Dataset,
+    lead_steps: int | Sequence[int],
+    *,
+    step: pd.Timedelta | str | None = None,
+) -> xr.Dataset:
+    """The standard ensemble data set from sampled values in physical units.
+
+    Parameters
+    ----------
+    values : numpy.ndarray or torch.Tensor
+        ``(member, lead, channel, *space)``, channels as ``data_variables(context)``.
+    context : xarray.Dataset
+        The context window; its last time is the issue time (``init_time``). Supplies variable
+        names, attributes (``units``) and the spatial coords.
+    lead_steps : int or sequence of int
+        Lead of each ``lead`` entry in time steps; an int ``n`` means ``1..n``.
+    step : pandas.Timedelta or str, optional
+        Time step; default: that of ``context`` (needs at least two context times).
+
+    Returns
+    -------
+    xarray.Dataset
+        Variables over ``(member, lead_time, *space)`` (float32), coords ``member`` (0..M-1),
+        ``lead_time`` (timedelta64), scalar ``init_time``, ``valid_time`` over ``lead_time``, and
+        the spatial coords of ``context``.
+    """
+    if isinstance(values, torch.Tensor):
+        values = values.detach().to("cpu", torch.float32).numpy()
+    values = np.asarray(values, dtype=np.float32)
+    variables = data_variables(context)
+    space = space_dims(context)
+    leads = np.arange(1, int(lead_steps) + 1) if np.ndim(lead_steps) == 0 else np.asarray(
+        lead_steps, dtype=np.int64
+    )
+    want = (len(leads), len(variables), *(context.sizes[d] for d in space))
+    if values.ndim != len(want) + 1 or tuple(values.shape[1:]) != want:
+        raise ForecastError(
+            f"values have shape {tuple(values.shape)} but (member, {', '.join(map(str, want))}) "
+            f"= (member, lead, channel{''.join(', ' + d for d in space)}) is needed"
+        )
+    dt = time_step(context) if step is None else pd.Timedelta(step)
+    init = np.datetime64(pd.Timestamp(context[TIME].values[-1]).as_unit("ns").to_datetime64())
+    lead_time = (leads * dt.to_timedelta64()).astype("timedelta64[ns]")
+    coords: dict[str, Any] = {
+        MEMBER: np.arange(values.shape[0]),
+        LEAD_TIME: lead_time,
+        INIT_TIME: init,
+        VALID_TIME: (LEAD_TIME, init + lead_time),
+    }
+    for name, coord in context.coords.items():
+        if name != TIME and TIME not in coord.dims and set(coord.dims) <= set(space):
+            coords[str(name)] = coord.variable
+    data = {
+        name: ((MEMBER, LEAD_TIME, *space), values[:, :, k], dict(context[name].attrs))
+        for k, name in enumerate(variables)
+    }
+    return xr.Dataset(data, coords=coords)
