@@ -18,9 +18,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy.signal import lfilter
-from scipy.sparse import csr_matrix
-from scipy.sparse.csgraph import shortest_path
 
 from forecast.dims import ADJACENCY, LAT, LON, NODE, NODE_J, TIME
 from forecast.errors import ForecastError
@@ -41,11 +38,20 @@ def _ou(
 ) -> np.ndarray:
     """Stationary Ornstein-Uhlenbeck path(s) along axis 0: ``n`` steps of ``dt``, std ``std``,
     time scale ``tau``; ``width`` independent columns if given."""
+    from scipy.signal import lfilter  # imported here: scipy.signal is slow to import
+
     phi = np.exp(-dt / tau)
     shape = (n,) if width is None else (n, width)
     eps = rng.standard_normal(shape) * std * np.sqrt(1.0 - phi**2)
     eps[0] = rng.standard_normal(shape[1:]) * std
     return lfilter([1.0], [1.0, -phi], eps, axis=0)
+
+
+def _ar2(r: float, theta: float, eps: np.ndarray) -> np.ndarray:
+    """AR(2) filter with poles at ``r * exp(+-i theta)`` (damped oscillation) driven by ``eps``."""
+    from scipy.signal import lfilter
+
+    return lfilter([1.0], [1.0, -2 * r * np.cos(theta), r * r], eps)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], scale: float) -> np.ndarray:
@@ -383,7 +389,8 @@ def synthetic_traffic(
       midday bump (13:30, sd 3 h, height 0.45); each day scaled by a random factor
       :math:`\exp(N(0, 0.08^2))`. Each bottleneck weighs the two weekday peaks with its own
       morning/evening preference (inbound / outbound roads).
-    - Recurrent bottlenecks at the merges and at one sensor per feeder, capacity
+    - Recurrent bottlenecks at the merges and at one sensor in the downstream half of each
+      feeder (a single corridor: one sensor in its downstream half), capacity
       :math:`c_b \sim U(0.55, 0.75)`: a queue of length :math:`L_b` (km) grows at
       :math:`6\,(D_b(t) - c_b)` km/h while demand exceeds capacity, and dissolves at 3 km/h
       otherwise (at most 8 km). Its tail therefore moves upstream when it grows.
@@ -502,7 +509,7 @@ def synthetic_traffic(
         affected = np.flatnonzero(np.isfinite(d_up[:, s]) & (d_up[:, s] <= length.max() + 1.0))
         if length.max() <= 0 or affected.size == 0:
             continue
-        z = lfilter([1.0], [1.0, -2 * r * np.cos(theta), r * r], rng.standard_normal(n_time))
+        z = _ar2(r, theta, rng.standard_normal(n_time))
         z /= z.std()
         dist = d_up[affected, s]
         delayed = np.stack([np.interp(t_h - dd / wave_speed_kmh, t_h, z) for dd in dist], 1)
@@ -528,6 +535,9 @@ def synthetic_traffic(
             edges_i.append(s)
             edges_j.append(nxt)
             w.append(d_up[s, nxt])
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import shortest_path
+
     graph = csr_matrix((w, (edges_i, edges_j)), shape=(n_sensors, n_sensors))
     road = shortest_path(graph, directed=False)
     adj = np.exp(-((road / kernel_km) ** 2))
