@@ -1,0 +1,187 @@
+"""`forecast evaluate`: files in, scorecard + plots out; argument errors exit 2 in one line."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from test_scoring_align import make_case
+
+from forecast.cli import main
+from forecast.dims import LEAD_TIME, METRIC, MODEL
+from forecast.scoring import scorecard
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("eval")
+    truth, good = make_case(m=6, seed=0)
+    _, small = make_case(m=3, seed=1, spread=0.3)
+    truth.to_netcdf(d / "truth.nc")
+    good.to_netcdf(d / "good.nc")
+    small.to_netcdf(d / "other.nc")
+    return d, truth, {"good": good, "small": small}
+
+
+def test_evaluate_files(files, capsys):
+    d, truth, fcs = files
+    out = d / "out"
+    rc = main(
+        [
+            "evaluate",
+            "--forecast",
+            str(d / "good.nc"),
+            "--forecast",
+            f"small={d / 'other.nc'}",
+            "--truth",
+            str(d / "truth.nc"),
+            "--out",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| good | 1h |" in printed and "| small | 4h |" in printed
+    for name in (
+        "scorecard.nc",
+        "scorecard.csv",
+        "scorecard.md",
+        "diagnostics_t2m.nc",
+        "crps_by_lead.png",
+        "rank_histograms.png",
+        "spread_skill_by_lead.png",
+        "reliability.png",
+    ):
+        assert (out / name).stat().st_size > 0, name
+    card = xr.open_dataset(out / "scorecard.nc").load()
+    assert list(card[MODEL].values) == ["good", "small"]
+    expect = scorecard(fcs, truth, progress=False)
+    xr.testing.assert_allclose(card["t2m"], expect["t2m"])
+    assert card["t2m"].dims == (MODEL, LEAD_TIME, METRIC)
+    df = pd.read_csv(out / "scorecard.csv")
+    assert set(df[MODEL]) == {"good", "small"}
+
+
+def test_evaluate_cf_file(files, tmp_path):
+    export = pytest.importorskip("forecast.export")
+    d, truth, fcs = files
+    cf = export.to_netcdf(fcs["good"], tmp_path / "cf.nc")
+    raw = xr.open_dataset(cf)
+    assert "member" not in raw.dims  # really the CF layout (realization)
+    raw.close()
+    rc = main(
+        [
+            "evaluate",
+            "--forecast",
+            f"cf={cf}",
+            "--truth",
+            str(d / "truth.nc"),
+            "--out",
+            str(tmp_path / "o"),
+            "--threshold",
+            "t2m=280.5",
+        ]
+    )
+    assert rc == 0
+    card = xr.open_dataset(tmp_path / "o" / "scorecard.nc").load()
+    expect = scorecard({"cf": fcs["good"]}, truth, thresholds={"t2m": 280.5}, progress=False)
+    np.testing.assert_allclose(card["t2m"].values, expect["t2m"].values, rtol=1e-6)
+    assert card.attrs["threshold_t2m"] == 280.5
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--truth", "x.nc"], "one of the arguments --forecast --protocol is required"),
+        (["--forecast", "a.nc", "--protocol", "P1"], "not allowed with argument"),
+    ],
+)
+def test_parser_errors(argv, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["evaluate", *argv, "--out", str(tmp_path)])
+    assert err.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_input_exits_2_in_one_line(files, tmp_path, capsys):
+    d, _, _ = files
+    cases = [
+        (["--forecast", str(d / "good.nc"), "--out", str(tmp_path)], "needs --truth"),
+        (
+            [
+                "--forecast",
+                str(d / "nope.nc"),
+                "--truth",
+                str(d / "truth.nc"),
+                "--out",
+                str(tmp_path),
+            ],
+            "not found",
+        ),
+        (
+            [
+                "--forecast",
+                str(d / "good.nc"),
+                "--forecast",
+                f"good={d / 'other.nc'}",
+                "--truth",
+                str(d / "truth.nc"),
+                "--out",
+                str(tmp_path),
+            ],
+            "given twice",
+        ),
+        (
+            [
+                "--forecast",
+                str(d / "truth.nc"),
+                "--truth",
+                str(d / "truth.nc"),
+                "--out",
+                str(tmp_path),
+            ],
+            "is not an ensemble file",
+        ),
+        (["--protocol", "P1", "--out", str(tmp_path)], "needs --models"),
+    ]
+    for argv, message in cases:
+        assert main(["evaluate", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err, err
+        assert err.count("\n") == 1
+
+
+def test_protocol_mode_calls_run_protocol(tmp_path, monkeypatch):
+    calls = []
+    fake = types.ModuleType("forecast.pipeline")
+    fake.run_protocol = lambda **kw: calls.append(kw)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "forecast.pipeline", fake)
+    rc = main(
+        [
+            "evaluate",
+            "--protocol",
+            "P1",
+            "--models",
+            "persistence, gp",
+            "--out",
+            str(tmp_path),
+            "--members",
+            "10",
+            "--seed",
+            "3",
+        ]
+    )
+    assert rc == 0
+    assert calls == [
+        {
+            "protocol": "P1",
+            "models": ["persistence", "gp"],
+            "out": tmp_path,
+            "members": 10,
+            "seed": 3,
+        }
+    ]

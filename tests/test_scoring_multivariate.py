@@ -1,0 +1,62 @@
+"""Energy and variogram scores against scoringrules; one point gives the CRPS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scoringrules as sr
+import xarray as xr
+
+from forecast.dims import INIT_TIME, LAT, LEAD_TIME, LON, MEMBER
+from forecast.errors import ForecastError
+from forecast.scoring import crps_ensemble, energy_score, variogram_score
+
+
+def _pair(m=6, seed=0, nlat=3, nlon=4):
+    rng = np.random.default_rng(seed)
+    dims = (INIT_TIME, LEAD_TIME, LAT, LON)
+    obs = xr.DataArray(rng.standard_normal((2, 3, nlat, nlon)), dims=dims)
+    fc = xr.DataArray(
+        rng.standard_normal((2, m, 3, nlat, nlon)).astype(np.float32),
+        dims=(INIT_TIME, MEMBER, LEAD_TIME, LAT, LON),
+    )
+    return obs, fc
+
+
+def _flat(obs, fc):
+    x = fc.transpose(INIT_TIME, LEAD_TIME, MEMBER, LAT, LON).values.astype(np.float64)
+    return obs.values.reshape(2, 3, -1), x.reshape(2, 3, x.shape[2], -1)
+
+
+def test_energy_score_equals_scoringrules():
+    obs, fc = _pair()
+    y, x = _flat(obs, fc)
+    ours = energy_score(obs, fc, dim=[])
+    assert ours.dims == (INIT_TIME, LEAD_TIME)
+    np.testing.assert_allclose(ours.values, sr.es_ensemble(y, x, backend="numpy"), rtol=1e-9)
+    np.testing.assert_allclose(
+        energy_score(obs, fc, dim=INIT_TIME).values,
+        sr.es_ensemble(y, x, backend="numpy").mean(0),
+        rtol=1e-9,
+    )
+
+
+def test_variogram_score_equals_scoringrules():
+    obs, fc = _pair(seed=1)
+    y, x = _flat(obs, fc)
+    ours = variogram_score(obs, fc, dim=[])
+    np.testing.assert_allclose(ours.values, sr.vs_ensemble(y, x, p=0.5, backend="numpy"), rtol=1e-9)
+
+
+def test_energy_one_point_is_crps_and_errors():
+    obs, fc = _pair(nlat=1, nlon=1, seed=2)
+    np.testing.assert_allclose(
+        energy_score(obs, fc, dim=[]).values,
+        crps_ensemble(obs, fc, dim=[]).isel({LAT: 0, LON: 0}).values,
+        rtol=1e-9,
+    )
+    with pytest.raises(ForecastError, match="vector dims"):
+        energy_score(obs, fc, dim=LAT)
+    o2, f2 = obs.isel({LAT: 0, LON: 0}, drop=True), fc.isel({LAT: 0, LON: 0}, drop=True)
+    with pytest.raises(ForecastError, match="needs spatial dims"):
+        energy_score(o2, f2)

@@ -1,0 +1,126 @@
+"""Scorecard values equal the individual scores; files written by write_report round-trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+from test_scoring_align import make_case
+
+from forecast.dims import INIT_TIME, LAT, LEAD_TIME, LON, METRIC, MODEL
+from forecast.errors import ForecastError
+from forecast.scoring import (
+    METRICS,
+    crps_ensemble,
+    diagnostics,
+    energy_score,
+    obs_for,
+    rmse_ensemble_mean,
+    scorecard,
+    spread_skill_ratio,
+    to_dataframe,
+    to_markdown,
+    write_report,
+)
+
+
+@pytest.fixture(scope="module")
+def case():
+    truth, good = make_case(m=8, seed=0)
+    _, small = make_case(m=3, seed=1, spread=0.3)
+    return truth, {"good": good, "small": small}
+
+
+@pytest.fixture(scope="module")
+def card(case):
+    truth, fcs = case
+    return scorecard(fcs, truth, progress=False)
+
+
+def test_scorecard_layout_and_values(case, card):
+    truth, fcs = case
+    assert card["t2m"].dims == (MODEL, LEAD_TIME, METRIC)
+    assert list(card[METRIC].values) == list(METRICS)
+    assert list(card[MODEL].values) == ["good", "small"]
+    assert list(card["n_members"].values) == [8, 3]
+    dims = [INIT_TIME, LAT, LON]
+    for name, fc in fcs.items():
+        obs = obs_for(fc, truth)
+        row = card["t2m"].sel({MODEL: name})
+        np.testing.assert_allclose(
+            row.sel({METRIC: "crps"}).values,
+            crps_ensemble(obs, fc, dim=dims)["t2m"].values,
+            rtol=1e-12,
+        )
+        np.testing.assert_allclose(
+            row.sel({METRIC: "crps_fair"}).values,
+            crps_ensemble(obs, fc, dim=dims, fair=True)["t2m"].values,
+            rtol=1e-12,
+        )
+        np.testing.assert_allclose(
+            row.sel({METRIC: "rmse"}).values,
+            rmse_ensemble_mean(obs, fc, dim=dims)["t2m"].values,
+            rtol=1e-12,
+        )
+        np.testing.assert_allclose(
+            row.sel({METRIC: "spread_skill"}).values,
+            spread_skill_ratio(obs, fc, dim=dims)["t2m"].values,
+            rtol=1e-12,
+        )
+        np.testing.assert_allclose(
+            row.sel({METRIC: "energy"}).values,
+            energy_score(obs, fc, dim=INIT_TIME)["t2m"].values,
+            rtol=1e-12,
+        )
+    good, small = card["t2m"].sel({MODEL: "good"}), card["t2m"].sel({MODEL: "small"})
+    # the fair CRPS is below the standard one, more so for the small ensemble
+    assert (good.sel({METRIC: "crps_fair"}) < good.sel({METRIC: "crps"})).all()
+    # under-dispersed small ensemble: spread-skill well below 1
+    assert (small.sel({METRIC: "spread_skill"}) < 0.6).all()
+    assert "threshold_t2m" in card.attrs
+
+
+def test_markdown_csv_netcdf_and_plots(case, card, tmp_path):
+    truth, fcs = case
+    diag = diagnostics(fcs, truth)
+    assert diag["t2m"]["rank_frequency"].sizes == {MODEL: 2, "rank": 9}
+    np.testing.assert_allclose(diag["t2m"]["rank_frequency"].sum("rank").values, 1.0)
+    written = write_report(card, diag, tmp_path / "out")
+    for key in ("crps_by_lead", "spread_skill_by_lead", "rank_histograms", "reliability"):
+        assert written[key].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    back = xr.open_dataset(written["scorecard_nc"])
+    xr.testing.assert_allclose(back["t2m"].load(), card["t2m"])
+    df = pd.read_csv(written["scorecard_csv"])
+    assert list(df.columns) == ["variable", MODEL, LEAD_TIME, METRIC, "value"]
+    assert len(df) == 2 * 4 * len(METRICS)
+    sel = df[(df[MODEL] == "good") & (df[LEAD_TIME] == "2h") & (df[METRIC] == "crps")]
+    np.testing.assert_allclose(
+        sel["value"].item(),
+        card["t2m"].sel({MODEL: "good", METRIC: "crps"}).isel({LEAD_TIME: 1}).item(),
+    )
+    md = written["scorecard_md"].read_text()
+    assert md.strip() == to_markdown(card).strip()
+    assert "| good | 1h |" in md and "crps_fair" in md
+    assert not list((tmp_path / "out").glob("*.tmp"))
+    assert len(to_dataframe(card)) == len(df)
+
+
+def test_scorecard_lazy_input_equals_eager(case, card):
+    truth, fcs = case
+    lazy = {k: v.chunk({INIT_TIME: 1, LAT: 2}) for k, v in fcs.items()}
+    assert lazy["good"]["t2m"].chunks is not None
+    got = scorecard(lazy, truth, progress=False)  # every metric, chunked input
+    xr.testing.assert_allclose(got["t2m"], card["t2m"])
+
+
+def test_scorecard_bad_input(case):
+    truth, fcs = case
+    with pytest.raises(ForecastError, match="unknown metric"):
+        scorecard(fcs, truth, metrics=("crps", "skill"))
+    with pytest.raises(ForecastError, match="no forecast"):
+        scorecard({}, truth)
+    with pytest.raises(ForecastError, match="units of 't2m' differ"):
+        scorecard(
+            fcs, truth.assign({"t2m": truth["t2m"].assign_attrs(units="degC")}), progress=False
+        )
