@@ -1,0 +1,76 @@
+"""Forecasters: the ``MODELS`` registry, :func:`load_model` and :func:`forecast_many`.
+
+Every model satisfies :class:`forecast.dims.Forecaster`. Registered names: ``persistence``,
+``climatology``, ``diurnal-persistence``, ``gp`` here; the generative models register themselves
+as ``diffusion`` and ``vae`` when their modules exist.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+from forecast.checkpoint import load_checkpoint
+from forecast.errors import ForecastError
+from forecast.models.base import ArrayForecaster, forecast_many, issue_seed, member_rng
+from forecast.models.baselines import (
+    ClimatologyEnsemble,
+    DiurnalPersistenceEnsemble,
+    PersistenceEnsemble,
+)
+from forecast.registry import Registry
+
+MODELS: Registry[Any] = Registry("model")
+MODELS.add(PersistenceEnsemble.kind, PersistenceEnsemble)
+MODELS.add(ClimatologyEnsemble.kind, ClimatologyEnsemble)
+MODELS.add(DiurnalPersistenceEnsemble.kind, DiurnalPersistenceEnsemble)
+
+
+def _register_optional() -> None:
+    """Import the model modules that register themselves (gp, diffusion, vae) if present."""
+    for module in ("forecast.models.gp", "forecast.models.diffusion", "forecast.models.vae"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as err:
+            if err.name != module:
+                raise
+
+
+def load_model(path: str | Path) -> Any:
+    """Load any forecaster from its checkpoint, dispatching on the metadata ``kind``.
+
+    Parameters
+    ----------
+    path
+        A ``.safetensors`` checkpoint written by a model's ``save``.
+
+    Returns
+    -------
+    Forecaster
+        The model, ready to ``sample``.
+    """
+    _, meta = load_checkpoint(path)
+    kind = meta.get("kind")
+    if kind is None:
+        raise ForecastError(f"{path} has no model kind in its metadata; save it with model.save")
+    return MODELS.get(kind).load(path)
+
+
+from forecast.models.gp import GaussianProcessForecaster  # noqa: E402
+
+MODELS.add(GaussianProcessForecaster.kind, GaussianProcessForecaster)
+_register_optional()
+
+__all__ = [
+    "MODELS",
+    "ArrayForecaster",
+    "ClimatologyEnsemble",
+    "DiurnalPersistenceEnsemble",
+    "GaussianProcessForecaster",
+    "PersistenceEnsemble",
+    "forecast_many",
+    "issue_seed",
+    "load_model",
+    "member_rng",
+]

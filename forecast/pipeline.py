@@ -1,0 +1,304 @@
+"""The protocol runner: train (or load) each model, forecast every test issue time, score.
+
+``run_protocol("P2", ["persistence", "gp"], out="runs/p2")`` writes into ``out``::
+
+    checkpoints/<model>-<protocol>-s<seed>-<key>.safetensors   trained models (cache)
+    ensembles/<model>-<protocol>-s<seed>-<key>-m<members>.nc   CF ensembles (cache)
+    ensembles/<model>-...-gaussian.nc                           GP mean/std (Gaussian models)
+    scorecard.{nc,csv,md}, diagnostics_<var>.nc, *.png          the report
+    run.json                                                     settings, versions, timings
+
+``key`` hashes the model name, its configuration, the protocol, the seed and the data
+description, so a changed configuration never reuses a stale checkpoint. A second run with the
+same arguments loads the checkpoints and the ensembles instead of training and sampling again
+(resume). Everything is seeded: the same seed gives the same files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from forecast.dims import LEAD_TIME, METRIC, MODEL
+from forecast.errors import ForecastError
+
+#: Metric name of the closed-form CRPS of Gaussian predictive distributions.
+CRPS_GAUSSIAN = "crps_gaussian"
+
+#: Scorecard metrics of a protocol run by default: every metric of
+#: :data:`forecast.scoring.METRICS` except the variogram score, whose cost grows with the square
+#: of the number of points (1617 grid points of P2: over a minute per model on two cores).
+DEFAULT_METRICS = (
+    "crps", "crps_fair", "rmse", "mae_median", "spread", "spread_skill", "energy", "brier",
+    "rank_flatness",
+)
+
+
+def _key(payload: Mapping[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _model_config(cls: type, protocol: Any, options: Mapping[str, Any], seed: int) -> dict:
+    config = {"context": protocol.context, "horizon": protocol.horizon, **options}
+    params = inspect.signature(cls).parameters
+    if "seed" in params and "seed" not in config:
+        config["seed"] = seed
+    return config
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {}
+    for pkg in ("forecast", "numpy", "xarray", "pandas", "torch", "gpytorch", "netCDF4"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _fit_seeded(model: Any, train: xr.Dataset, valid: xr.Dataset, seed: int) -> None:
+    """Fit with torch's global generator seeded (for models that draw from it)."""
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model.fit(train, valid)
+
+
+def _write_netcdf(ds: xr.Dataset, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    ds.to_netcdf(tmp)
+    os.replace(tmp, path)
+
+
+def _gaussian_rows(
+    mean: xr.Dataset, std: xr.Dataset, truth: xr.Dataset
+) -> xr.Dataset:
+    """Closed-form Gaussian CRPS by lead time, averaged over issue times and space."""
+    from forecast.scoring import crps_gaussian, obs_for
+
+    obs = obs_for(mean, truth)
+    dims = [d for d in mean.dims if d != LEAD_TIME]
+    return crps_gaussian(obs, mean, std, dim=dims)
+
+
+def run_protocol(
+    protocol: Any,
+    models: Sequence[str],
+    out: str | Path,
+    members: int = 50,
+    seed: int = 0,
+    *,
+    model_options: Mapping[str, Mapping[str, Any]] | None = None,
+    data: xr.Dataset | None = None,
+    progress: bool = True,
+    compress: bool = False,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+) -> dict[str, Any]:
+    """Run an evaluation protocol end to end and write the scorecard, ensembles and plots.
+
+    Parameters
+    ----------
+    protocol
+        A protocol name (``P1``, ``P2``, ``synthetic-weather``, ``synthetic-traffic``) or a
+        :class:`forecast.data.protocols.Protocol`.
+    models
+        Registered model names (``forecast.models.MODELS``).
+    out
+        Output folder (created).
+    members
+        Ensemble size.
+    seed
+        Seeds training (models with a ``seed`` keyword get it; torch's global generator
+        is seeded around ``fit``) and sampling (:func:`forecast.models.forecast_many`).
+    model_options
+        Extra constructor keywords per model name, e.g. ``{"gp": {"n_train": 512}}``.
+    data
+        The data set to use instead of opening ``protocol.dataset`` (tests, custom data).
+    progress
+        tqdm progress bars.
+    compress
+        zlib-compress the ensemble NetCDF files (smaller, slower).
+    metrics
+        Scorecard metrics (:data:`forecast.scoring.METRICS`); ``crps_gaussian`` is added for
+        models with a Gaussian predictive distribution.
+
+    Returns
+    -------
+    dict
+        ``scorecard`` (xarray.Dataset), ``files`` (name -> path), ``trained`` and ``sampled``
+        (model names trained / sampled in this call; empty on a full resume), ``timings``.
+
+    Raises
+    ------
+    ForecastError
+        Unknown protocol or model, absent data files, bad ``members``.
+    """
+    from tqdm.auto import tqdm
+
+    from forecast.data import describe_dataset, open_dataset
+    from forecast.data.protocols import Protocol, get_protocol
+    from forecast.export import open_ensemble, to_netcdf
+    from forecast.models import MODELS, forecast_many, load_model
+    from forecast.scoring import diagnostics, scorecard, write_report
+
+    start = time.perf_counter()
+    proto = protocol if isinstance(protocol, Protocol) else get_protocol(str(protocol))
+    if isinstance(members, bool) or not isinstance(members, int | np.integer) or members < 1:
+        raise ForecastError(f"members must be a positive integer, got {members!r}")
+    names = list(dict.fromkeys(models))
+    if not names:
+        raise ForecastError("no model given; pass --models with names from forecast.models")
+    classes = {name: MODELS.get(name) for name in names}
+    options = dict(model_options or {})
+    unknown = [n for n in options if n not in classes]
+    if unknown:
+        raise ForecastError(f"model_options for {unknown} but those models are not in the run")
+
+    ds = open_dataset(proto.dataset) if data is None else data
+    train = proto.split(ds, "train")
+    valid = proto.split(ds, "val")
+    issue_times = proto.windows(ds, "test").issue_times(ds)
+    description = describe_dataset(ds)
+
+    out = Path(out)
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "ensembles").mkdir(parents=True, exist_ok=True)
+
+    forecasts: dict[str, xr.Dataset] = {}
+    gaussian: dict[str, xr.Dataset] = {}
+    files: dict[str, Path] = {}
+    trained: list[str] = []
+    sampled: list[str] = []
+    timings: dict[str, dict[str, float]] = {}
+    for name in tqdm(names, desc=f"{proto.name} models", disable=not progress):
+        cls = classes[name]
+        config = _model_config(cls, proto, options.get(name, {}), seed)
+        key = _key(
+            {"model": name, "config": config, "protocol": proto.to_dict(), "seed": seed,
+             "data": description}
+        )
+        stem = f"{name}-{proto.name}-s{seed}-{key}"
+        ckpt = out / "checkpoints" / f"{stem}.safetensors"
+        timings[name] = {}
+        if ckpt.is_file():
+            model = load_model(ckpt)
+        else:
+            model = cls(**config)
+            t0 = time.perf_counter()
+            _fit_seeded(model, train, valid, seed)
+            timings[name]["fit_s"] = time.perf_counter() - t0
+            model.save(ckpt)
+            trained.append(name)
+        files[f"checkpoint_{name}"] = ckpt
+
+        path = out / "ensembles" / f"{stem}-m{members}.nc"
+        if path.is_file():
+            ens = open_ensemble(path).load()
+        else:
+            t0 = time.perf_counter()
+            ens = forecast_many(model, ds, issue_times, members, seed, progress=progress)
+            timings[name]["sample_s"] = time.perf_counter() - t0
+            to_netcdf(ens, path, model=name, seed=seed, compress=compress, overwrite=True)
+            sampled.append(name)
+        forecasts[name] = ens
+        files[f"ensemble_{name}"] = path
+
+        if hasattr(model, "predict_gaussian"):
+            gpath = out / "ensembles" / f"{stem}-gaussian.nc"
+            if gpath.is_file():
+                with xr.open_dataset(gpath) as g:
+                    g = g.load()
+            else:
+                from forecast.models.gp import gaussian_many
+
+                mean, std = gaussian_many(model, ds, issue_times)
+                g = xr.merge(
+                    [mean.rename({v: f"{v}_mean" for v in mean.data_vars}),
+                     std.rename({v: f"{v}_std" for v in std.data_vars})],
+                    compat="no_conflicts", join="exact",
+                )
+                _write_netcdf(g, gpath)
+            variables = [v[: -len("_mean")] for v in g.data_vars if v.endswith("_mean")]
+            mean = g[[f"{v}_mean" for v in variables]].rename(
+                {f"{v}_mean": v for v in variables}
+            )
+            std = g[[f"{v}_std" for v in variables]].rename({f"{v}_std": v for v in variables})
+            for v in variables:
+                mean[v].attrs = dict(ds[v].attrs)
+                std[v].attrs = dict(ds[v].attrs)
+            gaussian[name] = _gaussian_rows(mean, std, ds)
+            files[f"gaussian_{name}"] = gpath
+
+    card = scorecard(forecasts, ds, seed=seed, progress=progress, metrics=metrics)
+    if gaussian:
+        card = _add_gaussian(card, gaussian)
+    diag = diagnostics(forecasts, ds, seed=seed)
+    files.update(write_report(card, diag, out))
+    wall = time.perf_counter() - start
+    previous = out / "run.json"
+    if previous.is_file():  # keep the timings of cached steps from the run that made them
+        try:
+            before = json.loads(previous.read_text()).get("timings_s", {})
+        except (OSError, ValueError):
+            before = {}
+        for name in names:
+            for step, seconds in before.get(name, {}).items():
+                timings[name].setdefault(step, seconds)
+    run = {
+        "protocol": proto.to_dict(),
+        "models": {n: _model_config(classes[n], proto, options.get(n, {}), seed) for n in names},
+        "members": int(members),
+        "seed": int(seed),
+        "n_issue_times": len(issue_times),
+        "trained": trained,
+        "sampled": sampled,
+        "timings_s": timings,
+        "wall_s": wall,
+        "versions": _versions(),
+    }
+    _write_json(out / "run.json", run)
+    files["run"] = out / "run.json"
+    return {"scorecard": card, "files": files, "trained": trained, "sampled": sampled,
+            "timings": timings, "wall_s": wall}
+
+
+def _add_gaussian(card: xr.Dataset, gaussian: Mapping[str, xr.Dataset]) -> xr.Dataset:
+    """Append the metric ``crps_gaussian`` (NaN for models without a Gaussian forecast)."""
+    rows = []
+    for model in card[MODEL].values:
+        model = str(model)
+        if model in gaussian:
+            row = gaussian[model][list(card.data_vars)].astype(np.float64)
+            row = row.drop_vars([c for c in row.coords if c != LEAD_TIME])
+        else:
+            row = xr.full_like(card.isel({MODEL: 0, METRIC: 0}, drop=True), np.nan)
+        rows.append(row.expand_dims({MODEL: [model]}))
+    extra = xr.concat(rows, dim=MODEL, join="outer").expand_dims({METRIC: [CRPS_GAUSSIAN]})
+    merged = xr.concat(
+        [card.drop_vars("n_members"), extra], dim=METRIC, join="left", coords="minimal"
+    )
+    merged = merged.assign_coords(n_members=card["n_members"]).transpose(MODEL, LEAD_TIME, METRIC)
+    merged.attrs = dict(card.attrs)
+    return merged
+
+
+__all__ = ["CRPS_GAUSSIAN", "DEFAULT_METRICS", "run_protocol"]
