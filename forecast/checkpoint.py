@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,14 @@ _KEY = "forecast"
 
 
 def atomic_path(path: str | Path) -> Path:
-    """A temporary path beside ``path`` (same folder, so the final rename is atomic)."""
+    """A temporary path beside ``path`` (same folder, so the final rename is atomic).
+
+    The name is unique per process and call; the file is not created here, so it gets the
+    usual permissions from the umask when written.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
+    token = secrets.token_hex(4)
+    return path.with_name(f".{path.name}.{os.getpid()}.{token}.tmp")
 
 
 def save_checkpoint(

@@ -1,13 +1,12 @@
 """Forecasters: the ``MODELS`` registry, :func:`load_model` and :func:`forecast_many`.
 
 Every model satisfies :class:`forecast.dims.Forecaster`. Registered names: ``persistence``,
-``climatology``, ``diurnal-persistence``, ``gp`` here; the generative models register themselves
-as ``diffusion`` and ``vae`` when their modules exist.
+``climatology``, ``diurnal-persistence`` and ``gp`` here; the generative models register
+themselves as ``diffusion`` and ``vae`` when their modules are imported at the end of this file.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,6 @@ MODELS: Registry[Any] = Registry("model")
 MODELS.add(PersistenceEnsemble.kind, PersistenceEnsemble)
 MODELS.add(ClimatologyEnsemble.kind, ClimatologyEnsemble)
 MODELS.add(DiurnalPersistenceEnsemble.kind, DiurnalPersistenceEnsemble)
-
-
-def _register_optional() -> None:
-    """Import the model modules that register themselves (gp, diffusion, vae) if present."""
-    for module in ("forecast.models.gp", "forecast.models.diffusion", "forecast.models.vae"):
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as err:
-            if err.name != module:
-                raise
 
 
 def load_model(path: str | Path) -> Any:
@@ -60,7 +49,9 @@ def load_model(path: str | Path) -> Any:
 from forecast.models.gp import GaussianProcessForecaster  # noqa: E402
 
 MODELS.add(GaussianProcessForecaster.kind, GaussianProcessForecaster)
-_register_optional()
+
+# The generative models register themselves on import (they need MODELS defined above).
+from forecast.models import diffusion, vae  # noqa: E402, F401
 
 __all__ = [
     "MODELS",

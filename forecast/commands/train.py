@@ -1,0 +1,145 @@
+"""``forecast train``: fit a model on the training split of a data set and write checkpoints.
+
+A named data set uses its evaluation protocol's splits (``era5-uk-t2m`` -> P2, ``los-loop`` ->
+P1, the synthetic ones -> their own); a path is split chronologically 70/10/20 % with
+``--context`` and ``--horizon``. The model trains on the train split and validates on the val
+split. Models trained by the generic loop (``diffusion``) write ``best.safetensors`` and
+``last.safetensors`` to ``--out`` (``last`` resumes exactly with ``--resume``); every model also
+writes ``model.safetensors`` (the best weights where there is a validation score).
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from pathlib import Path
+from typing import Any
+
+from forecast.errors import ForecastError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` sub-command."""
+    p = subparsers.add_parser("train", help="train a model on a data set", description=__doc__)
+    p.add_argument("--data", required=True, metavar="NAME|PATH", help="named data set or path")
+    p.add_argument("--model", default="diffusion", help="model name (default: diffusion)")
+    p.add_argument("--config", metavar="FILE.toml", help="TOML with [model] and [train] tables")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: outputs/MODEL-DATA)")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/last.safetensors")
+    p.add_argument("--seed", type=int, help="training seed (overrides [train] seed)")
+    p.add_argument("--max-minutes", type=float, help="stop after M minutes (resumable)")
+    p.add_argument("--max-steps", type=int, help="cap on optimizer steps (overrides [train])")
+    p.add_argument("--context", type=int, help="context steps (path data; default 6)")
+    p.add_argument("--horizon", type=int, help="horizon steps (path data; default 24)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(func=run)
+
+
+def protocol_for(source: str, ds: Any, context: int | None, horizon: int | None) -> Any:
+    """The evaluation protocol of a named data set, or a 70/10/20 split of a path's data."""
+    from forecast.data import time_step
+    from forecast.data.describe import format_step
+    from forecast.data.protocols import PROTOCOLS, chronological, get_protocol
+    from forecast.dims import TIME
+
+    for name in PROTOCOLS.names():
+        proto = get_protocol(name)
+        if proto.dataset == source:
+            if ds.sizes[TIME] != proto.n_steps:
+                proto = proto.resized(ds.sizes[TIME])
+            if context is not None or horizon is not None:
+                raise ForecastError(
+                    f"--context/--horizon are fixed by protocol {proto.name} for {source}; "
+                    "drop them"
+                )
+            return proto
+    return chronological(
+        "custom",
+        source,
+        ds.sizes[TIME],
+        context or 6,
+        horizon or 24,
+        step=format_step(time_step(ds)),
+    )
+
+
+def build_model(name: str, context: int, horizon: int, model_kw: dict, train_kw: dict) -> Any:
+    """Instantiate registered model ``name`` with the window geometry and the config tables."""
+    from forecast.models import MODELS
+
+    cls = MODELS.get(name)
+    params = inspect.signature(cls.__init__).parameters
+    unknown = sorted(set(model_kw) - set(params) - {"context", "horizon"})
+    if unknown:
+        valid = [p for p in params if p not in ("self", "context", "horizon", "train")]
+        raise ForecastError(
+            f"unknown [model] key(s) {unknown} for {name}; valid keys: {', '.join(valid)}"
+        )
+    kw = dict(model_kw)
+    if "train" in params:
+        kw["train"] = train_kw
+    elif train_kw:
+        raise ForecastError(f"model {name} takes no [train] settings; remove the table")
+    return cls(context=context, horizon=horizon, **kw)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``forecast train``; returns the exit status."""
+    import torch
+
+    from forecast.data import open_dataset
+    from forecast.training.config import load_toml
+
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ForecastError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    cfg = load_toml(args.config) if args.config else {"model": {}, "train": {}}
+    train_kw = dict(cfg["train"])
+    for key, value in (
+        ("seed", args.seed),
+        ("max_minutes", args.max_minutes),
+        ("max_steps", args.max_steps),
+    ):
+        if value is not None:
+            train_kw[key] = value
+    if args.no_progress:
+        train_kw["progress"] = False
+    ds = open_dataset(args.data)
+    proto = protocol_for(args.data, ds, args.context, args.horizon)
+    model = build_model(args.model, proto.context, proto.horizon, cfg["model"], train_kw)
+    out = Path(args.out) if args.out else Path("outputs") / f"{args.model}-{Path(args.data).stem}"
+    out.mkdir(parents=True, exist_ok=True)
+    train, valid = proto.split(ds, "train"), proto.split(ds, "val")
+    fit_params = inspect.signature(model.fit).parameters
+    if "out_dir" in fit_params:
+        model.fit(train, valid, out_dir=out, resume=args.resume)
+    else:
+        if args.resume:
+            raise ForecastError(f"model {args.model} cannot resume; train without --resume")
+        model.fit(train, valid)
+    final = out / "model.safetensors"
+    best = out / "best.safetensors"
+    if best.is_file():
+        from forecast.models import load_model
+
+        load_model(best).save(final)
+    else:
+        model.save(final)
+    info = getattr(model, "training", {}) or {}
+    parts = [f"trained {args.model} on {args.data} ({proto.name} splits)"]
+    if info:
+        parts.append(
+            f"{info.get('step')} steps, stopped: {info.get('stopped')}, best val CRPS "
+            f"(normalized): {info.get('best_score')}"
+        )
+    print("; ".join(parts))
+    latent = info.get("latent") if info else None
+    if latent:  # latent-variable models report their latent usage (posterior-collapse check)
+        print(
+            f"active latent units: {latent['active_units']} of {latent['latent_units']} "
+            f"(mean KL > {latent['threshold']} nats over {latent['windows']} windows)"
+        )
+    print(f"checkpoints in {out}: " + ", ".join(sorted(p.name for p in out.glob("*.safetensors"))))
+    return 0

@@ -1,0 +1,632 @@
+"""Conditional diffusion forecaster: a denoiser conditioned on the context window, sampled with
+a separate diffusion process and sampler; a :class:`~forecast.dims.LatentForecaster`.
+
+What is modelled: the normalized target window ``(channel, lead, *space)`` given the normalized
+context ``(channel, context, *space)`` and the calendar features of the issue time. With
+``target="change"`` (default) the model generates the change from the last observed step,
+``x0 = z(t + h) - z(t)``, which removes the persistent part of the field and leaves the model the
+smaller, better-scaled increment; ``target="raw"`` generates ``z(t + h)`` itself.
+
+Three separate objects:
+
+- the network (:mod:`forecast.models.nets`): :class:`GridDenoiser` for grids,
+  :class:`GraphDenoiser` for sensor networks;
+- the process (:class:`forecast.sampling.EDMProcess`): preconditioning and training loss;
+- the sampler (:mod:`forecast.sampling.samplers`): ``dpmpp-2m`` (default), ``heun``, ``ddim``,
+  ``ddpm``; switching is a configuration change (``sampler=``, ``nfe=``).
+
+Latent space: member ``m`` of seed ``s`` starts from ``z ~ N(0, I)`` drawn by a
+``torch.Generator`` seeded from ``(s, m)``; :meth:`decode` runs the deterministic DDIM sampler
+(``latent_nfe`` steps) from ``sigma_max * z``; :meth:`encode` inverts it (DDIM inversion with
+fixed-point refinement, :func:`forecast.sampling.invert`).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from forecast.checkpoint import load_checkpoint, save_checkpoint
+from forecast.dims import ADJACENCY, NODE, TIME, space_dims
+from forecast.errors import ForecastError
+from forecast.models import MODELS
+from forecast.models.base import ArrayForecaster, ensemble_dataset
+from forecast.sampling import EDMProcess, get_sampler, invert
+from forecast.sampling.samplers import check_nfe
+from forecast.training.config import TrainConfig
+from forecast.training.loop import resume_state, seed_everything
+from forecast.training.loop import train as train_loop
+
+#: Version of this model's checkpoint layout; a checkpoint with another one is refused.
+FORMAT = 1
+TARGETS = ("change", "raw")
+
+
+def member_generator(seed: int | None, member: int) -> torch.Generator:
+    """The torch generator of member ``member`` under ``seed`` (depends on nothing else)."""
+    state = np.random.SeedSequence([0 if seed is None else int(seed), int(member)])
+    return torch.Generator().manual_seed(int(state.generate_state(1, np.uint64)[0] >> 2))
+
+
+def _nan_location(context: xr.Dataset, variables: list[str]) -> str | None:
+    for name in variables:
+        da = context[name]
+        bad = np.isnan(da.values)
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            parts = []
+            for dim, i in zip(da.dims, idx, strict=True):
+                value = context[dim].values[i] if dim in context.coords else i
+                if dim == TIME:
+                    value = pd.Timestamp(value).isoformat()
+                parts.append(f"{dim}={value}")
+            return f"variable '{name}' at {', '.join(parts)} ({int(bad.sum())} NaN values)"
+    return None
+
+
+@MODELS.register("diffusion")
+class ConditionalDiffusion(ArrayForecaster):
+    """Conditional diffusion ensemble forecaster for grids and sensor networks.
+
+    Parameters
+    ----------
+    context, horizon : int
+        Window geometry in time steps.
+    target : {"change", "raw"}
+        Generate the change from the last observed step, or the field itself.
+    base, mults : int, tuple of int
+        Grid U-Net width and channel multipliers per level.
+    hidden, blocks : int
+        Graph denoiser width and number of residual blocks.
+    emb_dim : int
+        Size of the noise-level / calendar embedding.
+    sampler : str
+        Sampler used by :meth:`sample` (``dpmpp-2m``, ``heun``, ``ddim``, ``ddpm``).
+    nfe : int
+        Network evaluations per sample (>= 1).
+    schedule : str
+        Noise schedule of the samplers (``karras``, ``loglinear``, ``cosine``).
+    latent_nfe : int
+        DDIM steps used by :meth:`decode` and :meth:`encode`.
+    invert_refine : int
+        Fixed-point refinements per step in :meth:`encode`.
+    sigma_min, sigma_max : float
+        Noise range of sampling; the latent prior is ``N(0, I)`` scaled by ``sigma_max``.
+    member_batch : int
+        Members denoised together.
+    scale_leads : bool
+        Divide the generated quantity by its training standard deviation per variable and lead,
+        so that every lead enters the diffusion at unit scale (the change at lead 1 is much
+        smaller than at lead 24).
+    train : dict, optional
+        Fields of :class:`forecast.training.TrainConfig`.
+    """
+
+    kind: ClassVar[str] = "diffusion"
+
+    def __init__(
+        self,
+        *,
+        context: int,
+        horizon: int,
+        target: str = "change",
+        base: int = 16,
+        mults: tuple[int, ...] | list[int] = (1, 2, 4),
+        hidden: int = 32,
+        blocks: int = 3,
+        emb_dim: int = 64,
+        sampler: str = "dpmpp-2m",
+        nfe: int = 10,
+        schedule: str = "karras",
+        latent_nfe: int = 20,
+        invert_refine: int = 3,
+        sigma_min: float = 0.002,
+        sigma_max: float = 40.0,
+        member_batch: int = 50,
+        scale_leads: bool = True,
+        train: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(context=context, horizon=horizon)
+        if target not in TARGETS:
+            raise ForecastError(f"target must be one of {TARGETS}, got {target!r}")
+        self.target = target
+        self.base, self.mults = int(base), tuple(int(m) for m in mults)
+        self.hidden, self.blocks, self.emb_dim = int(hidden), int(blocks), int(emb_dim)
+        self.sampler = sampler
+        self.nfe = check_nfe(nfe)
+        self.schedule = schedule
+        get_sampler(sampler, self.nfe, schedule)  # validate names now
+        self.latent_nfe = check_nfe(latent_nfe)
+        self.invert_refine = int(invert_refine)
+        self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
+        if int(member_batch) < 1:
+            raise ForecastError(f"member_batch must be >= 1, got {member_batch}")
+        self.member_batch = int(member_batch)
+        self.scale_leads = bool(scale_leads)
+        self.lead_scale = np.ones((1, self.horizon))
+        self.train_config = TrainConfig.from_dict(train)
+        self.train = self.train_config.to_dict()
+        self.net: torch.nn.Module | None = None
+        self.normalizer: Any = None
+        self.sigma_data = 1.0
+        self.adjacency: np.ndarray | None = None
+        self.training: dict[str, Any] = {}
+
+    @classmethod
+    def tiny(cls, context: int, horizon: int) -> Self:
+        """A few-second configuration for tests (contract test hook)."""
+        return cls(
+            context=context,
+            horizon=horizon,
+            base=8,
+            mults=(1, 2),
+            hidden=8,
+            blocks=1,
+            emb_dim=16,
+            nfe=4,
+            latent_nfe=6,
+            train={
+                "epochs": 2,
+                "max_steps": 20,
+                "batch_size": 8,
+                "eval_every": 0,
+                "progress": False,
+                "warmup_steps": 5,
+            },
+        )
+
+    # -- objects -------------------------------------------------------------------------------
+    @property
+    def process(self) -> EDMProcess:
+        """The diffusion process (EDM preconditioning) of this model."""
+        return EDMProcess(self.sigma_data, self.sigma_min, self.sigma_max)
+
+    def with_sampler(self, sampler: str | None = None, nfe: int | None = None) -> Self:
+        """A copy sharing the network that samples with another sampler and/or NFE."""
+        other = copy.copy(self)
+        other.sampler = sampler or self.sampler
+        other.nfe = check_nfe(self.nfe if nfe is None else nfe)
+        get_sampler(other.sampler, other.nfe, self.schedule)
+        return other
+
+    def _layout(self, ds: xr.Dataset) -> str:
+        space = space_dims(ds)
+        if space == (NODE,):
+            return "graph"
+        if len(space) == 2:
+            return "grid"
+        raise ForecastError(
+            f"data have no grid (lat/lon or y/x) or node dimension: {tuple(ds.dims)}; "
+            "open a standard data set"
+        )
+
+    def _build_net(self, layout: str, channels: int) -> torch.nn.Module:
+        from forecast.models.nets import GraphDenoiser, GridDenoiser
+
+        if layout == "grid":
+            return GridDenoiser(
+                channels,
+                self.horizon,
+                self.context,
+                base=self.base,
+                mults=self.mults,
+                emb_dim=self.emb_dim,
+            )
+        if self.adjacency is None:
+            raise ForecastError("sensor data without an adjacency matrix; open a network data set")
+        return GraphDenoiser(
+            channels,
+            self.horizon,
+            self.context,
+            self.adjacency,
+            hidden=self.hidden,
+            blocks=self.blocks,
+            emb_dim=self.emb_dim,
+        )
+
+    # -- training ------------------------------------------------------------------------------
+    def _normalized(self, ds: xr.Dataset) -> np.ndarray:
+        from forecast.data.torch import to_array
+
+        return self.normalizer.transform_array(to_array(ds), channel_axis=1)
+
+    def _window_dataset(self, ds: xr.Dataset, stride: int = 1) -> Any:
+        from forecast.data.torch import WindowDataset
+        from forecast.data.windows import calendar_features, make_windows
+
+        values = self._normalized(ds)
+        windows = make_windows(ds, self.context, self.horizon, stride=stride)
+        bad = np.isnan(values.reshape(values.shape[0], -1)).any(axis=1)
+        if bad.any():
+            csum = np.concatenate([[0], np.cumsum(bad)])
+            i = windows.issue_index
+            ok = csum[i + self.horizon + 1] - csum[i - self.context + 1] == 0
+            if not ok.any():
+                raise ForecastError("every training window contains NaN; fill or drop the gaps")
+            windows = windows.subset(ok)
+        return WindowDataset(values, windows, calendar_features(ds[TIME].values))
+
+    def _unscaled(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return target - context[:, :, -1:] if self.target == "change" else target
+
+    def _scale_view(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.as_tensor(self.lead_scale, dtype=x.dtype)
+        return scale.reshape(1, *scale.shape, *([1] * (x.ndim - 3)))
+
+    def _x0(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Generated quantity from ``(B, C, K, *s)`` context and ``(B, C, H, *s)`` target:
+        the change (or field), divided by its training std per variable and lead."""
+        x = self._unscaled(context, target)
+        return x / self._scale_view(x)
+
+    def _field(self, context: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+        """Normalized target field from the generated quantity (inverse of :meth:`_x0`)."""
+        x = x0 * self._scale_view(x0)
+        return x + context[:, :, -1:] if self.target == "change" else x
+
+    def fit(
+        self,
+        train: xr.Dataset,
+        valid: xr.Dataset | None = None,
+        *,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        stop_after: int | None = None,
+    ) -> Self:
+        """Train on ``train`` (physical units); validation CRPS on ``valid`` if given.
+
+        Parameters
+        ----------
+        train, valid : xr.Dataset
+            Contiguous slices of a standard data set.
+        out_dir : path, optional
+            Folder for ``best.safetensors`` / ``last.safetensors`` training checkpoints.
+        resume : bool
+            Continue exactly from ``out_dir/last.safetensors``.
+        stop_after : int, optional
+            Stop after this optimizer step as if interrupted (tests).
+        """
+        from forecast.data import data_variables, describe_dataset
+        from forecast.data.normalize import Normalizer
+
+        if TIME not in train.dims or train.sizes[TIME] < self.context + self.horizon:
+            raise ForecastError(
+                f"training data have {train.sizes.get(TIME, 0)} steps, fewer than context + "
+                f"horizon = {self.context + self.horizon}; pass a longer training period"
+            )
+        layout = self._layout(train)
+        cfg = self.train_config
+        out = Path(out_dir) if out_dir is not None else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        self.variables = list(data_variables(train))
+        self.description = describe_dataset(train)
+        from forecast.data import time_step
+
+        self.step = pd.Timedelta(time_step(train))
+        if layout == "graph":
+            if ADJACENCY not in train:
+                raise ForecastError("sensor data lack the adjacency variable; open a network set")
+            self.adjacency = np.asarray(train[ADJACENCY].values, dtype=np.float32)
+        self.normalizer = Normalizer.fit(train, per_node=layout == "graph")
+        data = self._window_dataset(train)
+        sub = [data[int(k)] for k in np.linspace(0, len(data) - 1, min(len(data), 256)).astype(int)]
+        ctx = torch.stack([s["context"] for s in sub]).transpose(1, 2)
+        tgt = torch.stack([s["target"] for s in sub]).transpose(1, 2)
+        unscaled = self._unscaled(ctx, tgt)
+        if self.scale_leads:
+            dims = [0, *range(3, unscaled.ndim)]
+            self.lead_scale = unscaled.std(dim=dims).clamp_min(1e-6).double().numpy()
+        else:
+            self.lead_scale = np.ones(unscaled.shape[1:3])
+        self.sigma_data = float(self._x0(ctx, tgt).std())
+        seed_everything(cfg.seed)
+        net = self._build_net(layout, len(self.variables))
+        ema = None
+        resume_arrays = None
+        if resume:
+            if out is None or not (out / "last.safetensors").is_file():
+                raise ForecastError(
+                    f"nothing to resume: {out}/last.safetensors not found; train without --resume"
+                )
+            arrays, meta = load_checkpoint(out / "last.safetensors")
+            if meta.get("kind") != self.kind or _resume_key(meta.get("config")) != _resume_key(
+                self.config()
+            ):
+                raise ForecastError(
+                    f"{out}/last.safetensors was trained with another configuration; use a new "
+                    "--out folder or the same config"
+                )
+            resume_arrays = resume_state(arrays, meta)
+            ema = copy.deepcopy(net)
+            self._load_weights(ema, arrays)
+        validate = self._validator(valid) if valid is not None else None
+
+        def loss_fn(module, batch, gen):
+            c = batch["context"].transpose(1, 2)
+            x0 = self._x0(c, batch["target"].transpose(1, 2))
+            cond = {"context": c, "calendar": batch["calendar"]}
+            return self.process.loss(module, x0, cond, gen)
+
+        def checkpoint(tag, ema_module, arrays, meta):
+            if out is None:
+                return
+            self.net = ema_module
+            self.training = {k: v for k, v in meta.items() if k != "config"}
+            self._write(out / f"{tag}.safetensors", extra=arrays, training=meta)
+
+        ema, result = train_loop(
+            net,
+            data,
+            loss_fn,
+            cfg,
+            validate=validate,
+            checkpoint=checkpoint,
+            resume=resume_arrays,
+            ema=ema,
+            stop_after=stop_after,
+            desc="diffusion",
+        )
+        self.net = ema.eval()
+        self.training = {k: v for k, v in result.to_dict().items()}
+        return self
+
+    def _validator(self, valid: xr.Dataset):
+        """Validation CRPS (normalized units) on a few evenly spaced windows of ``valid``."""
+        cfg = self.train_config
+        try:
+            data = self._window_dataset(valid)
+        except ForecastError:
+            return None
+        pick = np.unique(np.linspace(0, len(data) - 1, min(cfg.val_issue_times, len(data))))
+        items = [data[int(k)] for k in pick.astype(int)]
+
+        def validate(net: torch.nn.Module) -> float:
+            from forecast.scoring.kernels import crps_ensemble_np
+
+            scores = []
+            for k, item in enumerate(items):
+                c = item["context"].transpose(0, 1).unsqueeze(0)
+                cond = {"context": c, "calendar": item["calendar"].unsqueeze(0)}
+                x0 = self._generate(net, cond, cfg.val_members, seed=k, sampler=None)
+                fct = self._field(c, x0).numpy()
+                obs = item["target"].transpose(0, 1).numpy()
+                scores.append(crps_ensemble_np(obs, np.moveaxis(fct, 0, -1)).mean())
+            return float(np.mean(scores))
+
+        return validate
+
+    # -- sampling core ------------------------------------------------------------------------
+    def _generate(
+        self,
+        net: torch.nn.Module,
+        cond: dict[str, torch.Tensor],
+        n_members: int,
+        *,
+        seed: int | None = None,
+        latents: torch.Tensor | None = None,
+        sampler: Any = None,
+    ) -> torch.Tensor:
+        """Generated quantity ``(M, C, H, *s)`` (normalized) from seeds or given latents."""
+        sampler = sampler or get_sampler(self.sampler, self.nfe, self.schedule)
+        sigmas = sampler.sigmas(self.sigma_min, self.sigma_max)
+        shape = (len(self.variables), self.horizon, *cond["context"].shape[3:])
+        gens = None
+        if latents is None:
+            gens = [member_generator(seed, m) for m in range(n_members)]
+            latents = torch.stack([torch.randn(shape, generator=g) for g in gens])
+        denoise = self.process.denoiser(net, cond)
+        parts = []
+        with torch.inference_mode():
+            for a in range(0, latents.shape[0], self.member_batch):
+                z = latents[a : a + self.member_batch].to(torch.float32)
+                noise = None
+                if not sampler.deterministic:
+                    if gens is None:
+                        raise ForecastError(
+                            f"sampler {sampler.name} is stochastic; decode needs a deterministic "
+                            "one (ddim, dpmpp-2m, heun)"
+                        )
+                    g_batch = gens[a : a + self.member_batch]
+
+                    def noise(i, g_batch=g_batch):
+                        return torch.stack([torch.randn(shape, generator=g) for g in g_batch])
+
+                parts.append(sampler(denoise, z * float(sigmas[0]), sigmas, noise))
+        return torch.cat(parts)
+
+    def _cond(self, values: np.ndarray, times: np.ndarray) -> dict[str, torch.Tensor]:
+        from forecast.data.windows import calendar_features
+
+        norm = self.normalizer.transform_array(values.astype(np.float32), channel_axis=1)
+        ctx = torch.from_numpy(np.ascontiguousarray(np.swapaxes(norm, 0, 1)))[None]
+        cal = torch.from_numpy(calendar_features(times[-1:]))
+        return {"context": ctx, "calendar": cal}
+
+    def _physical(self, cond: dict[str, torch.Tensor], x0: torch.Tensor) -> np.ndarray:
+        field = self._field(cond["context"], x0).transpose(1, 2).numpy()  # (M, H, C, *s)
+        return self.normalizer.inverse_array(field, channel_axis=2)
+
+    def _context_values(self, context: xr.Dataset) -> np.ndarray:
+        if self.net is None:
+            raise ForecastError(
+                "diffusion model is not fitted; call fit(train) or load a checkpoint"
+            )
+        values = super()._context_values(context)
+        where = _nan_location(context, self.variables)
+        if where is not None:
+            raise ForecastError(
+                f"context contains NaN: {where}; fill the gap (e.g. ds.interpolate_na('time')) "
+                "or pick another issue time"
+            )
+        return values
+
+    def _sample_values(
+        self, values: np.ndarray, times: np.ndarray, n_members: int, seed: int | None
+    ) -> np.ndarray:
+        cond = self._cond(values, times)
+        return self._physical(cond, self._generate(self.net, cond, n_members, seed=seed))
+
+    # -- latent forecaster ---------------------------------------------------------------------
+    def _latent_sampler(self):
+        return get_sampler("ddim", self.latent_nfe, self.schedule)
+
+    def prior(
+        self, context: xr.Dataset, n_members: int, *, seed: int | None = None
+    ) -> torch.Tensor:
+        """Standard-normal latents ``(M, channel, lead, *space)``; member ``m`` from ``(s, m)``."""
+        self._context_values(context)
+        _check_members(n_members)
+        shape = (
+            len(self.variables),
+            self.horizon,
+            *(context.sizes[d] for d in space_dims(context)),
+        )
+        return torch.stack(
+            [torch.randn(shape, generator=member_generator(seed, m)) for m in range(n_members)]
+        )
+
+    def decode(self, context: xr.Dataset, latents: Any) -> xr.Dataset:
+        """Deterministic members from latents (DDIM, ``latent_nfe`` steps), physical units."""
+        values = self._context_values(context)
+        z = torch.as_tensor(np.asarray(latents) if not torch.is_tensor(latents) else latents)
+        cond = self._cond(values, context[TIME].values)
+        want = (len(self.variables), self.horizon, *cond["context"].shape[3:])
+        if z.ndim == len(want):
+            z = z[None]
+        if tuple(z.shape[1:]) != want:
+            raise ForecastError(
+                f"latents have shape {tuple(z.shape)}, this model needs (member, {want}); "
+                "use prior() or encode() of the same model and data"
+            )
+        x0 = self._generate(self.net, cond, z.shape[0], latents=z, sampler=self._latent_sampler())
+        return ensemble_dataset(self._physical(cond, x0), context, self.variables, self.step)
+
+    def encode(self, context: xr.Dataset, target: xr.Dataset) -> torch.Tensor:
+        """Latent ``(1, channel, lead, *space)`` whose decoding reproduces ``target``.
+
+        ``target`` holds the ``horizon`` steps after the issue time (e.g.
+        ``forecast.data.windows.target_of``), in physical units.
+        """
+        from forecast.data.torch import to_array
+
+        values = self._context_values(context)
+        if TIME not in target.dims or target.sizes[TIME] != self.horizon:
+            raise ForecastError(
+                f"target has {target.sizes.get(TIME, 0)} steps, the model needs {self.horizon}; "
+                "pass forecast.data.windows.target_of(ds, issue_time, horizon)"
+            )
+        where = _nan_location(target, self.variables)
+        if where is not None:
+            raise ForecastError(f"target contains NaN: {where}; pick another issue time")
+        cond = self._cond(values, context[TIME].values)
+        tgt = self.normalizer.transform_array(to_array(target[self.variables]), channel_axis=1)
+        tgt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(tgt, 0, 1)))[None]
+        x0 = self._x0(cond["context"], tgt)
+        sampler = self._latent_sampler()
+        sigmas = sampler.sigmas(self.sigma_min, self.sigma_max)
+        with torch.inference_mode():
+            x = invert(
+                self.process.denoiser(self.net, cond),
+                x0,
+                sigmas,
+                self.invert_refine,
+                self.sigma_data,
+            )
+        return x / float(sigmas[0])
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if self.net is None:
+            raise ForecastError("diffusion model is not fitted; call fit(train) before save")
+        arrays = {f"net.{k}": v.detach().numpy() for k, v in self.net.state_dict().items()}
+        if self.adjacency is not None:
+            arrays["adjacency"] = self.adjacency
+        state = {
+            "format": FORMAT,
+            "normalizer": self.normalizer.to_dict(),
+            "sigma_data": self.sigma_data,
+            "lead_scale": np.asarray(self.lead_scale).tolist(),
+            "layout": "graph" if self.adjacency is not None else "grid",
+            "training": {k: v for k, v in self.training.items() if k != "history"},
+            "history": self.training.get("history", []),
+        }
+        return arrays, state
+
+    def _write(self, path: Path, extra: dict[str, np.ndarray], training: dict[str, Any]) -> None:
+        arrays, state = self._state()
+        arrays.update(extra)
+        meta = {
+            "kind": self.kind,
+            "config": self.config(),
+            "data": self.description,
+            "variables": self.variables,
+            "time_step": str(self.step),
+            "state": state,
+            "training": training,
+        }
+        save_checkpoint(path, arrays, meta)
+
+    @staticmethod
+    def _load_weights(net: torch.nn.Module, arrays: dict[str, np.ndarray]) -> None:
+        sd = {
+            k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")
+        }
+        missing, unexpected = net.load_state_dict(sd, strict=False)
+        if missing or unexpected:
+            raise ForecastError(
+                f"checkpoint weights do not fit the network (missing {missing[:3]}, unexpected "
+                f"{unexpected[:3]}); retrain with this version"
+            )
+
+    def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
+        from forecast import __version__
+        from forecast.data.normalize import Normalizer
+
+        if state.get("format") != FORMAT:
+            raise ForecastError(
+                f"diffusion checkpoint has model format {state.get('format')!r}, forecast "
+                f"{__version__} reads format {FORMAT}; retrain it with `forecast train`"
+            )
+        self.normalizer = Normalizer.from_dict(state["normalizer"])
+        self.sigma_data = float(state["sigma_data"])
+        self.lead_scale = np.asarray(state["lead_scale"], dtype=np.float64)
+        self.adjacency = arrays.get("adjacency")
+        self.training = {**state.get("training", {}), "history": state.get("history", [])}
+        net = self._build_net(state["layout"], len(self.variables))
+        self._load_weights(net, arrays)
+        self.net = net.eval()
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a model (or a ``best``/``last`` training checkpoint) written by this class."""
+        try:
+            return super().load(path)
+        except (KeyError, TypeError) as err:
+            raise ForecastError(
+                f"{path} is not a readable diffusion checkpoint ({type(err).__name__}: {err}); "
+                "retrain it with `forecast train`"
+            ) from None
+
+
+def _check_members(n_members: Any) -> int:
+    if isinstance(n_members, bool) or not isinstance(n_members, int | np.integer) or n_members < 1:
+        raise ForecastError(f"n_members must be a positive integer, got {n_members!r}")
+    return int(n_members)
+
+
+def _resume_key(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A configuration without the settings that may change on resume (time limit, display)."""
+    if config is None:
+        return None
+    out = dict(config)
+    out["train"] = {
+        k: v for k, v in dict(out.get("train", {})).items() if k not in ("max_minutes", "progress")
+    }
+    return out

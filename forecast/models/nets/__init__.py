@@ -1,0 +1,21 @@
+"""Denoising / decoding networks (``torch.nn.Module`` only, no data handling).
+
+Every network here maps ``(x, c_noise, cond) -> tensor shaped like x`` where ``x`` is the
+(scaled, noisy) target ``(B, channel, lead, *space)``, ``c_noise`` one conditioning scalar per
+batch item (the diffusion noise level; a VAE passes zeros or its own scalar), and ``cond`` a
+dict with ``context`` ``(B or 1, channel, context_steps, *space)`` and ``calendar`` ``(B or 1,
+n_calendar)``. Conditioning with batch 1 broadcasts over the batch of ``x``.
+"""
+
+from forecast.models.nets.blocks import ConditionEmbedding, FiLMResBlock, fourier_features
+from forecast.models.nets.graph import GraphDenoiser, normalized_adjacency
+from forecast.models.nets.unet import GridDenoiser
+
+__all__ = [
+    "ConditionEmbedding",
+    "FiLMResBlock",
+    "GraphDenoiser",
+    "GridDenoiser",
+    "fourier_features",
+    "normalized_adjacency",
+]

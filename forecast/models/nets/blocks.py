@@ -1,0 +1,70 @@
+"""Shared building blocks: scalar embeddings, FiLM residual blocks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def fourier_features(x: torch.Tensor, dim: int, max_period: float = 100.0) -> torch.Tensor:
+    """Sin/cos features of scalars ``x`` (shape ``(B,)``) at ``dim // 2`` log-spaced frequencies."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=x.dtype) / half)
+    args = x.reshape(-1, 1) * freqs.reshape(1, -1) * 2 * math.pi
+    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+
+
+class ConditionEmbedding(nn.Module):
+    """Embeds the noise level and the calendar features into one vector per batch item.
+
+    Parameters
+    ----------
+    dim : int
+        Output size.
+    n_calendar : int
+        Number of calendar features (0 for none).
+    """
+
+    def __init__(self, dim: int, n_calendar: int = 4) -> None:
+        super().__init__()
+        self.dim = dim
+        self.noise = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.calendar = nn.Linear(n_calendar, dim) if n_calendar else None
+        self.out = nn.Sequential(nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, c_noise: torch.Tensor, calendar: torch.Tensor | None) -> torch.Tensor:
+        e = self.noise(fourier_features(c_noise, self.dim))
+        if self.calendar is not None and calendar is not None:
+            e = e + self.calendar(calendar)
+        return self.out(e)
+
+
+class FiLMResBlock(nn.Module):
+    """Residual block: norm, SiLU, conv, FiLM from the embedding, norm, SiLU, conv; plus skip.
+
+    ``conv`` is a factory ``(c_in, c_out) -> nn.Module`` on ``(B, C, A, B)`` tensors so that one
+    block serves grids (3x3 convolution over ``(y, x)``) and graphs (temporal plus graph
+    convolution over ``(lead, node)``).
+    """
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, conv, groups: int = 8) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(groups, c_in), c_in)
+        self.conv1 = conv(c_in, c_out)
+        self.film = nn.Linear(emb_dim, 2 * c_out)
+        self.norm2 = nn.GroupNorm(min(groups, c_out), c_out)
+        self.conv2 = conv(c_out, c_out)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(self.act(self.norm1(x)))
+        scale, shift = self.film(emb).chunk(2, dim=1)
+        shape = (emb.shape[0], -1) + (1,) * (h.ndim - 2)
+        h = self.norm2(h) * (1 + scale.reshape(shape)) + shift.reshape(shape)
+        h = self.conv2(self.act(h))
+        return h + self.skip(x)

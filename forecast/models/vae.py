@@ -1,0 +1,815 @@
+"""Conditional VAE forecaster with a learned conditional prior; a
+:class:`~forecast.dims.LatentForecaster`.
+
+What is modelled: the change from the last observed step in normalized units,
+``x = z(t + 1..t + H) - z(t)`` of shape ``(channel, lead, *space)``, given the normalized context
+window and the calendar features of the issue time.
+
+- Posterior encoder ``q(z | context, target)`` and learned conditional prior
+  ``p(z | context) = N(mu(c), sigma(c)^2)``, both diagonal Gaussians over a small latent map
+  (coarse grid cells x ``latent_channels`` on grids, sensors x ``latent_channels`` on networks);
+  decoder ``x = g(z, context)`` deterministic (:mod:`forecast.models.nets.vae_nets`).
+- Loss per target element (``N`` = elements of one target window)::
+
+      L = NLL_Gauss(x | g(z_q), s) + beta(step) * sum_u max(KL_u, free_bits) / N
+          + crps_weight * fairCRPS({g(z_p^k)}_k=1..crps_members, x)
+
+  with ``z_q ~ q`` (reparameterized), ``s`` a learned scale per (channel, lead), ``KL_u`` the
+  batch-mean KL of latent unit ``u``, ``beta`` annealed linearly from 0 to ``beta`` over
+  ``kl_warmup`` steps, and ``z_p^k ~ p(z | context)``. The first two terms are the ELBO (with
+  free bits against posterior collapse); the fair-CRPS term trains the ensemble that
+  :meth:`sample` draws (prior -> decoder) to be calibrated, since a deterministic decoder of
+  prior samples otherwise lacks the spread of the unexplained noise ``s``.
+- Latent coordinates: the latents that :meth:`prior` returns, :meth:`decode` takes and
+  :meth:`encode` returns are the prior's *whitened* coordinates ``eps`` with
+  ``z = mu(c) + sigma(c) * eps``; ``eps ~ N(0, I)`` under the prior, so the shared
+  :func:`forecast.sampling.latent_path` (slerp) applies unchanged. ``sample`` equals
+  ``decode(prior(...))``: members are deterministic images of their latents.
+
+Member ``m`` of seed ``s`` draws ``eps`` from :func:`forecast.models.base.member_rng(s, m)`,
+so it does not depend on the ensemble size or on the member batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from forecast.checkpoint import load_checkpoint, save_checkpoint
+from forecast.dims import ADJACENCY, NODE, TIME, space_dims
+from forecast.errors import ForecastError
+from forecast.models import MODELS
+from forecast.models.base import ArrayForecaster, ensemble_dataset, member_rng
+from forecast.training.config import TrainConfig
+from forecast.training.loop import resume_state, seed_everything
+from forecast.training.loop import train as train_loop
+
+#: Version of this model's checkpoint layout; a checkpoint with another one is refused.
+FORMAT = 1
+_LOG_SIGMA_MIN, _LOG_SIGMA_MAX = -7.0, 3.0
+
+
+def gaussian_kl(
+    mu_q: torch.Tensor, ls_q: torch.Tensor, mu_p: torch.Tensor, ls_p: torch.Tensor
+) -> torch.Tensor:
+    """Elementwise ``KL(N(mu_q, e^{2 ls_q}) || N(mu_p, e^{2 ls_p}))`` in nats.
+
+    Examples
+    --------
+    >>> z = torch.zeros(1)
+    >>> float(gaussian_kl(z, z, z, z))
+    0.0
+    >>> round(float(gaussian_kl(torch.ones(1), z, z, z)), 6)
+    0.5
+    """
+    ratio = (torch.exp(2 * ls_q) + (mu_q - mu_p) ** 2) / (2 * torch.exp(2 * ls_p))
+    return ls_p - ls_q + ratio - 0.5
+
+
+def fair_crps(samples: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """Fair (unbiased) ensemble CRPS per point; ``samples`` ``(B, M, ...)``, ``obs`` ``(B, ...)``.
+
+    ``mean_i |X_i - y| - sum_{i,j} |X_i - X_j| / (2 M (M - 1))``; needs ``M >= 2``.
+
+    Examples
+    --------
+    >>> s = torch.tensor([[0.0, 2.0]])
+    >>> float(fair_crps(s, torch.tensor([1.0])))
+    0.0
+    """
+    m = samples.shape[1]
+    if m < 2:
+        raise ForecastError(f"the fair CRPS needs at least 2 members, got {m}")
+    skill = (samples - obs.unsqueeze(1)).abs().mean(1)
+    spread = (samples.unsqueeze(1) - samples.unsqueeze(2)).abs().sum((1, 2)) / (2 * m * (m - 1))
+    return skill - spread
+
+
+def nan_location(ds: xr.Dataset, variables: list[str]) -> str | None:
+    """Where the first NaN of ``variables`` in ``ds`` is (``None`` when there is none)."""
+    for name in variables:
+        da = ds[name]
+        bad = np.isnan(da.values)
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            parts = []
+            for dim, i in zip(da.dims, idx, strict=True):
+                value = ds[dim].values[i] if dim in ds.coords else i
+                if dim == TIME:
+                    value = pd.Timestamp(value).isoformat()
+                parts.append(f"{dim}={value}")
+            return f"variable '{name}' at {', '.join(parts)} ({int(bad.sum())} NaN values)"
+    return None
+
+
+def _check_members(n_members: Any) -> int:
+    if isinstance(n_members, bool) or not isinstance(n_members, int | np.integer) or n_members < 1:
+        raise ForecastError(f"n_members must be a positive integer, got {n_members!r}")
+    return int(n_members)
+
+
+@MODELS.register("vae")
+class ConditionalVAE(ArrayForecaster):
+    """Conditional VAE ensemble forecaster for grids and sensor networks.
+
+    Parameters
+    ----------
+    context, horizon : int
+        Window geometry in time steps.
+    base, mults : int, tuple of int
+        Grid network width and channel multipliers per level (the latent lives on the
+        coarsest level: ``2 ** (len(mults) - 1)`` times coarser than the grid).
+    hidden, blocks : int
+        Sensor-network width and number of graph/temporal residual blocks.
+    latent_channels : int
+        Latent size per coarse grid cell or per sensor.
+    emb_dim, loc_channels : int
+        Calendar embedding size; learned location channels (grids).
+    beta : float
+        Final KL weight.
+    kl_warmup : int
+        Optimizer steps of the linear KL annealing from 0 to ``beta``.
+    free_bits : float
+        Nats per latent unit below which the KL is not penalized.
+    crps_weight : float
+        Weight of the fair-CRPS term on decoded prior samples (0 gives the plain ELBO).
+    crps_members : int
+        Prior samples per training window for that term (>= 2).
+    active_threshold : float
+        Mean KL (nats) above which a latent unit counts as active.
+    spread_calibration : bool
+        After training, fit one spread factor per (channel, lead) on the validation windows
+        (see :meth:`calibrate_spread`); without validation data no factor is fitted.
+    member_batch : int
+        Members decoded together.
+    train : dict, optional
+        Fields of :class:`forecast.training.TrainConfig`.
+    """
+
+    kind: ClassVar[str] = "vae"
+
+    def __init__(
+        self,
+        *,
+        context: int,
+        horizon: int,
+        base: int = 16,
+        mults: tuple[int, ...] | list[int] = (1, 2, 4),
+        hidden: int = 32,
+        blocks: int = 2,
+        latent_channels: int = 4,
+        emb_dim: int = 64,
+        loc_channels: int = 8,
+        beta: float = 1.0,
+        kl_warmup: int = 300,
+        free_bits: float = 0.02,
+        crps_weight: float = 1.0,
+        crps_members: int = 4,
+        active_threshold: float = 0.01,
+        spread_calibration: bool = True,
+        member_batch: int = 64,
+        train: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(context=context, horizon=horizon)
+        self.base, self.mults = int(base), tuple(int(m) for m in mults)
+        if not self.mults or min(self.mults) < 1 or self.base < 1:
+            raise ForecastError(f"base and mults must be positive, got {base}, {list(mults)}")
+        self.hidden, self.blocks = int(hidden), int(blocks)
+        self.latent_channels, self.emb_dim = int(latent_channels), int(emb_dim)
+        self.loc_channels = int(loc_channels)
+        if self.latent_channels < 1 or self.hidden < 1 or self.blocks < 1:
+            raise ForecastError("latent_channels, hidden and blocks must be >= 1")
+        self.beta, self.kl_warmup = float(beta), int(kl_warmup)
+        self.free_bits = float(free_bits)
+        if self.beta < 0 or self.free_bits < 0 or self.kl_warmup < 0:
+            raise ForecastError("beta, free_bits and kl_warmup must be >= 0")
+        self.crps_weight = float(crps_weight)
+        self.crps_members = int(crps_members)
+        if self.crps_weight < 0 or (self.crps_weight > 0 and self.crps_members < 2):
+            raise ForecastError(
+                f"crps_weight must be >= 0 and crps_members >= 2, got {crps_weight}, "
+                f"{crps_members}"
+            )
+        self.active_threshold = float(active_threshold)
+        self.spread_calibration = bool(spread_calibration)
+        self.spread_factor: np.ndarray | None = None
+        if int(member_batch) < 1:
+            raise ForecastError(f"member_batch must be >= 1, got {member_batch}")
+        self.member_batch = int(member_batch)
+        self.train_config = TrainConfig.from_dict(train)
+        self.train = self.train_config.to_dict()
+        self.net: torch.nn.Module | None = None
+        self.log_scale: torch.Tensor | None = None
+        self.normalizer: Any = None
+        self.adjacency: np.ndarray | None = None
+        self.grid_shape: tuple[int, int] | None = None
+        self.training: dict[str, Any] = {}
+
+    @classmethod
+    def tiny(cls, context: int, horizon: int) -> Self:
+        """A few-second configuration for tests (contract test hook)."""
+        return cls(
+            context=context,
+            horizon=horizon,
+            base=8,
+            mults=(1, 2),
+            hidden=8,
+            blocks=1,
+            latent_channels=2,
+            emb_dim=16,
+            loc_channels=2,
+            kl_warmup=10,
+            train={
+                "epochs": 2,
+                "max_steps": 20,
+                "batch_size": 8,
+                "eval_every": 0,
+                "progress": False,
+                "warmup_steps": 5,
+            },
+        )
+
+    # -- networks -----------------------------------------------------------------------------
+    def _layout(self, ds: xr.Dataset) -> str:
+        space = space_dims(ds)
+        if space == (NODE,):
+            return "graph"
+        if len(space) == 2:
+            return "grid"
+        raise ForecastError(
+            f"data have no grid (lat/lon or y/x) or node dimension: {tuple(ds.dims)}; "
+            "open a standard data set"
+        )
+
+    def _build_net(self, layout: str, channels: int) -> torch.nn.Module:
+        from forecast.models.nets.vae_nets import GraphVAENet, GridVAENet
+
+        if layout == "grid":
+            if self.grid_shape is None:
+                raise ForecastError("grid size unknown; fit the model on a data set first")
+            return GridVAENet(
+                channels,
+                self.horizon,
+                self.context,
+                self.grid_shape,
+                base=self.base,
+                mults=self.mults,
+                latent_channels=self.latent_channels,
+                emb_dim=self.emb_dim,
+                loc_channels=self.loc_channels,
+            )
+        if self.adjacency is None:
+            raise ForecastError("sensor data without an adjacency matrix; open a network data set")
+        return GraphVAENet(
+            channels,
+            self.horizon,
+            self.context,
+            self.adjacency,
+            hidden=self.hidden,
+            blocks=self.blocks,
+            latent_channels=self.latent_channels,
+            emb_dim=self.emb_dim,
+        )
+
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one member's latent (without the member axis)."""
+        self._require_fitted()
+        return tuple(self.net.latent_shape())  # type: ignore[union-attr]
+
+    # -- loss ---------------------------------------------------------------------------------
+    def beta_at(self, step: int) -> float:
+        """KL weight at optimizer step ``step`` (linear warm-up from 0 to ``beta``)."""
+        if self.kl_warmup <= 0:
+            return self.beta
+        return self.beta * min(1.0, step / self.kl_warmup)
+
+    def loss_terms(
+        self,
+        net: torch.nn.Module,
+        log_scale: torch.Tensor,
+        context: torch.Tensor,
+        target: torch.Tensor,
+        calendar: torch.Tensor,
+        gen: torch.Generator,
+    ) -> dict[str, torch.Tensor]:
+        """The loss terms on a batch of normalized windows ``(B, C, K|H, *space)``.
+
+        Returns a dict with ``nll`` (Gaussian NLL per element), ``kl_units`` (batch-mean KL of
+        each latent unit, nats), ``crps`` (fair CRPS per element of the prior ensemble; zero
+        when ``crps_weight`` is 0) and ``n`` (target elements per window).
+        """
+        x = target - context[:, :, -1:]
+        feats, emb = net.features(context, calendar)
+        mu_p, ls_p = net.prior(feats)
+        ls_p = ls_p.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX)
+        mu_q, ls_q = net.posterior(x, feats, emb)
+        ls_q = ls_q.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX)
+        eps = torch.randn(mu_q.shape, generator=gen)
+        xhat = net.decode(mu_q + torch.exp(ls_q) * eps, feats, emb)
+        scale = log_scale.reshape(1, *log_scale.shape, *([1] * (x.ndim - 3)))
+        nll = (0.5 * ((x - xhat) * torch.exp(-scale)) ** 2 + scale).mean() + 0.5 * math.log(
+            2 * math.pi
+        )
+        kl_units = gaussian_kl(mu_q, ls_q, mu_p, ls_p).mean(0)
+        crps = torch.zeros(())
+        if self.crps_weight > 0:
+            b, m = x.shape[0], self.crps_members
+            eps_p = torch.randn((b, m, *mu_p.shape[1:]), generator=gen)
+            z_p = (mu_p.unsqueeze(1) + torch.exp(ls_p).unsqueeze(1) * eps_p).flatten(0, 1)
+            rep = (lambda t: t.repeat_interleave(m, dim=0))  # noqa: E731
+            feats_m = [rep(f) for f in feats] if isinstance(feats, list) else rep(feats)
+            samples = net.decode(z_p, feats_m, rep(emb)).reshape(b, m, *x.shape[1:])
+            crps = fair_crps(samples, x).mean()
+        return {"nll": nll, "kl_units": kl_units, "crps": crps, "n": x[0].numel()}
+
+    def total_loss(self, terms: dict[str, torch.Tensor], step: int) -> torch.Tensor:
+        """Combine :meth:`loss_terms` at optimizer step ``step`` (free bits per latent unit)."""
+        kl = torch.clamp(terms["kl_units"], min=self.free_bits).sum() / terms["n"]
+        return terms["nll"] + self.beta_at(step) * kl + self.crps_weight * terms["crps"]
+
+    # -- training ------------------------------------------------------------------------------
+    def _normalized(self, ds: xr.Dataset) -> np.ndarray:
+        from forecast.data.torch import to_array
+
+        return self.normalizer.transform_array(to_array(ds[self.variables]), channel_axis=1)
+
+    def _window_dataset(self, ds: xr.Dataset) -> Any:
+        """Windows of ``ds`` (normalized) without NaN in context or target."""
+        from forecast.data.torch import WindowDataset
+        from forecast.data.windows import calendar_features, make_windows
+
+        values = self._normalized(ds)
+        windows = make_windows(ds, self.context, self.horizon)
+        bad = np.isnan(values.reshape(values.shape[0], -1)).any(axis=1)
+        if bad.any():
+            csum = np.concatenate([[0], np.cumsum(bad)])
+            i = windows.issue_index
+            ok = csum[i + self.horizon + 1] - csum[i - self.context + 1] == 0
+            if not ok.any():
+                raise ForecastError("every training window contains NaN; fill or drop the gaps")
+            windows = windows.subset(ok)
+        return WindowDataset(values, windows, calendar_features(ds[TIME].values))
+
+    def fit(
+        self,
+        train: xr.Dataset,
+        valid: xr.Dataset | None = None,
+        *,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        stop_after: int | None = None,
+    ) -> Self:
+        """Train on ``train`` (physical units); validation CRPS on ``valid`` if given.
+
+        Parameters
+        ----------
+        train, valid : xr.Dataset
+            Contiguous slices of a standard data set.
+        out_dir : path, optional
+            Folder for ``best.safetensors`` / ``last.safetensors`` training checkpoints.
+        resume : bool
+            Continue exactly from ``out_dir/last.safetensors``.
+        stop_after : int, optional
+            Stop after this optimizer step as if interrupted (tests).
+
+        Returns
+        -------
+        Self
+            Fitted; ``self.training`` holds the loop's record and the latent usage
+            (``active_units`` etc., see :meth:`latent_usage`).
+        """
+        from forecast.data import data_variables, describe_dataset, time_step
+        from forecast.data.normalize import Normalizer
+
+        if TIME not in train.dims or train.sizes[TIME] < self.context + self.horizon:
+            raise ForecastError(
+                f"training data have {train.sizes.get(TIME, 0)} steps, fewer than context + "
+                f"horizon = {self.context + self.horizon}; pass a longer training period"
+            )
+        layout = self._layout(train)
+        cfg = self.train_config
+        out = Path(out_dir) if out_dir is not None else None
+        if out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+        self.variables = list(data_variables(train))
+        self.description = describe_dataset(train)
+        self.step = pd.Timedelta(time_step(train))
+        if layout == "graph":
+            if ADJACENCY not in train:
+                raise ForecastError("sensor data lack the adjacency variable; open a network set")
+            self.adjacency = np.asarray(train[ADJACENCY].values, dtype=np.float32)
+        else:
+            space = space_dims(train)
+            self.grid_shape = (int(train.sizes[space[0]]), int(train.sizes[space[1]]))
+        self.normalizer = Normalizer.fit(train, per_node=layout == "graph")
+        data = self._window_dataset(train)
+        seed_everything(cfg.seed)
+        module = _VAEModule(self._build_net(layout, len(self.variables)), len(self.variables),
+                            self.horizon)
+        ema = None
+        resume_arrays = None
+        first_step = 0
+        if resume:
+            if out is None or not (out / "last.safetensors").is_file():
+                raise ForecastError(
+                    f"nothing to resume: {out}/last.safetensors not found; train without --resume"
+                )
+            arrays, meta = load_checkpoint(out / "last.safetensors")
+            if meta.get("kind") != self.kind or meta.get("config") != self.config():
+                raise ForecastError(
+                    f"{out}/last.safetensors was trained with another configuration; use a new "
+                    "--out folder or the same config"
+                )
+            resume_arrays = resume_state(arrays, meta)
+            first_step = int(resume_arrays[1]["step"])
+            ema = copy.deepcopy(module)
+            _load_weights(ema, arrays)
+        validate = self._validator(valid) if valid is not None else None
+        counter = {"step": first_step}
+
+        def loss_fn(mod: torch.nn.Module, batch: dict[str, Any], gen: torch.Generator):
+            terms = self.loss_terms(
+                mod.net,
+                mod.log_scale,
+                batch["context"].transpose(1, 2),
+                batch["target"].transpose(1, 2),
+                batch["calendar"],
+                gen,
+            )
+            loss = self.total_loss(terms, counter["step"])
+            counter["step"] += 1
+            return loss
+
+        usage_data = valid if valid is not None and validate is not None else train
+        calib = self._calibration_items(valid) if self.spread_calibration else None
+
+        def checkpoint(tag: str, ema_module: torch.nn.Module, arrays: dict, meta: dict) -> None:
+            if out is None:
+                return
+            self._set_module(ema_module)
+            self.spread_factor = self.calibrate_spread(calib) if calib else None
+            meta = {**meta, "latent": self.latent_usage(usage_data)}
+            self.training = {k: v for k, v in meta.items() if k != "config"}
+            self._write(out / f"{tag}.safetensors", extra=arrays, training=meta)
+
+        ema, result = train_loop(
+            module,
+            data,
+            loss_fn,
+            cfg,
+            validate=validate,
+            checkpoint=checkpoint,
+            resume=resume_arrays,
+            ema=ema,
+            stop_after=stop_after,
+            desc="vae",
+        )
+        self._set_module(ema.eval())
+        self.spread_factor = self.calibrate_spread(calib) if calib else None
+        self.training = dict(result.to_dict())
+        self.training["latent"] = self.latent_usage(usage_data)
+        return self
+
+    def _set_module(self, module: torch.nn.Module) -> None:
+        self.net = module.net
+        self.log_scale = module.log_scale.detach().clone()
+
+    def _validator(self, valid: xr.Dataset):
+        """Validation CRPS (normalized units) on a few evenly spaced windows of ``valid``."""
+        cfg = self.train_config
+        try:
+            data = self._window_dataset(valid)
+        except ForecastError:
+            return None
+        pick = np.unique(np.linspace(0, len(data) - 1, min(cfg.val_issue_times, len(data))))
+        items = [data[int(k)] for k in pick.astype(int)]
+
+        def validate(module: torch.nn.Module) -> float:
+            from forecast.scoring.kernels import crps_ensemble_np
+
+            scores = []
+            for k, item in enumerate(items):
+                ctx = item["context"].transpose(0, 1).unsqueeze(0)
+                cal = item["calendar"].unsqueeze(0)
+                eps = self._prior_eps(module.net.latent_shape(), cfg.val_members, seed=k)
+                x = self._decode_eps(module.net, ctx, cal, eps)
+                fct = (x + ctx[:, :, -1:]).numpy()
+                obs = item["target"].transpose(0, 1).numpy()
+                scores.append(crps_ensemble_np(obs, np.moveaxis(fct, 0, -1)).mean())
+            return float(np.mean(scores))
+
+        return validate
+
+    def latent_usage(self, ds: xr.Dataset, max_windows: int = 256) -> dict[str, Any]:
+        """KL of each latent unit, averaged over (up to ``max_windows``) windows of ``ds``.
+
+        Returns
+        -------
+        dict
+            ``active_units`` (units whose mean KL exceeds ``active_threshold`` nats),
+            ``latent_units`` (all units), ``active_fraction``, ``kl_per_channel`` (mean KL per
+            unit of each latent channel), ``kl_total`` (nats per window), ``windows``.
+        """
+        self._require_fitted()
+        data = self._window_dataset(ds)
+        pick = np.unique(np.linspace(0, len(data) - 1, min(max_windows, len(data))).astype(int))
+        total = None
+        with torch.inference_mode():
+            for a in range(0, len(pick), 32):
+                items = [data[int(k)] for k in pick[a : a + 32]]
+                ctx = torch.stack([i["context"] for i in items]).transpose(1, 2)
+                tgt = torch.stack([i["target"] for i in items]).transpose(1, 2)
+                cal = torch.stack([i["calendar"] for i in items])
+                feats, emb = self.net.features(ctx, cal)
+                mu_p, ls_p = self.net.prior(feats)
+                mu_q, ls_q = self.net.posterior(tgt - ctx[:, :, -1:], feats, emb)
+                kl = gaussian_kl(
+                    mu_q, ls_q.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX),
+                    mu_p, ls_p.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX),
+                ).sum(0)
+                total = kl if total is None else total + kl
+        mean = (total / len(pick)).numpy()
+        active = int((mean > self.active_threshold).sum())
+        return {
+            "active_units": active,
+            "latent_units": int(mean.size),
+            "active_fraction": active / mean.size,
+            "kl_per_channel": mean.reshape(mean.shape[0], -1).mean(1).round(5).tolist(),
+            "kl_total": float(mean.sum()),
+            "threshold": self.active_threshold,
+            "windows": len(pick),
+        }
+
+    # -- spread calibration -------------------------------------------------------------------
+    def _calibration_items(self, valid: xr.Dataset | None, max_windows: int = 32) -> list | None:
+        """Up to ``max_windows`` evenly spaced validation windows (None without any)."""
+        if valid is None:
+            return None
+        try:
+            data = self._window_dataset(valid)
+        except ForecastError:
+            return None
+        pick = np.unique(np.linspace(0, len(data) - 1, min(max_windows, len(data))).astype(int))
+        return [data[int(k)] for k in pick]
+
+    def calibrate_spread(
+        self, items: list[dict[str, Any]], members: int = 16, grid: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Spread factors ``(channel, lead)`` minimizing the CRPS on held-out windows.
+
+        Members become ``g(mu) + a * (g(z) - g(mu))`` with ``g(mu)`` the decoded prior mean;
+        for each (channel, lead) ``a`` is the value of ``grid`` (default 0.5..4, geometric)
+        with the lowest mean CRPS of ``members``-member ensembles over ``items`` (windows of
+        the validation split). Members still depend only on their own latent.
+        """
+        from forecast.scoring.kernels import crps_ensemble_np
+
+        self._require_fitted()
+        grid = np.geomspace(0.5, 4.0, 25) if grid is None else np.asarray(grid, dtype=float)
+        centres, devs, obs = [], [], []
+        for k, item in enumerate(items):
+            ctx = item["context"].transpose(0, 1).unsqueeze(0)
+            cal = item["calendar"].unsqueeze(0)
+            eps = self._prior_eps(self.latent_shape(), members, seed=10_000 + k)
+            x = self._decode_eps(self.net, ctx, cal, eps).numpy()
+            with torch.inference_mode():
+                feats, emb = self.net.features(ctx, cal)
+                centre = self.net.decode(self.net.prior(feats)[0], feats, emb).numpy()
+            target = item["target"].transpose(0, 1).numpy() - ctx[0, :, -1:].numpy()
+            centres.append(centre[0])
+            devs.append(x - centre)
+            obs.append(target)
+        centre = np.stack(centres)  # (W, C, H, *s)
+        dev = np.moveaxis(np.stack(devs), 1, -1)  # (W, C, H, *s, M)
+        truth = np.stack(obs)
+        axes = tuple(i for i in range(truth.ndim) if i not in (1, 2))
+        scores = np.stack(
+            [crps_ensemble_np(truth, centre[..., None] + a * dev).mean(axis=axes) for a in grid]
+        )  # (grid, C, H)
+        return grid[np.argmin(scores, axis=0)].astype(np.float32)
+
+    def _factor(self) -> torch.Tensor | None:
+        if self.spread_factor is None:
+            return None
+        return torch.from_numpy(np.asarray(self.spread_factor, dtype=np.float32))
+
+    # -- sampling core ------------------------------------------------------------------------
+    def _require_fitted(self) -> None:
+        if self.net is None:
+            raise ForecastError("vae model is not fitted; call fit(train) or load a checkpoint")
+
+    @staticmethod
+    def _prior_eps(shape: tuple[int, ...], n_members: int, seed: int | None) -> torch.Tensor:
+        """Whitened latents ``(M, *shape)``; member ``m`` from ``member_rng(seed, m)`` only."""
+        return torch.from_numpy(
+            np.stack(
+                [member_rng(seed, m).standard_normal(shape) for m in range(n_members)]
+            ).astype(np.float32)
+        )
+
+    def _decode_eps(
+        self,
+        net: torch.nn.Module,
+        ctx: torch.Tensor,
+        cal: torch.Tensor,
+        eps: torch.Tensor,
+        factor: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Normalized change ``(M, C, H, *s)`` from whitened latents under the prior of
+        the (batch-1) context; with ``factor`` ``(C, H)``, members are
+        ``g(mu) + factor * (g(z) - g(mu))`` (still a deterministic function of ``eps``)."""
+        parts = []
+        with torch.inference_mode():
+            feats, emb = net.features(ctx, cal)
+            mu, ls = net.prior(feats)
+            sigma = torch.exp(ls.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX))
+            for a in range(0, eps.shape[0], self.member_batch):
+                z = mu + sigma * eps[a : a + self.member_batch].to(torch.float32)
+                parts.append(net.decode(z, feats, emb))
+            out = torch.cat(parts)
+            if factor is not None:  # spread calibration about the decoded prior mean
+                centre = net.decode(mu, feats, emb)
+                shape = (1, *factor.shape, *([1] * (out.ndim - 3)))
+                out = centre + factor.reshape(shape) * (out - centre)
+        return out
+
+    def _cond(self, values: np.ndarray, times: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        from forecast.data.windows import calendar_features
+
+        norm = self.normalizer.transform_array(values.astype(np.float32), channel_axis=1)
+        ctx = torch.from_numpy(np.ascontiguousarray(np.swapaxes(norm, 0, 1)))[None]
+        return ctx, torch.from_numpy(calendar_features(times[-1:]))
+
+    def _physical(self, ctx: torch.Tensor, x: torch.Tensor) -> np.ndarray:
+        field = (x + ctx[:, :, -1:]).transpose(1, 2).numpy()  # (M, H, C, *s)
+        return self.normalizer.inverse_array(field, channel_axis=2)
+
+    def _context_values(self, context: xr.Dataset) -> np.ndarray:
+        self._require_fitted()
+        values = super()._context_values(context)
+        where = nan_location(context, self.variables)
+        if where is not None:
+            raise ForecastError(
+                f"context contains NaN: {where}; fill the gap (e.g. ds.interpolate_na('time')) "
+                "or pick another issue time"
+            )
+        return values
+
+    def _sample_values(
+        self, values: np.ndarray, times: np.ndarray, n_members: int, seed: int | None
+    ) -> np.ndarray:
+        ctx, cal = self._cond(values, times)
+        eps = self._prior_eps(self.latent_shape(), n_members, seed)
+        return self._physical(ctx, self._decode_eps(self.net, ctx, cal, eps, self._factor()))
+
+    # -- latent forecaster ---------------------------------------------------------------------
+    def prior(
+        self, context: xr.Dataset, n_members: int, *, seed: int | None = None
+    ) -> torch.Tensor:
+        """Whitened prior latents ``eps`` ``(M, *latent_shape)``, ``z = mu + sigma * eps``.
+
+        ``eps ~ N(0, I)``; member ``m`` depends only on ``(seed, m)``. ``sample(context, M,
+        seed=s)`` equals ``decode(context, prior(context, M, seed=s))``.
+        """
+        self._context_values(context)
+        return self._prior_eps(self.latent_shape(), _check_members(n_members), seed)
+
+    def decode(self, context: xr.Dataset, latents: Any) -> xr.Dataset:
+        """Deterministic members (physical units) from whitened latents ``(M, *latent_shape)``
+        (or one latent without the member axis)."""
+        values = self._context_values(context)
+        eps = torch.as_tensor(np.asarray(latents) if not torch.is_tensor(latents) else latents)
+        want = self.latent_shape()
+        if eps.ndim == len(want):
+            eps = eps[None]
+        if tuple(eps.shape[1:]) != want:
+            raise ForecastError(
+                f"latents have shape {tuple(eps.shape)}, this model needs (member, {want}); "
+                "use prior() or encode() of the same model and data"
+            )
+        if not torch.isfinite(eps).all():
+            raise ForecastError("latents contain NaN or inf; pass finite latents")
+        ctx, cal = self._cond(values, context[TIME].values)
+        x = self._decode_eps(self.net, ctx, cal, eps, self._factor())
+        return ensemble_dataset(self._physical(ctx, x), context, self.variables, self.step)
+
+    def encode(self, context: xr.Dataset, target: xr.Dataset) -> torch.Tensor:
+        """Posterior mean of an observed ``target`` in the prior's whitened coordinates,
+        ``(1, *latent_shape)``: ``(mu_q - mu_p) / sigma_p``.
+
+        ``target`` holds the ``horizon`` steps after the issue time (e.g.
+        ``forecast.data.windows.target_of``), in physical units.
+        """
+        from forecast.data.torch import to_array
+
+        values = self._context_values(context)
+        if TIME not in target.dims or target.sizes[TIME] != self.horizon:
+            raise ForecastError(
+                f"target has {target.sizes.get(TIME, 0)} steps, the model needs {self.horizon}; "
+                "pass forecast.data.windows.target_of(ds, issue_time, horizon)"
+            )
+        where = nan_location(target, self.variables)
+        if where is not None:
+            raise ForecastError(f"target contains NaN: {where}; pick another issue time")
+        ctx, cal = self._cond(values, context[TIME].values)
+        tgt = self.normalizer.transform_array(to_array(target[self.variables]), channel_axis=1)
+        tgt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(tgt, 0, 1)))[None]
+        with torch.inference_mode():
+            feats, emb = self.net.features(ctx, cal)
+            mu_p, ls_p = self.net.prior(feats)
+            mu_q, _ = self.net.posterior(tgt - ctx[:, :, -1:], feats, emb)
+            eps = (mu_q - mu_p) / torch.exp(ls_p.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX))
+        return eps.clone()
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def _state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        self._require_fitted()
+        arrays = {f"net.net.{k}": v.detach().numpy() for k, v in self.net.state_dict().items()}
+        arrays["net.log_scale"] = self.log_scale.numpy()
+        if self.adjacency is not None:
+            arrays["adjacency"] = self.adjacency
+        state = {
+            "format": FORMAT,
+            "normalizer": self.normalizer.to_dict(),
+            "layout": "graph" if self.adjacency is not None else "grid",
+            "grid_shape": list(self.grid_shape) if self.grid_shape else None,
+            "spread_factor": None if self.spread_factor is None else np.asarray(
+                self.spread_factor
+            ).tolist(),
+            "training": {k: v for k, v in self.training.items() if k != "history"},
+            "history": self.training.get("history", []),
+        }
+        return arrays, state
+
+    def _write(self, path: Path, extra: dict[str, np.ndarray], training: dict[str, Any]) -> None:
+        arrays, state = self._state()
+        arrays.update(extra)
+        meta = {
+            "kind": self.kind,
+            "config": self.config(),
+            "data": self.description,
+            "variables": self.variables,
+            "time_step": str(self.step),
+            "state": state,
+            "training": training,
+        }
+        save_checkpoint(path, arrays, meta)
+
+    def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
+        from forecast import __version__
+        from forecast.data.normalize import Normalizer
+
+        if state.get("format") != FORMAT:
+            raise ForecastError(
+                f"vae checkpoint has model format {state.get('format')!r}, forecast "
+                f"{__version__} reads format {FORMAT}; retrain it with `forecast train`"
+            )
+        self.normalizer = Normalizer.from_dict(state["normalizer"])
+        self.adjacency = arrays.get("adjacency")
+        grid = state.get("grid_shape")
+        self.grid_shape = (int(grid[0]), int(grid[1])) if grid else None
+        factor = state.get("spread_factor")
+        self.spread_factor = None if factor is None else np.asarray(factor, dtype=np.float32)
+        self.training = {**state.get("training", {}), "history": state.get("history", [])}
+        module = _VAEModule(self._build_net(state["layout"], len(self.variables)),
+                            len(self.variables), self.horizon)
+        _load_weights(module, arrays)
+        self._set_module(module.eval())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a model (or a ``best``/``last`` training checkpoint) written by this class."""
+        try:
+            return super().load(path)
+        except (KeyError, TypeError) as err:
+            raise ForecastError(
+                f"{path} is not a readable vae checkpoint ({type(err).__name__}: {err}); "
+                "retrain it with `forecast train`"
+            ) from None
+
+
+class _VAEModule(torch.nn.Module):
+    """What the training loop optimizes: the network plus the learned log scale of the
+    Gaussian likelihood per (channel, lead)."""
+
+    def __init__(self, net: torch.nn.Module, channels: int, horizon: int) -> None:
+        super().__init__()
+        self.net = net
+        self.log_scale = torch.nn.Parameter(torch.zeros(channels, horizon))
+
+
+def _load_weights(module: torch.nn.Module, arrays: dict[str, np.ndarray]) -> None:
+    sd = {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")}
+    missing, unexpected = module.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ForecastError(
+            f"checkpoint weights do not fit the network (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}); retrain with this version"
+        )

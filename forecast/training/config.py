@@ -1,0 +1,140 @@
+"""Frozen configuration dataclasses and their TOML loader (``tomllib``; no global state).
+
+A TOML configuration has one table per part, e.g.::
+
+    [model]            # keywords of the model's constructor (see forecast train --help)
+    base = 32
+    sampler = "dpmpp-2m"
+    nfe = 10
+
+    [train]            # fields of TrainConfig
+    epochs = 60
+    batch_size = 32
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from forecast.errors import ForecastError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of the generic training loop (:func:`forecast.training.loop.train`).
+
+    Attributes
+    ----------
+    epochs : int
+        Passes over the training windows.
+    max_steps : int or None
+        Cap on optimizer steps (None: ``epochs * steps_per_epoch``); also fixes the length of
+        the learning-rate schedule.
+    batch_size : int
+        Windows per step.
+    lr, weight_decay : float
+        AdamW learning rate (peak) and decoupled weight decay.
+    warmup_steps : int
+        Linear warm-up length; then cosine decay to ``lr * min_lr_ratio``.
+    min_lr_ratio : float
+        Final learning rate as a fraction of ``lr``.
+    ema_decay : float
+        Decay of the exponential moving average of the weights (the weights used to sample).
+    grad_clip : float
+        Maximum global gradient norm (0 disables clipping).
+    eval_every : int
+        Validate every this many epochs (0: only at the end).
+    patience : int
+        Stop after this many validations without improvement (0 disables early stopping).
+    val_issue_times, val_members : int
+        Issue times and ensemble members used for the validation CRPS.
+    seed : int
+        Seed of initialization, batch order and diffusion noise.
+    max_minutes : float or None
+        Stop (saving a resumable ``last`` checkpoint) after this much wall time.
+    progress : bool
+        Show a tqdm progress bar.
+    """
+
+    epochs: int = 60
+    max_steps: int | None = None
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.05
+    ema_decay: float = 0.995
+    grad_clip: float = 1.0
+    eval_every: int = 5
+    patience: int = 0
+    val_issue_times: int = 8
+    val_members: int = 16
+    seed: int = 0
+    max_minutes: float | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "val_issue_times", "val_members"):
+            if int(getattr(self, name)) < 1:
+                raise ForecastError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ForecastError(f"train.max_steps must be >= 1, got {self.max_steps}")
+        if not 0 <= self.ema_decay < 1:
+            raise ForecastError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.lr <= 0:
+            raise ForecastError(f"train.lr must be positive, got {self.lr}")
+
+    @classmethod
+    def from_dict(cls, mapping: Mapping[str, Any] | None, where: str = "train") -> Self:
+        """Build from a mapping, refusing unknown keys (one-line error listing valid ones)."""
+        return from_mapping(cls, mapping or {}, where)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes`` applied (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able fields."""
+        return dataclasses.asdict(self)
+
+
+def from_mapping(cls: type[T], mapping: Mapping[str, Any], where: str) -> T:
+    """Instantiate dataclass ``cls`` from ``mapping``; unknown keys raise a ForecastError."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(mapping) - names)
+    if unknown:
+        raise ForecastError(
+            f"unknown key(s) {unknown} in [{where}]; valid keys: {', '.join(sorted(names))}"
+        )
+    try:
+        return cls(**mapping)
+    except TypeError as err:
+        raise ForecastError(f"bad [{where}] settings: {err}") from None
+
+
+def load_toml(path: str | Path) -> dict[str, dict[str, Any]]:
+    """Read a TOML configuration: ``{"model": {...}, "train": {...}}`` (missing tables empty).
+
+    Raises a ForecastError for a missing file, invalid TOML or an unknown table.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ForecastError(f"config file {path} not found; pass an existing .toml file")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ForecastError(f"{path} is not valid TOML ({err}); fix the file") from None
+    unknown = sorted(set(data) - {"model", "train"})
+    if unknown:
+        raise ForecastError(f"{path}: unknown table(s) {unknown}; valid tables: model, train")
+    for key in ("model", "train"):
+        if not isinstance(data.get(key, {}), dict):
+            raise ForecastError(f"{path}: [{key}] must be a table")
+    return {"model": dict(data.get("model", {})), "train": dict(data.get("train", {}))}

@@ -1,0 +1,176 @@
+"""``forecast train``: named data and paths, checkpoints, resume, one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from forecast.checkpoint import load_checkpoint
+from forecast.cli import main
+from forecast.data.synthetic import synthetic_weather
+from forecast.data.windows import context_of
+from forecast.dims import TIME
+from forecast.models import load_model
+
+TINY = """
+[model]
+base = 4
+mults = [1, 2]
+emb_dim = 8
+hidden = 8
+blocks = 1
+nfe = 2
+latent_nfe = 3
+
+[train]
+epochs = 2
+max_steps = 6
+batch_size = 8
+eval_every = 1
+val_issue_times = 2
+val_members = 3
+warmup_steps = 2
+"""
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def nc_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "tiny.nc"
+    synthetic_weather(seed=0, n_lat=6, n_lon=8, days=6).to_netcdf(path)
+    return path
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def test_train_on_path(nc_path, config, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "--data",
+        str(nc_path),
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--context",
+        "4",
+        "--horizon",
+        "3",
+        "--no-progress",
+        "--threads",
+        "1",
+        "--seed",
+        "3",
+    ]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "trained diffusion" in printed and "best.safetensors" in printed
+    for name in ("best", "last", "model"):
+        assert (out / f"{name}.safetensors").is_file()
+    _, meta = load_checkpoint(out / "last.safetensors")
+    assert meta["config"]["train"]["seed"] == 3 and meta["training"]["stopped"] == "done"
+    model = load_model(out / "model.safetensors")
+    import xarray as xr
+
+    ds = xr.open_dataset(nc_path)
+    ens = model.sample(context_of(ds, ds[TIME].values[-10], 4), 2, seed=0)
+    assert ens["t2m"].shape == (2, 3, 6, 8)
+
+
+def test_interrupt_and_resume(nc_path, config, tmp_path):
+    out = tmp_path / "run"
+    base = [
+        "train",
+        "--data",
+        str(nc_path),
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--context",
+        "4",
+        "--horizon",
+        "3",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
+    assert main([*base, "--max-minutes", "0"]) == 0
+    _, meta = load_checkpoint(out / "last.safetensors")
+    assert meta["training"]["stopped"] == "time limit" and meta["training"]["step"] == 1
+    assert main([*base, "--resume"]) == 0
+    _, meta = load_checkpoint(out / "last.safetensors")
+    assert meta["training"]["stopped"] == "done" and meta["training"]["step"] == 6
+
+
+def test_named_sensor_data(config, tmp_path):
+    out = tmp_path / "traffic"
+    args = [
+        "train",
+        "--data",
+        "synthetic-traffic",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--no-progress",
+        "--threads",
+        "1",
+        "--max-steps",
+        "2",
+    ]
+    assert main(args) == 0
+    model = load_model(out / "model.safetensors")
+    assert model.context == 12 and model.horizon == 12 and model.adjacency is not None
+
+
+@pytest.mark.parametrize(
+    ("extra", "toml", "message"),
+    [
+        (["--model", "nope"], TINY, "unknown model 'nope'; valid names:"),
+        ([], TINY + "\n[other]\n", "unknown table"),
+        ([], TINY.replace("base = 4", "bse = 4"), "unknown [model] key(s) ['bse']"),
+        ([], TINY.replace("epochs = 2", "epoks = 2"), "unknown key(s) ['epoks'] in [train]"),
+        ([], TINY.replace("nfe = 2", "nfe = 0"), "NFE must be an integer >= 1"),
+        (["--resume"], TINY, "nothing to resume"),
+        (["--context", "4"], TINY, "--context/--horizon are fixed by protocol"),
+    ],
+)
+def test_bad_input_one_line(extra, toml, message, tmp_path, capsys):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    data = "synthetic-traffic" if "--context" in extra else None
+    args = [
+        "train",
+        "--data",
+        data or "synthetic-traffic",
+        "--config",
+        str(cfg),
+        "--out",
+        str(tmp_path / "o"),
+        "--no-progress",
+        "--max-steps",
+        "1",
+        *extra,
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert message in err
+
+
+def test_missing_config(tmp_path, capsys):
+    assert main(["train", "--data", "synthetic-traffic", "--config", str(tmp_path / "x.toml")]) == 2
+    assert "not found" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+"""`forecast app`: the streamlit command line it runs, and its bad input."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from forecast.cli import build_parser, main
+from forecast.commands.app import app_path, streamlit_command
+from forecast.errors import ForecastError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_app_path_is_the_project_app():
+    assert app_path() == REPO / "app.py"
+
+
+def test_streamlit_command():
+    cmd = streamlit_command(8600, headless=True)
+    assert cmd[:5] == [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py")]
+    opts = dict(zip(cmd[5::2], cmd[6::2], strict=True))
+    assert opts["--server.port"] == "8600"
+    assert opts["--server.address"] == "127.0.0.1"
+    assert opts["--server.headless"] == "true"
+
+
+def test_bad_port_and_missing_app(tmp_path, capsys):
+    with pytest.raises(ForecastError, match="port 0 outside"):
+        streamlit_command(0)
+    with pytest.raises(ForecastError, match="not found"):
+        streamlit_command(8501, app=tmp_path / "app.py")
+    assert main(["app", "--port", "70000"]) == 2
+    assert "error: port 70000 outside 1..65535" in capsys.readouterr().err
+
+
+def test_parser_defaults():
+    args = build_parser().parse_args(["app"])
+    assert (args.port, args.address, args.headless) == (8501, "127.0.0.1", False)
+
+
+@pytest.mark.slow
+def test_forecast_app_serves_and_stops(tmp_path):
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "forecast.cli", "app", "--headless", "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
+                                            timeout=2) as r:
+                    assert r.read().strip() == b"ok"
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "forecast app did not answer"
+                time.sleep(0.3)
+    finally:
+        proc.terminate()  # the server is this very process (exec), so it stops
+        proc.wait(20)
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)

@@ -1,0 +1,212 @@
+"""The generic training loop: exact resume, EMA, schedule, early stopping, checkpoints, config."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from forecast.checkpoint import load_checkpoint
+from forecast.data.synthetic import synthetic_weather
+from forecast.dims import TIME
+from forecast.errors import ForecastError
+from forecast.models.diffusion import ConditionalDiffusion
+from forecast.training import TrainConfig, load_toml, resume_state, seed_everything, train
+from forecast.training.loop import epoch_order, learning_rate, update_ema
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Pairs(torch.utils.data.Dataset):
+    def __init__(self, n=37):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, 3, generator=g)
+        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5]) + 0.3
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": self.y[i]}
+
+
+def noisy_mse(module, batch, gen):
+    # uses the generator, so resume must restore its state exactly
+    noise = 0.1 * torch.randn(batch["y"].shape, generator=gen)
+    return ((module(batch["x"]).squeeze(-1) - batch["y"] - noise) ** 2).mean()
+
+
+def make(seed=0):
+    seed_everything(seed)
+    return nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 1))
+
+
+CFG = TrainConfig(epochs=6, batch_size=5, lr=1e-2, warmup_steps=3, progress=False, eval_every=2)
+
+
+def _run(stop_after=None, resume=None, ema=None, saved=None):
+    module = make()
+    saved = {} if saved is None else saved
+
+    def checkpoint(tag, ema_module, arrays, meta):
+        saved[tag] = (
+            {f"ema.{k}": v.clone() for k, v in ema_module.state_dict().items()},
+            {k: np.array(v) for k, v in arrays.items()},
+            meta,
+        )
+
+    def validate(ema_module):
+        with torch.no_grad():
+            d = Pairs(20)
+            return float(((ema_module(d.x).squeeze(-1) - d.y) ** 2).mean())
+
+    ema_module, result = train(
+        module,
+        Pairs(),
+        noisy_mse,
+        CFG,
+        validate=validate,
+        checkpoint=checkpoint,
+        stop_after=stop_after,
+        resume=resume,
+        ema=ema,
+    )
+    return module, ema_module, result, saved
+
+
+def test_resume_is_exact():
+    straight, ema_s, res_s, _ = _run()
+    assert res_s.step == 6 * 8 and res_s.stopped == "done"
+    _, _, res_a, saved = _run(stop_after=19)
+    assert res_a.stopped == "interrupted" and res_a.step == 19
+    ema_state, arrays, meta = saved["last"]
+    ema = make()
+    ema.load_state_dict({k[4:]: v for k, v in ema_state.items()})
+    resumed, ema_r, res_r, _ = _run(resume=(arrays, meta), ema=ema)
+    assert res_r.step == res_s.step
+    for a, b in zip(straight.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+    for a, b in zip(ema_s.parameters(), ema_r.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert [h["crps"] for h in res_r.history] == [h["crps"] for h in res_s.history]
+
+
+def test_training_reduces_loss_and_saves_best_and_last():
+    _, _, result, saved = _run()
+    assert set(saved) == {"best", "last"}
+    scores = [h["crps"] for h in result.history]
+    assert len(scores) == 3  # epochs 2 and 4, then the end (6)
+    assert scores[-1] < scores[0]
+    assert result.best_score == min(scores)
+
+
+def test_early_stopping():
+    calls = []
+
+    def worse(_):
+        calls.append(1)
+        return float(len(calls))  # every validation is worse than the first
+
+    cfg = CFG.replace(eval_every=1, patience=2, epochs=50)
+    _, result = train(make(), Pairs(), noisy_mse, cfg, validate=worse)
+    assert result.stopped == "early stop"
+    assert len(calls) == 3 and result.best_step == 8
+
+
+def test_ema_and_schedule_closed_forms():
+    a, b = nn.Linear(2, 1), nn.Linear(2, 1)
+    with torch.no_grad():
+        a.weight.fill_(1.0)
+        b.weight.fill_(3.0)
+    update_ema(a, b, 0.75)
+    assert torch.allclose(a.weight, torch.full_like(a.weight, 1.5))
+    cfg = TrainConfig(lr=1.0, warmup_steps=4, min_lr_ratio=0.1)
+    assert learning_rate(0, 100, cfg) == pytest.approx(0.25)
+    assert learning_rate(4, 100, cfg) == pytest.approx(1.0)
+    assert learning_rate(52, 100, cfg) == pytest.approx(0.1 + 0.9 * 0.5)
+    assert learning_rate(100, 100, cfg) == pytest.approx(0.1)
+    o = epoch_order(0, 3, 10)
+    assert sorted(o.tolist()) == list(range(10))
+    assert np.array_equal(o, epoch_order(0, 3, 10)) and not np.array_equal(o, epoch_order(0, 4, 10))
+
+
+def test_nonfinite_loss_is_an_error():
+    def bad(module, batch, gen):
+        return module(batch["x"]).sum() * float("nan")
+
+    with pytest.raises(ForecastError, match=r"lower train\.lr"):
+        train(make(), Pairs(), bad, CFG)
+
+
+def test_config_toml(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[model]\nbase = 16\n[train]\nepochs = 3\nlr = 0.01\n")
+    cfg = load_toml(path)
+    assert cfg == {"model": {"base": 16}, "train": {"epochs": 3, "lr": 0.01}}
+    assert TrainConfig.from_dict(cfg["train"]).epochs == 3
+    path.write_text("[train]\nepoks = 3\n")
+    with pytest.raises(ForecastError, match="unknown key"):
+        TrainConfig.from_dict(load_toml(path)["train"])
+    path.write_text("[trian]\n")
+    with pytest.raises(ForecastError, match="unknown table"):
+        load_toml(path)
+    path.write_text("[train\n")
+    with pytest.raises(ForecastError, match="not valid TOML"):
+        load_toml(path)
+    with pytest.raises(ForecastError, match="not found"):
+        load_toml(tmp_path / "missing.toml")
+    with pytest.raises(ForecastError, match="batch_size"):
+        TrainConfig(batch_size=0)
+
+
+def test_diffusion_resume_is_exact(tmp_path):
+    ds = synthetic_weather(seed=2, n_lat=6, n_lon=8, days=5)
+    train_ds, valid = ds.isel({TIME: slice(0, 80)}), ds.isel({TIME: slice(80, 120)})
+
+    def model():
+        return ConditionalDiffusion(
+            context=4,
+            horizon=3,
+            base=4,
+            mults=(1, 2),
+            emb_dim=8,
+            nfe=2,
+            train={
+                "epochs": 4,
+                "batch_size": 16,
+                "eval_every": 2,
+                "progress": False,
+                "val_issue_times": 2,
+                "val_members": 3,
+                "warmup_steps": 2,
+            },
+        )
+
+    straight = model().fit(train_ds, valid, out_dir=tmp_path / "a")
+    model().fit(train_ds, valid, out_dir=tmp_path / "b", stop_after=7)
+    _, meta = load_checkpoint(tmp_path / "b" / "last.safetensors")
+    assert meta["training"]["stopped"] == "interrupted" and meta["training"]["step"] == 7
+    resumed = model().fit(train_ds, valid, out_dir=tmp_path / "b", resume=True)
+    a, _ = load_checkpoint(tmp_path / "a" / "last.safetensors")
+    b, _ = load_checkpoint(tmp_path / "b" / "last.safetensors")
+    assert set(a) == set(b)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert straight.training["step"] == resumed.training["step"]
+    # a finished run resumes to itself; a checkpoint without training state refuses
+    model().fit(train_ds, valid, out_dir=tmp_path / "b", resume=True)
+    _, meta = load_checkpoint(tmp_path / "a" / "best.safetensors")
+    with pytest.raises(ForecastError, match="no training state"):
+        resume_state({}, meta)
+    with pytest.raises(ForecastError, match="nothing to resume"):
+        model().fit(train_ds, valid, out_dir=tmp_path / "c", resume=True)
+    with pytest.raises(ForecastError, match="another configuration"):
+        other = ConditionalDiffusion(context=4, horizon=3, base=8, mults=(1, 2), emb_dim=8)
+        other.fit(train_ds, valid, out_dir=tmp_path / "b", resume=True)
