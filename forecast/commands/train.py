@@ -6,6 +6,15 @@ P1, the synthetic ones -> their own); a path is split chronologically 70/10/20 %
 split. Models trained by the generic loop (``diffusion``) write ``best.safetensors`` and
 ``last.safetensors`` to ``--out`` (``last`` resumes exactly with ``--resume``); every model also
 writes ``model.safetensors`` (the best weights where there is a validation score).
+
+Data-parallel training on N processes runs the same command under torchrun, e.g. on CPUs
+(gloo) or N GPUs (NCCL; the loss in bf16/fp16 autocast):
+
+    torchrun --standalone --nproc_per_node 2 -m forecast.cli train --data NAME --out DIR
+
+Each process trains on its share of every batch (``batch_size`` windows per process); rank 0
+alone shows progress, prints and writes the checkpoints. ``--resume`` needs the same number
+of processes as the run that wrote ``last.safetensors``.
 """
 
 from __future__ import annotations
@@ -86,6 +95,17 @@ def build_model(name: str, context: int, horizon: int, model_kw: dict, train_kw:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``forecast train``; returns the exit status."""
+    from forecast.training import distributed
+
+    info = distributed.setup()  # joins torchrun's process group; one process otherwise
+    try:
+        return _run(args, info)
+    finally:
+        distributed.cleanup()
+
+
+def _run(args: argparse.Namespace, info: Any) -> int:
+    """``forecast train`` in this process (one rank of ``info``'s job)."""
     import torch
 
     from forecast.data import open_dataset
@@ -119,6 +139,8 @@ def run(args: argparse.Namespace) -> int:
         if args.resume:
             raise ForecastError(f"model {args.model} cannot resume; train without --resume")
         model.fit(train, valid)
+    if not info.is_main:  # rank 0 writes the final weights and reports
+        return 0
     final = out / "model.safetensors"
     best = out / "best.safetensors"
     if best.is_file():

@@ -38,7 +38,7 @@ class TrainConfig:
         Cap on optimizer steps (None: ``epochs * steps_per_epoch``); also fixes the length of
         the learning-rate schedule.
     batch_size : int
-        Windows per step.
+        Windows per step (per process under ``torchrun``: a step then sees N times as many).
     lr, weight_decay : float
         AdamW learning rate (peak) and decoupled weight decay.
     warmup_steps : int

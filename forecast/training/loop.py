@@ -10,10 +10,21 @@ Exact resume: the batch order of epoch ``e`` is a permutation drawn from ``(seed
 loss noise comes from one ``torch.Generator`` whose state is saved (as a uint8 array) with the
 raw weights, the EMA weights (saved by the caller), the AdamW moments and the step counters
 (JSON). Restoring them and continuing gives bit-identical weights to an uninterrupted run.
+
+Data-parallel (``torchrun --nproc_per_node N``, see :mod:`forecast.training.distributed`): the
+loss is computed through ``DistributedDataParallel`` (gradients averaged over the ranks), each
+rank takes its ``DistributedSampler`` share of the epoch's permutation in batches of
+``cfg.batch_size`` (so a step sees ``N * batch_size`` windows), draws its loss noise from its
+own generator (seeded from ``(seed, rank)``), and rank 0 alone shows progress, validates
+(the score is broadcast, so all ranks stop together) and writes checkpoints, which hold every
+rank's generator state. Same seed and world size give identical results. On CUDA the loss runs
+under ``torch.autocast`` (bf16, or fp16 with a ``GradScaler``); the EMA weights, validation and
+checkpoints stay on the CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -27,6 +38,7 @@ from torch import nn
 from torch.utils.data import Dataset, default_collate
 
 from forecast.errors import ForecastError
+from forecast.training import distributed
 from forecast.training.config import TrainConfig
 
 LossFn = Callable[[nn.Module, Any, torch.Generator], torch.Tensor]
@@ -89,7 +101,7 @@ def update_ema(ema: nn.Module, module: nn.Module, decay: float) -> None:
     """``ema <- decay * ema + (1 - decay) * module`` for parameters; buffers copied."""
     with torch.no_grad():
         for pe, p in zip(ema.parameters(), module.parameters(), strict=True):
-            pe.lerp_(p, 1 - decay)
+            pe.lerp_(p.to(pe.device), 1 - decay)
         for be, b in zip(ema.buffers(), module.buffers(), strict=True):
             be.copy_(b)
 
@@ -114,6 +126,38 @@ def _restore_optimizer(opt: torch.optim.Optimizer, arrays: dict[str, np.ndarray]
     opt.load_state_dict(sd)
 
 
+class _Loss(nn.Module):
+    """``loss_fn(module, batch, generator)`` as a module's forward, so that
+    ``DistributedDataParallel`` sees the loss's forward and averages its gradients while
+    ``loss_fn`` still gets the plain module (with its attributes)."""
+
+    def __init__(self, module: nn.Module, loss_fn: LossFn) -> None:
+        super().__init__()
+        self.module = module
+        self.loss_fn = loss_fn
+
+    def forward(self, batch: Any, gen: torch.Generator) -> torch.Tensor:
+        return self.loss_fn(self.module, batch, gen)
+
+
+def _to_device(batch: Any, device: torch.device) -> Any:
+    """``batch`` (tensors in dicts, lists, tuples) moved to ``device``."""
+    if device.type == "cpu":
+        return batch
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_to_device(v, device) for v in batch)
+    return batch
+
+
+def _rank_prefix(rank: int) -> str:
+    """Prefix of a rank's RNG states in a checkpoint (rank 0 keeps the one-process names)."""
+    return PREFIX if rank == 0 else f"{PREFIX}rank{rank}."
+
+
 def train(
     module: nn.Module,
     dataset: Dataset,
@@ -126,8 +170,13 @@ def train(
     ema: nn.Module | None = None,
     stop_after: int | None = None,
     desc: str = "train",
+    device: str | torch.device | None = None,
+    mixed_precision: bool = True,
 ) -> tuple[nn.Module, TrainResult]:
     """Train ``module`` on ``dataset``; returns ``(ema_module, result)``.
+
+    Under ``torchrun`` every process calls this with the same arguments; it joins the process
+    group (:func:`forecast.training.distributed.setup`) and trains data-parallel.
 
     Parameters
     ----------
@@ -136,43 +185,71 @@ def train(
     dataset : Dataset
         Items collated with ``torch.utils.data.default_collate``.
     loss_fn : callable
-        ``loss_fn(module, batch, generator) -> scalar tensor``; draw all randomness from
-        ``generator``.
+        ``loss_fn(module, batch, generator) -> scalar tensor``, a mean over the batch; draw
+        all randomness from ``generator``.
     cfg : TrainConfig
-        Loop settings.
+        Loop settings (``batch_size`` is per process under torchrun).
     validate : callable, optional
         ``validate(ema_module) -> float`` (lower is better), called every ``cfg.eval_every``
-        epochs and at the end.
+        epochs and at the end (on rank 0; the score is broadcast).
     checkpoint : callable, optional
         ``checkpoint(tag, ema_module, arrays, meta)``: write the ``best`` / ``last``
         checkpoint; ``arrays`` / ``meta`` hold the training state (see :func:`resume_state`).
+        Called on rank 0 only.
     resume : (arrays, meta), optional
         A saved training state (the ``train.*`` arrays and ``meta["training"]`` of a ``last``
-        checkpoint); ``ema`` must then hold that checkpoint's EMA weights.
+        checkpoint); ``ema`` must then hold that checkpoint's EMA weights. The world size and
+        device type must be those of the run that wrote it.
     ema : nn.Module, optional
         EMA copy to continue from (with ``resume``); default: a copy of ``module``.
     stop_after : int, optional
         Stop after this global step as if interrupted (tests; ``cfg.max_minutes`` in use).
     desc : str
         Progress-bar label.
+    device : str or torch.device, optional
+        Where the optimizer steps run; default ``cuda:LOCAL_RANK`` under an NCCL process
+        group, else the CPU. The EMA weights stay where ``module`` was (validation and
+        checkpoints use them).
+    mixed_precision : bool
+        On CUDA, compute the loss under ``torch.autocast`` (bf16 where supported, else fp16
+        with a ``GradScaler``). Ignored on the CPU.
     """
     from tqdm.auto import tqdm
 
+    info = distributed.setup()
+    device = info.device if device is None else torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         raise ForecastError("no training windows; pass a longer training period")
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    steps_per_epoch = math.ceil(distributed.items_per_rank(n, info) / cfg.batch_size)
     total = cfg.epochs * steps_per_epoch
     if cfg.max_steps is not None:
         total = min(total, cfg.max_steps)
-    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(int(cfg.seed))
-    result = TrainResult()
     if ema is None:
         ema = copy.deepcopy(module)
     ema.requires_grad_(False)
+    module.to(device)
+    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator(device=device).manual_seed(distributed.rank_seed(cfg.seed, info))
+    amp_dtype = None
+    if device.type == "cuda" and mixed_precision:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    result = TrainResult()
     if resume is not None:
         arrays, meta = resume
+        for key, have, fix in (
+            ("world_size", info.world_size, "launch with torchrun --nproc_per_node {}"),
+            ("device", device.type, "train on {} again"),
+        ):
+            saved = meta.get(key, 1 if key == "world_size" else "cpu")
+            if saved != have:
+                raise ForecastError(
+                    f"checkpoint was trained with {key} {saved}, this run has {have}; "
+                    + fix.format(saved)
+                )
         params = dict(module.named_parameters())
         with torch.no_grad():
             for name, p in params.items():
@@ -181,14 +258,41 @@ def train(
                     raise ForecastError("checkpoint lacks the training state; cannot resume")
                 p.copy_(torch.from_numpy(np.array(arrays[key])))
         _restore_optimizer(opt, arrays)
-        gen.set_state(torch.from_numpy(np.array(arrays[f"{PREFIX}generator"])))
-        torch.set_rng_state(torch.from_numpy(np.array(arrays[f"{PREFIX}torch_rng"])))
+        mine = _rank_prefix(info.rank)
+        gen.set_state(torch.from_numpy(np.array(arrays[f"{mine}generator"])))
+        torch.set_rng_state(torch.from_numpy(np.array(arrays[f"{mine}torch_rng"])))
+        if scaler is not None and f"{PREFIX}grad_scaler" in arrays:
+            scale, tracker = np.array(arrays[f"{PREFIX}grad_scaler"]).tolist()
+            scaler.load_state_dict(
+                {**scaler.state_dict(), "scale": scale, "_growth_tracker": int(tracker)}
+            )
         for key in ("step", "epoch", "best_score", "best_step", "evals_since_best", "history"):
             setattr(result, key, meta[key])
         result.seconds = float(meta.get("seconds", 0.0))
         if meta.get("stopped") in ("done", "early stop"):
             result.stopped = meta["stopped"]
             return ema, result
+    if info.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        forward: Callable[[Any, torch.Generator], torch.Tensor] = DistributedDataParallel(
+            _Loss(module, loss_fn), device_ids=ids
+        )
+    else:
+
+        def forward(batch: Any, g: torch.Generator) -> torch.Tensor:
+            return loss_fn(module, batch, g)
+
+    def loss_context() -> contextlib.AbstractContextManager:
+        """On CUDA: tensors created by ``loss_fn`` land on the device; autocast if asked."""
+        stack = contextlib.ExitStack()
+        if device.type == "cuda":
+            stack.enter_context(device)
+            if amp_dtype is not None:
+                stack.enter_context(torch.autocast("cuda", dtype=amp_dtype))
+        return stack
+
     start = time.perf_counter()
     seconds_before = result.seconds
     deadline = None if cfg.max_minutes is None else start + 60 * cfg.max_minutes
@@ -196,24 +300,44 @@ def train(
         total=total,
         initial=result.step,
         desc=desc,
-        disable=not cfg.progress,
+        disable=not cfg.progress or not info.is_main,
         dynamic_ncols=True,
         leave=False,
     )
     postfix: dict[str, str] = {}
 
     def state() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The training state (every rank must call it: the RNG states are gathered)."""
         result.seconds = seconds_before + time.perf_counter() - start
-        arrs = {f"{PREFIX}param.{k}": v.detach().clone() for k, v in module.named_parameters()}
+        arrs = {
+            f"{PREFIX}param.{k}": v.detach().cpu().clone() for k, v in module.named_parameters()
+        }
         arrs = {k: v.numpy() for k, v in arrs.items()}
         arrs.update(_optimizer_arrays(opt))
-        arrs[f"{PREFIX}generator"] = gen.get_state().numpy()
-        arrs[f"{PREFIX}torch_rng"] = torch.get_rng_state().numpy()
+        rngs = distributed.gather_arrays(
+            [gen.get_state().numpy(), torch.get_rng_state().numpy()], info
+        )
+        for rank, (g_state, t_state) in enumerate(rngs):
+            arrs[f"{_rank_prefix(rank)}generator"] = g_state
+            arrs[f"{_rank_prefix(rank)}torch_rng"] = t_state
+        if scaler is not None:
+            sd = scaler.state_dict()
+            arrs[f"{PREFIX}grad_scaler"] = np.array([sd["scale"], sd["_growth_tracker"]])
         meta = result.to_dict()
         meta["config"] = cfg.to_dict()
         meta["steps_per_epoch"] = steps_per_epoch
         meta["total_steps"] = total
+        if info.distributed:
+            meta["world_size"] = info.world_size
+        if device.type != "cpu":
+            meta["device"] = device.type
         return arrs, meta
+
+    def save(tag: str) -> None:
+        """Checkpoint ``tag`` from rank 0."""
+        arrays, meta = state()
+        if checkpoint is not None and info.is_main:
+            checkpoint(tag, ema, arrays, meta)
 
     def evaluate() -> bool:
         """Validate, save best; True when early stopping triggers."""
@@ -221,7 +345,9 @@ def train(
             return False
         module.eval()
         ema.eval()
-        score = float(validate(ema))
+        score = distributed.broadcast_float(
+            float(validate(ema)) if info.is_main else math.nan, info
+        )
         module.train()
         result.history.append({"step": result.step, "epoch": result.epoch, "crps": score})
         postfix["val_crps"] = f"{score:.4g}"
@@ -229,7 +355,7 @@ def train(
         if result.best_score is None or score < result.best_score:
             result.best_score, result.best_step, result.evals_since_best = score, result.step, 0
             if checkpoint is not None:
-                checkpoint("best", ema, *state())
+                save("best")
         else:
             result.evals_since_best += 1
         return cfg.patience > 0 and result.evals_since_best >= cfg.patience
@@ -240,27 +366,37 @@ def train(
         while result.step < total and not stopped:
             epoch = result.step // steps_per_epoch
             result.epoch = epoch
-            order = epoch_order(cfg.seed, epoch, n)
+            order = distributed.shard_order(epoch_order(cfg.seed, epoch, n), dataset, info)
             b = result.step - epoch * steps_per_epoch
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            batch = default_collate([dataset[int(i)] for i in idx])
+            batch = _to_device(default_collate([dataset[int(i)] for i in idx]), device)
             lr = learning_rate(result.step, total, cfg)
             for group in opt.param_groups:
                 group["lr"] = lr
-            loss = loss_fn(module, batch, gen)
-            if not torch.isfinite(loss):
+            with loss_context():
+                loss = forward(batch, gen)
+            shown = distributed.all_reduce_mean(loss.item(), info)  # nan on every rank if any
+            if not math.isfinite(shown):
                 raise ForecastError(
-                    f"training loss became {loss.item()} at step {result.step}; lower train.lr"
+                    f"training loss became {shown} at step {result.step}; lower train.lr"
                 )
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
-            opt.step()
+            if scaler is None:
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                if cfg.grad_clip > 0:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
             result.step += 1
             decay = min(cfg.ema_decay, (1 + result.step) / (10 + result.step))
             update_ema(ema, module, decay)
-            postfix.update(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+            postfix.update(loss=f"{shown:.4f}", lr=f"{lr:.2e}")
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
             end_of_epoch = result.step % steps_per_epoch == 0
@@ -276,7 +412,9 @@ def train(
                 stopped = "early stop"
             elif stop_after is not None and result.step >= stop_after:
                 stopped = "interrupted"
-            elif deadline is not None and time.perf_counter() > deadline:
+            elif deadline is not None and distributed.any_rank(
+                time.perf_counter() > deadline, info
+            ):
                 stopped = "time limit"
         if not stopped:
             stopped = "done"
@@ -285,10 +423,8 @@ def train(
     finally:
         bar.close()
     result.stopped = stopped
-    if checkpoint is not None:
-        checkpoint("last", ema, *state())
-    else:
-        state()
+    save("last")
+    distributed.barrier(info)  # no rank reads the checkpoints before rank 0 has written them
     return ema, result
 
 
