@@ -7,7 +7,11 @@ Two modes (exactly one is required):
   or any file with the standard dims ``([init_time,] member, lead_time, *space)``) against the
   truth opened by ``forecast.data.open_dataset(SOURCE)`` and writes the scorecard (NetCDF, CSV,
   Markdown), the diagnostics and PNG plots into DIR. The model name is the file stem unless
-  given as ``NAME=PATH``.
+  given as ``NAME=PATH``. Ensemble files (NetCDF or Zarr stores) are opened with dask, one
+  issue time per chunk (``--issue-chunk``), and the scorecard stays lazy until the end, so
+  files larger than memory are scored chunk by chunk. ``--workers N`` runs the computation on
+  a local ``dask.distributed`` cluster of N worker processes (``--memory-limit`` each);
+  ``--scheduler ADDRESS`` on an existing cluster (e.g. ``tcp://host:8786``).
 - ``forecast evaluate --protocol P --models a,b,c --out DIR [--members N] [--seed S]`` hands
   over to ``forecast.pipeline.run_protocol``.
 """
@@ -55,6 +59,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="drop NaN members and leave out NaN points (default: NaN makes the score NaN)",
     )
+    parser.add_argument(
+        "--issue-chunk",
+        type=int,
+        default=1,
+        metavar="N",
+        help="--forecast mode: issue times per dask chunk of the ensembles (default 1)",
+    )
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="address of a running dask.distributed scheduler (e.g. tcp://10.0.0.5:8786)",
+    )
+    cluster.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="start a local dask.distributed cluster of N worker processes for the scoring",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        default="auto",
+        help="--workers: memory limit per worker (e.g. 2GB; default auto = RAM / N)",
+    )
+    parser.add_argument(
+        "--threads-per-worker",
+        type=int,
+        default=1,
+        metavar="T",
+        help="--workers: threads per worker process (default 1)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -70,8 +105,10 @@ def _named_paths(specs: list[str]) -> dict[str, Path]:
             raise ForecastError(
                 f"model name {name!r} given twice; name the files with --forecast NAME=PATH"
             )
-        if not p.is_file():
-            raise ForecastError(f"forecast file {p} not found; pass an ensemble NetCDF file")
+        if not (p.is_file() or p.is_dir()):
+            raise ForecastError(
+                f"forecast file {p} not found; pass an ensemble NetCDF file or Zarr store"
+            )
         out[name] = p
     return out
 
@@ -94,19 +131,41 @@ def _thresholds(specs: list[str]) -> float | dict[str, float] | None:
     return per_var
 
 
-def open_forecast(path: Path) -> Any:
-    """Open an ensemble file: CF layout via ``forecast.export.open_ensemble``, else as is."""
+def open_forecast(path: Path, issue_chunk: int | None = None) -> Any:
+    """Open an ensemble file: CF layout via ``forecast.export.open_ensemble``, else as is.
+
+    Parameters
+    ----------
+    path : Path
+        Ensemble NetCDF file (CF layout or standard dims) or Zarr store of ``to_zarr``.
+    issue_chunk : int, optional
+        Open with dask, this many issue times per chunk (every member, lead time and grid
+        point in a chunk); default: lazily without dask.
+    """
     import xarray as xr
 
     from forecast.dims import MEMBER
+    from forecast.export.zarr_store import is_zarr_path
 
+    if issue_chunk is not None and issue_chunk < 1:
+        raise ForecastError(f"--issue-chunk must be at least 1, got {issue_chunk}")
+    if is_zarr_path(path):
+        from forecast.export import open_ensemble
+
+        ds = open_ensemble(path, chunks={} if issue_chunk is None else _read_chunks(issue_chunk))
+        return _issue_chunked(ds, issue_chunk)
     try:
         with xr.open_dataset(path, decode_times=False, decode_timedelta=False) as raw:
             standard = MEMBER in raw.dims
     except (OSError, ValueError) as err:
         raise ForecastError(f"{path} is not a readable NetCDF file ({err})") from None
     if standard:
-        ds = xr.open_dataset(path)
+        ds = xr.open_dataset(path, chunks=None if issue_chunk is None else {})
+        ds = _issue_chunked(ds, issue_chunk)
+    elif issue_chunk is not None:
+        from forecast.export import open_ensemble
+
+        ds = _issue_chunked(open_ensemble(path, chunks=_read_chunks(issue_chunk)), issue_chunk)
     else:
         try:
             from forecast.export import open_ensemble
@@ -117,6 +176,68 @@ def open_forecast(path: Path) -> Any:
             ) from None
         ds = open_ensemble(path)
     return ds
+
+
+def _read_chunks(issue_chunk: int) -> dict[str, int]:
+    """Chunks to open a CF ensemble with: ``issue_chunk`` issue times, every member and lead
+    (one read per chunk rather than one per stored member chunk)."""
+    from forecast.dims import INIT_TIME, LEAD_TIME, MEMBER
+
+    return {INIT_TIME: issue_chunk, MEMBER: -1, LEAD_TIME: -1}
+
+
+def _issue_chunked(ds: Any, issue_chunk: int | None) -> Any:
+    """Rechunk an ensemble: ``issue_chunk`` issue times per chunk, everything else whole."""
+    if issue_chunk is None:
+        return ds
+    from forecast.dims import INIT_TIME
+
+    chunks = {d: -1 for d in ds.dims}
+    if INIT_TIME in ds.dims:
+        chunks[INIT_TIME] = issue_chunk
+    return ds.chunk(chunks)
+
+
+def dask_client(
+    scheduler: str | None, workers: int | None, memory_limit: str, threads: int = 1
+) -> Any:
+    """A ``dask.distributed.Client`` for the scoring, or None for dask's default scheduler.
+
+    ``scheduler`` connects to a running cluster; ``workers`` starts a ``LocalCluster`` of that
+    many processes (``memory_limit`` each). Closing the client also closes a local cluster.
+    """
+    if scheduler is None and workers is None:
+        return None
+    if workers is not None and workers < 1:
+        raise ForecastError(f"--workers must be at least 1, got {workers}")
+    if threads < 1:
+        raise ForecastError(f"--threads-per-worker must be at least 1, got {threads}")
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ForecastError(
+            "--scheduler/--workers need dask.distributed; pip install distributed"
+        ) from None
+    if scheduler is not None:
+        try:
+            return Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as err:
+            raise ForecastError(
+                f"cannot connect to the dask scheduler at {scheduler} ({err}); check the "
+                "address (tcp://HOST:PORT) and that `dask scheduler` runs there"
+            ) from None
+    try:
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=threads,
+            memory_limit=memory_limit,
+            dashboard_address=None,
+        )
+    except (ValueError, TypeError) as err:
+        raise ForecastError(
+            f"cannot start a local dask cluster ({err}); check --memory-limit (e.g. 2GB)"
+        ) from None
+    return Client(cluster)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -146,14 +267,26 @@ def run(args: argparse.Namespace) -> int:
     from forecast.data import open_dataset
     from forecast.scoring import diagnostics, scorecard, write_report
 
+    if args.workers is None and args.scheduler is None and (
+        args.memory_limit != "auto" or args.threads_per_worker != 1
+    ):
+        raise ForecastError("--memory-limit/--threads-per-worker need --workers N")
     paths = _named_paths(args.forecast)
-    forecasts = {name: open_forecast(p) for name, p in paths.items()}
+    forecasts = {name: open_forecast(p, args.issue_chunk) for name, p in paths.items()}
     variables = sorted({str(v) for ds in forecasts.values() for v in ds.data_vars})
     truth = open_dataset(args.truth, variable=variables)
     seed = 0 if args.seed is None else args.seed
     thr = _thresholds(args.threshold)
-    card = scorecard(forecasts, truth, skipna=args.skipna, thresholds=thr, seed=seed)
-    diag = diagnostics(forecasts, truth, thresholds=thr, seed=seed)
+    client = dask_client(args.scheduler, args.workers, args.memory_limit, args.threads_per_worker)
+    try:
+        card = scorecard(forecasts, truth, skipna=args.skipna, thresholds=thr, seed=seed)
+        diag = diagnostics(forecasts, truth, thresholds=thr, seed=seed)
+    finally:
+        if client is not None:
+            cluster = client.cluster if args.workers is not None else None
+            client.close()
+            if cluster is not None:
+                cluster.close()
     written = write_report(card, diag, args.out)
     from forecast.scoring.scorecard import to_markdown
 

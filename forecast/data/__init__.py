@@ -56,6 +56,7 @@ from forecast.data.windows import (
 
 __all__ += [
     "PROTOCOLS",
+    "LazyWindowDataset",
     "Normalizer",
     "Protocol",
     "WindowDataset",
@@ -74,7 +75,7 @@ __all__ += [
 
 #: Names of forecast.data.torch, imported on first use so that ``import forecast.data`` (and the
 #: scoring / export code that uses it) does not import torch.
-_TORCH_NAMES = ("WindowDataset", "ensemble_from_array", "to_array")
+_TORCH_NAMES = ("WindowDataset", "ensemble_from_array", "to_array", "LazyWindowDataset")
 
 
 def __getattr__(name: str) -> object:

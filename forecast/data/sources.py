@@ -4,7 +4,9 @@ The standard data set (see ``docs/data.md``) has a ``time`` dimension, sorted an
 either grid dimensions (``lat``, ``lon`` with ``lat`` ascending; or ``y``, ``x``) or a ``node``
 dimension of sensor ids (strings) with an ``adjacency`` variable over ``(node, node_j)``. Data
 variables lie over ``(time, *space)`` and carry ``units``; missing values are NaN. Every reader
-loads the data into memory and closes its files.
+loads the data into memory and closes its files, unless ``chunks=`` is given: then NetCDF, GRIB
+and Zarr sources (one file, a glob or a list) stay lazy, dask-backed, and every standardization
+step (time sorting, step checks, renames, selection) works on coordinates only.
 """
 
 from __future__ import annotations
@@ -95,11 +97,17 @@ def open_dataset(
           ``adjacency`` (path of a CSV or ``.npy`` matrix), ``zeros_as_missing`` (exact zeros
           become NaN, as METR-LA / PEMS-BAY need), ``key`` (HDF5 key).
         - Synthetic named data sets: ``seed``.
+        - ``chunks``: open lazily with dask instead of loading: a mapping ``{dim: size}`` in the
+          standard dim names (``{"time": 24}``), an int, ``"auto"``, or ``{}`` (the chunks of
+          the file). NetCDF, GRIB and Zarr files are then read only when computed (many files
+          are concatenated lazily along time, as ``xr.open_mfdataset`` does); the all-NaN
+          check is skipped (it would read everything). Sensor files and named data sets are
+          read into memory first and then chunked.
 
     Returns
     -------
     xarray.Dataset
-        The standard data set, in memory.
+        The standard data set, in memory (dask-backed when ``chunks`` is given).
 
     Raises
     ------
@@ -114,6 +122,10 @@ def open_dataset(
     >>> ds.t2m.dims  # doctest: +SKIP
     ('time', 'lat', 'lon')
     """
+    options = dict(options)
+    chunks = options.pop("chunks", None)
+    if chunks is not None:
+        return _open_lazy(source, variable, chunks, options)
     if isinstance(source, str):
         from forecast.data.catalog import DATASETS
 
@@ -145,6 +157,83 @@ def open_dataset(
             "variables and the same grid or sensors"
         ) from None
     return finalize(ds, where)
+
+
+def _check_chunks(chunks: Any) -> Any:
+    """Validate a ``chunks=`` value: mapping of dim -> positive int / -1, an int, or "auto"."""
+    if chunks == "auto":
+        return chunks
+    if isinstance(chunks, Mapping):
+        for dim, size in chunks.items():
+            ok = size == "auto" or (isinstance(size, int | np.integer) and not isinstance(
+                size, bool) and (size > 0 or size == -1))
+            if not ok:
+                raise ForecastError(
+                    f"chunks[{dim!r}] = {size!r} is not a chunk size; give a positive integer, "
+                    "-1 (whole dimension) or 'auto'"
+                )
+        return dict(chunks)
+    if isinstance(chunks, int | np.integer) and not isinstance(chunks, bool) and chunks > 0:
+        return int(chunks)
+    raise ForecastError(
+        f"chunks={chunks!r} is not understood; give {{dim: size}} (e.g. {{'time': 24}}), a "
+        "positive integer, 'auto' or {} (the file's own chunks)"
+    )
+
+
+def _rechunk(ds: xr.Dataset, chunks: Any, where: str) -> xr.Dataset:
+    """Apply the user's chunks (standard dim names) to a standardized data set."""
+    if isinstance(chunks, dict):
+        unknown = [str(d) for d in chunks if d not in ds.dims]
+        if unknown:
+            raise ForecastError(
+                f"{where}: chunks name dimension '{unknown[0]}' that the data set lacks (dims: "
+                f"{', '.join(map(str, ds.dims))}); use the standard dim names"
+            )
+        if not chunks:
+            return ds if all(v.chunks is not None for v in ds.data_vars.values()) else ds.chunk()
+    return ds.chunk(chunks)
+
+
+def _open_lazy(
+    source: Any, variable: str | Sequence[str] | None, chunks: Any, options: Mapping[str, Any]
+) -> xr.Dataset:
+    """``open_dataset(..., chunks=...)``: the standard data set backed by dask arrays."""
+    chunks = _check_chunks(chunks)
+    if isinstance(source, str):
+        from forecast.data.catalog import DATASETS
+
+        if source in DATASETS:
+            ds = DATASETS.get(source).open(variable, **options)
+            return _rechunk(ds, chunks, source)
+    paths = expand_source(source)
+    opts = dict(options)
+    fmts = {detect_format(p, opts.get("format")) for p in paths}
+    if fmts & {"csv", "hdf5"}:
+        ds = open_dataset(source, variable, **options)
+        return _rechunk(ds, chunks, paths[0].name)
+    parts = [_open_path(p, variable, opts, check=False, lazy=True) for p in paths]
+    if len(parts) == 1:
+        ds, where = parts[0], paths[0].name
+    else:
+        where = f"{len(paths)} files ({paths[0].name} .. {paths[-1].name})"
+        try:
+            ds = xr.concat(
+                parts,
+                dim=TIME,
+                data_vars="minimal",
+                coords="minimal",
+                compat="override",
+                join="exact",
+                combine_attrs="drop_conflicts",
+            )
+        except ValueError as err:
+            raise ForecastError(
+                f"cannot concatenate {where} in time: {_first_line(err)}; give files with the "
+                "same variables and the same grid or sensors"
+            ) from None
+    ds = finalize(ds, where, load=False)
+    return _rechunk(ds, chunks, where)
 
 
 def _looks_like_path(text: str) -> bool:
@@ -203,7 +292,11 @@ def detect_format(path: Path, format: str | None = None) -> str:
 
 
 def _open_path(
-    path: Path, variable: str | Sequence[str] | None, options: Mapping[str, Any], check: bool = True
+    path: Path,
+    variable: str | Sequence[str] | None,
+    options: Mapping[str, Any],
+    check: bool = True,
+    lazy: bool = False,
 ) -> xr.Dataset:
     opts = dict(options)
     fmt = detect_format(path, opts.pop("format", None))
@@ -217,7 +310,7 @@ def _open_path(
         ds = reader(path, variable=variable or DEFAULT_SENSOR_VARIABLE, **opts)
         return finalize(ds, path.name) if check else ds
     _reject_unknown(opts, {"units", "select", "filter_by_keys"}, path)
-    ds = read_grid(path, fmt, filter_by_keys=opts.get("filter_by_keys"))
+    ds = read_grid(path, fmt, filter_by_keys=opts.get("filter_by_keys"), lazy=lazy)
     ds = standardize(ds, variable, where=path.name, select=opts.get("select"))
     if opts.get("units") is not None:
         names = data_variables(ds)
@@ -227,7 +320,7 @@ def _open_path(
                 f"({', '.join(names)}); pick one with variable="
             )
         ds[names[0]].attrs["units"] = str(opts["units"])
-    return finalize(ds, path.name) if check else ds
+    return finalize(ds, path.name, load=not lazy) if check else ds
 
 
 _SENSOR_OPTIONS = {
@@ -255,22 +348,28 @@ def _first_line(err: BaseException) -> str:
 
 
 def read_grid(
-    path: Path, fmt: str, *, filter_by_keys: Mapping[str, Any] | None = None
+    path: Path,
+    fmt: str,
+    *,
+    filter_by_keys: Mapping[str, Any] | None = None,
+    lazy: bool = False,
 ) -> xr.Dataset:
     """Open a NetCDF, GRIB or Zarr file as it is (lazily, names not yet normalized).
 
     GRIB goes through cfgrib with ``indexpath=""``, so no index file is written beside it.
+    With ``lazy=True`` the variables are dask arrays in the file's own chunks (``chunks={}``).
     """
+    chunks: dict[str, Any] | None = {} if lazy else None
     try:
         if fmt == "netcdf":
-            return xr.open_dataset(path)
+            return xr.open_dataset(path, chunks=chunks)
         if fmt == "grib":
             kwargs: dict[str, Any] = {"indexpath": ""}
             if filter_by_keys:
                 kwargs["filter_by_keys"] = dict(filter_by_keys)
-            return xr.open_dataset(path, engine="cfgrib", backend_kwargs=kwargs)
+            return xr.open_dataset(path, engine="cfgrib", backend_kwargs=kwargs, chunks=chunks)
         if fmt == "zarr":
-            return xr.open_zarr(path, consolidated=_zarr_consolidated(path))
+            return xr.open_zarr(path, consolidated=_zarr_consolidated(path), chunks=chunks)
     except (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError) as err:
         hint = ""
         if fmt == "grib" and "filter_by_keys" in str(err):
@@ -410,13 +509,21 @@ def standardize(
                 f"(time, lat, lon), (time, y, x) or (time, node): rename its dims"
             )
     ds = ds.transpose(TIME, *space, ...)
-    ds = ds.sortby(TIME)
+    ds = _sorted_by(ds, TIME)
     for dim in (LAT, LON):
         if dim in ds.coords and ds[dim].ndim == 1 and dim in ds.dims:
-            ds = ds.sortby(dim)
+            ds = _sorted_by(ds, dim)
     for name in data_variables(ds):
         ds[name].attrs.setdefault("units", UNKNOWN_UNITS)
     return ds
+
+
+def _sorted_by(ds: xr.Dataset, dim: str) -> xr.Dataset:
+    """``ds.sortby(dim)``, skipped when already ascending (keeps dask graphs free of takes)."""
+    index = ds.indexes.get(dim)
+    if index is not None and index.is_monotonic_increasing:
+        return ds
+    return ds.sortby(dim)
 
 
 def _find_time_axis(ds: xr.Dataset, where: str) -> xr.Dataset:
@@ -466,8 +573,11 @@ def _choose_variables(
     return wanted + keep
 
 
-def finalize(ds: xr.Dataset, where: str) -> xr.Dataset:
+def finalize(ds: xr.Dataset, where: str, *, load: bool = True) -> xr.Dataset:
     """Check a standardized data set (regular unique times, no all-NaN variable) and load it.
+
+    With ``load=False`` the data stay as they are (dask-backed): only the coordinates are
+    checked (time order and step); the all-NaN check, which would read every value, is skipped.
 
     Raises
     ------
@@ -481,8 +591,11 @@ def finalize(ds: xr.Dataset, where: str) -> xr.Dataset:
             f"{where}: no spatial dims (dims: {', '.join(map(str, ds.dims))}); expected lat/lon, "
             "y/x or node: rename the dims"
         )
-    ds = ds.sortby(TIME)
+    ds = _sorted_by(ds, TIME)
     check_time_axis(ds[TIME].values, where)
+    if not load:
+        ds.attrs.setdefault("source", where)
+        return ds
     ds = ds.load()
     for name in data_variables(ds):
         values = ds[name].values

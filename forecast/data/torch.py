@@ -6,6 +6,9 @@
 - :class:`WindowDataset`: a ``torch.utils.data.Dataset`` over :class:`Windows` of such an
   (already normalized) array; items are views into one tensor, nothing is precomputed per
   window.
+- :class:`LazyWindowDataset`: the same items read per window from a (dask-backed, lazily
+  opened) data set: nothing is loaded up front, each item reads ``context + horizon`` steps, so
+  memory is bounded by a batch.
 - :func:`ensemble_from_array`: sampled ``(member, lead, channel, *space)`` values -> the standard
   ensemble data set with ``init_time``, ``lead_time``, ``valid_time`` and the spatial coords.
 
@@ -28,7 +31,7 @@ from forecast.data.windows import Windows
 from forecast.dims import INIT_TIME, LEAD_TIME, MEMBER, TIME, VALID_TIME, space_dims
 from forecast.errors import ForecastError
 
-__all__ = ["WindowDataset", "ensemble_from_array", "to_array"]
+__all__ = ["LazyWindowDataset", "WindowDataset", "ensemble_from_array", "to_array"]
 
 
 def to_array(ds: xr.Dataset) -> np.ndarray:
@@ -126,6 +129,97 @@ class WindowDataset(Dataset):
         return {
             "context": self.values[i - c + 1 : i + 1],
             "target": self.values[i + 1 : i + 1 + h],
+            "calendar": self.calendar[i],
+            "issue_index": i,
+        }
+
+
+class LazyWindowDataset(Dataset):
+    """Windows of a lazily opened data set as a torch Dataset, read one window at a time.
+
+    Items are those of :class:`WindowDataset` built on
+    ``normalizer.transform_array(to_array(ds))``, but item ``k`` reads only the steps
+    ``[i - context + 1, i + horizon]`` of the data (``i`` its issue index) and normalizes them
+    then, so a data set opened with ``open_dataset(..., chunks=...)`` is never loaded whole:
+    memory is bounded by a batch (times the chunk overlap of the reads).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A standard data set, dask-backed or in memory, in physical units.
+    windows : Windows
+        Issue indices and geometry on the time axis of ``ds``.
+    normalizer : forecast.data.normalize.Normalizer, optional
+        Applied to each item (``transform_array`` over the channel axis); default: none.
+
+    Notes
+    -----
+    Items are dicts with ``context`` ``(context, channel, *space)`` and ``target``
+    ``(horizon, channel, *space)`` float32 tensors (new memory, not views), ``calendar`` ``(4,)``
+    and ``issue_index``. The data set pickles (DataLoader workers re-open nothing: dask graphs
+    and xarray's file managers are picklable).
+    """
+
+    def __init__(self, ds: xr.Dataset, windows: Windows, normalizer: Any = None):
+        from forecast.data.windows import calendar_features
+
+        variables = data_variables(ds)
+        if not variables:
+            raise ForecastError(
+                "no forecast variable (none has a time dim); open a standard data set"
+            )
+        space = space_dims(ds)
+        for name in variables:
+            if set(map(str, ds[name].dims)) != {TIME, *space}:
+                raise ForecastError(
+                    f"variable '{name}' has dims ({', '.join(map(str, ds[name].dims))}) but the "
+                    f"forecast variables need ({', '.join([TIME, *space])}); select or drop it"
+                )
+        n_time = ds.sizes[TIME]
+        if len(windows) and int(windows.issue_index.max()) + windows.horizon >= n_time:
+            raise ForecastError(
+                f"windows reach step {int(windows.issue_index.max()) + windows.horizon} but the "
+                f"data set has {n_time} steps; build the windows on the same data"
+            )
+        if len(windows) and int(windows.issue_index.min()) - windows.context + 1 < 0:
+            raise ForecastError(
+                "a window's context starts before the first step; build the windows with "
+                "make_windows on the same data"
+            )
+        self.ds = ds[variables]
+        self.variables = variables
+        self.space = space
+        self.windows = windows
+        self.normalizer = normalizer
+        self.calendar = torch.from_numpy(
+            np.ascontiguousarray(calendar_features(ds[TIME].values), dtype=np.float32)
+        )
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Steps ``[start, stop)`` as a normalized ``(time, channel, *space)`` float32 array."""
+        part = self.ds.isel({TIME: slice(start, stop)})
+        out = np.empty(
+            (stop - start, len(self.variables), *(part.sizes[d] for d in self.space)),
+            dtype=np.float32,
+        )
+        for k, name in enumerate(self.variables):
+            out[:, k] = part[name].transpose(TIME, *self.space).values
+        if self.normalizer is not None:
+            out = self.normalizer.transform_array(out, 1, self.variables, copy=False)
+        return out
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        if not -len(self) <= k < len(self):
+            raise IndexError(f"window {k} out of range for {len(self)} windows")
+        i = int(self.windows.issue_index[k])
+        c, h = self.windows.context, self.windows.horizon
+        block = torch.from_numpy(self.read(i - c + 1, i + 1 + h))
+        return {
+            "context": block[:c],
+            "target": block[c:],
             "calendar": self.calendar[i],
             "issue_index": i,
         }

@@ -741,16 +741,47 @@ def to_netcdf(
     return path
 
 
-def open_ensemble(path: str | os.PathLike[str], *, summary: bool = False) -> xr.Dataset:
-    """Read a file written by :func:`to_netcdf` back as the standard ensemble Dataset.
+#: In-memory dim names -> names inside the file / store (for ``chunks=``).
+_FILE_DIMS = {INIT_TIME: FRT, MEMBER: REALIZATION, LEAD_TIME: FP, NODE: STATION}
+
+
+def _file_chunks(chunks: Any, path: Path) -> Any:
+    """``chunks`` in the standard dim names -> the names inside the file."""
+    if chunks is None or chunks == "auto" or isinstance(chunks, int):
+        return chunks
+    if not isinstance(chunks, Mapping):
+        raise ForecastError(
+            f"chunks={chunks!r} is not understood; give {{dim: size}} (e.g. {{'init_time': 1}}), "
+            "an integer, 'auto' or {} (the file's chunks)"
+        )
+    allowed = (INIT_TIME, MEMBER, LEAD_TIME, LAT, LON, Y, X, NODE)
+    bad = [str(d) for d in chunks if d not in allowed]
+    if bad:
+        raise ForecastError(
+            f"chunks for {path.name} name dimension '{bad[0]}'; use the ensemble's dims "
+            f"({', '.join(allowed)})"
+        )
+    return {_FILE_DIMS.get(d, d): v for d, v in chunks.items()}
+
+
+def open_ensemble(
+    path: str | os.PathLike[str], *, summary: bool = False, chunks: Any = None
+) -> xr.Dataset:
+    """Read a file written by :func:`to_netcdf` (or a store of ``to_zarr``) as the ensemble.
 
     Parameters
     ----------
     path
-        A CF ensemble NetCDF file.
+        A CF ensemble NetCDF file, or a Zarr store written by :func:`forecast.export.to_zarr`
+        (suffix ``.zarr`` or a folder with Zarr metadata).
     summary
         Also return the summary variables (``v_mean``, ``v_std``, ``v_quantile``,
         ``v_exceedance``) where the file has them.
+    chunks
+        Open the data as dask arrays with these chunks, in the ensemble's dim names (e.g.
+        ``{"init_time": 1}``: one issue time per chunk, every member), an int, ``"auto"`` or
+        ``{}`` (the file's own chunks). Default: NetCDF lazily without dask (read on first
+        access), Zarr with dask in the store's chunks (one member x one issue time).
 
     Returns
     -------
@@ -761,14 +792,30 @@ def open_ensemble(path: str | os.PathLike[str], *, summary: bool = False) -> xr.
         (datetime64[ns]), the grid or ``node`` coords; data in physical units, missing values as
         NaN, loaded lazily. Global attributes as in the file.
     """
+    from forecast.export.zarr_store import is_zarr_path
+
     path = Path(path)
-    if not path.is_file():
-        raise ForecastError(f"{path} not found; pass a NetCDF file written by forecast predict")
-    try:
-        ds = xr.open_dataset(path, engine="netcdf4", decode_times=False, decode_timedelta=False,
-                             mask_and_scale=True)
-    except (OSError, ValueError) as err:
-        raise ForecastError(f"{path} is not a readable NetCDF file ({err})") from None
+    file_chunks = _file_chunks(chunks, path)
+    if is_zarr_path(path):
+        if not path.is_dir():
+            raise ForecastError(f"{path} not found; pass a Zarr store written by forecast predict")
+        try:
+            ds = xr.open_zarr(path, decode_times=False, decode_timedelta=False,
+                              mask_and_scale=True, consolidated=None,
+                              chunks={} if file_chunks is None else file_chunks)
+        except (OSError, ValueError, KeyError) as err:
+            raise ForecastError(f"{path} is not a readable Zarr store ({err})") from None
+    else:
+        if not path.is_file():
+            raise ForecastError(
+                f"{path} not found; pass a NetCDF file written by forecast predict"
+            )
+        try:
+            ds = xr.open_dataset(path, engine="netcdf4", decode_times=False,
+                                 decode_timedelta=False, mask_and_scale=True,
+                                 chunks=file_chunks)
+        except (OSError, ValueError) as err:
+            raise ForecastError(f"{path} is not a readable NetCDF file ({err})") from None
     if REALIZATION not in ds.dims or FP not in ds.variables or FRT not in ds.variables:
         ds.close()
         raise ForecastError(
@@ -810,6 +857,8 @@ def open_ensemble(path: str | os.PathLike[str], *, summary: bool = False) -> xr.
         ids = ds[STATION_ID].values
         if ids.dtype.kind == "S":
             ids = np.array([b.decode("utf-8") for b in ids.tolist()], dtype=object)
+        elif ids.dtype.kind == "U":
+            ids = ids.astype(object)
         elif ids.dtype.kind in "iu":
             ids = ids.astype(np.int64)
         coords[NODE] = (NODE, ids)
@@ -817,6 +866,8 @@ def open_ensemble(path: str | os.PathLike[str], *, summary: bool = False) -> xr.
     for name in list(out.coords):
         if out[name].dtype.kind in "iu" and name not in (MEMBER,):
             out = out.assign_coords({name: out[name].astype(np.int64)})
+        if out[name].dtype.kind == "U" and name not in out.dims:
+            out = out.assign_coords({name: out[name].astype(object)})
         if out[name].dtype.kind == "S":
             out = out.assign_coords({name: (out[name].dims, np.array(
                 [b.decode("utf-8") for b in out[name].values.ravel().tolist()], dtype=object

@@ -17,13 +17,16 @@ Dims = str | Iterable[str] | None
 
 
 def _uniform_like(o: xr.DataArray, seed: int) -> xr.DataArray:
-    """Seeded uniform [0, 1) draws with the layout (and chunks) of ``o``."""
+    """Seeded uniform [0, 1) draws with the layout (and chunks) of ``o``.
+
+    The draws are those of the in-memory case whatever the chunks (one obs-sized float64
+    array, split into ``o``'s chunks), so dask and numpy inputs break ties identically.
+    """
+    data = np.random.default_rng(seed).random(o.shape)
     if o.chunks is not None:
         import dask.array as da
 
-        data = da.random.default_rng(seed).random(o.shape, chunks=o.data.chunks)
-    else:
-        data = np.random.default_rng(seed).random(o.shape)
+        data = da.from_array(data, chunks=o.data.chunks)
     return xr.DataArray(data, dims=o.dims, coords=o.coords)
 
 

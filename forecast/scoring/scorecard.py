@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from forecast.dims import LEAD_TIME, MEMBER, METRIC, MODEL, TIME, space_dims
 from forecast.errors import ForecastError
+from forecast.scoring._core import is_lazy
 from forecast.scoring.align import check_member, obs_for, pair_variables
 from forecast.scoring.calibration import (
     brier_score,
@@ -47,9 +48,16 @@ METRICS = (
 
 
 def _aligned_obs(forecast: xr.Dataset, obs: xr.Dataset) -> xr.Dataset:
-    """Truth laid out like ``forecast``: obs_for when obs is a time series, else as given."""
+    """Truth laid out like ``forecast``: obs_for when obs is a time series, else as given.
+
+    For a dask-backed forecast, in-memory observations are split into the forecast's chunks,
+    so that each task (and each worker of a cluster) receives only its slice of the truth.
+    """
     if TIME in obs.dims and LEAD_TIME in forecast.dims:
-        return obs_for(forecast, obs)
+        obs = obs_for(forecast, obs)
+    if is_lazy(forecast) and not is_lazy(obs):
+        sizes = forecast.chunksizes
+        obs = obs.chunk({d: sizes[d] if d in sizes else -1 for d in obs.dims})
     return obs
 
 
@@ -65,7 +73,7 @@ def _thresholds(
             out[n] = float(thresholds)  # type: ignore[arg-type]
         else:
             first = next(iter(obs_by_model.values()))[n]
-            out[n] = float(first.median(skipna=True).values)
+            out[n] = float(first.compute().median(skipna=True).values)
     return out
 
 
