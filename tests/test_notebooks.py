@@ -20,8 +20,11 @@ NAMES = ("01_quickstart.ipynb", "02_calibration.ipynb", "03_latent_space.ipynb")
 def execute(name: str, **env: str) -> nbformat.NotebookNode:
     """Run notebook ``name`` with small settings (plus ``env``); returns the executed copy."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
-    old = {k: os.environ.get(k) for k in ("FORECAST_NOTEBOOK_SMALL", *env)}
+    old = {k: os.environ.get(k) for k in ("FORECAST_NOTEBOOK_SMALL", "MPLBACKEND", *env)}
     os.environ.update({"FORECAST_NOTEBOOK_SMALL": "1", **env})
+    # `import streamlit` (the dashboard tests) sets MPLBACKEND=Agg for the whole process; the
+    # kernel inherits the environment and would then show no figures.
+    os.environ.pop("MPLBACKEND", None)
     try:
         NotebookClient(
             nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": NOTEBOOKS}}
