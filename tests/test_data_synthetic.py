@@ -190,3 +190,14 @@ def test_traffic_bad_sizes():
         synthetic_traffic(n_sensors=6, n_corridors=4)
     with pytest.raises(ForecastError, match="incident_rate"):
         synthetic_traffic(n_sensors=12, days=1, incident_rate_per_day=-1)
+
+
+@pytest.mark.parametrize("coef", [(0.9,), (1.6, -0.81)])
+def test_recursive_filter_equals_scipy_lfilter(coef):
+    from scipy.signal import lfilter
+
+    from forecast.data.synthetic import _recursive_filter
+
+    eps = np.random.default_rng(0).standard_normal((500, 3))
+    expected = lfilter([1.0], [1.0, *(-c for c in coef)], eps, axis=0)
+    np.testing.assert_array_equal(_recursive_filter(eps, coef), expected)
