@@ -31,7 +31,21 @@ import torch
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="era5-uk-t2m")
-    p.add_argument("--checkpoint", help="trained diffusion checkpoint (required unless --ablation)")
+    p.add_argument(
+        "--checkpoint",
+        nargs="+",
+        help="trained diffusion checkpoint(s) (required unless --ablation); with several, all are "
+        "scored on the same windows (labelled by --labels) and the first one is used for the "
+        "NFE, inversion and latent-path parts",
+    )
+    p.add_argument("--labels", nargs="*", help="names of the checkpoints in the tables")
+    p.add_argument("--gp", action="store_true", help="also fit and score the GP baseline")
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="also score each checkpoint after ConditionalDiffusion.calibrate_spread_on(val split)"
+        " (labelled LABEL+cal)",
+    )
     p.add_argument(
         "--ablation",
         type=int,
@@ -82,7 +96,20 @@ def main() -> None:
     issues = proto.windows(ds, "test").issue_times(ds)
     if args.max_issues:
         issues = issues[: args.max_issues]
-    model = load_model(args.checkpoint)
+    labels = args.labels or [
+        "diffusion" if len(args.checkpoint) == 1 else f"diffusion-{k}"
+        for k in range(len(args.checkpoint))
+    ]
+    if len(labels) != len(args.checkpoint):
+        p.error("--labels needs one name per checkpoint")
+    diffusion = {lab: load_model(c) for lab, c in zip(labels, args.checkpoint, strict=True)}
+    if args.calibrate:
+        for lab in list(diffusion):
+            cal = load_model(args.checkpoint[labels.index(lab)])
+            factors = cal.calibrate_spread_on(proto.split(ds, "val"))
+            print(f"{lab}: spread factors by lead {np.round(factors[0], 2).tolist()}")
+            diffusion[lab + "+cal"] = cal
+    model = diffusion[labels[0]]
     var = model.variables[0]
     space = space_dims(ds)
     print(
@@ -91,15 +118,19 @@ def main() -> None:
     )
 
     models = {
-        "diffusion": model,
+        **diffusion,
         "persistence": PersistenceEnsemble(context=proto.context, horizon=proto.horizon),
         "climatology": ClimatologyEnsemble(context=proto.context, horizon=proto.horizon),
         "diurnal-persistence": DiurnalPersistenceEnsemble(
             context=proto.context, horizon=proto.horizon
         ),
     }
+    if args.gp:
+        from forecast.models.gp import GaussianProcessForecaster
+
+        models["gp"] = GaussianProcessForecaster(context=proto.context, horizon=proto.horizon)
     for name, m in models.items():
-        if name != "diffusion":
+        if name not in diffusion:
             m.fit(train, valid)
     rows = {}
     for name, m in models.items():
@@ -120,9 +151,10 @@ def main() -> None:
     for name, (crps, _, _, took) in rows.items():
         vals = " ".join(f"{crps[i]:8.3f}" for i in pick)
         print(f"{name:>20} {vals} {crps.mean():8.3f} {took:9.1f}")
-    best = np.min([rows[n][0] for n in rows if n != "diffusion"], axis=0)
-    vals = " ".join(f"{rows['diffusion'][0][i] / best[i]:8.3f}" for i in pick)
-    print(f"{'diffusion / best':>20} {vals} {rows['diffusion'][0].mean() / best.mean():8.3f}")
+    best = np.min([rows[n][0] for n in rows if n not in diffusion], axis=0)
+    for lab in diffusion:
+        vals = " ".join(f"{rows[lab][0][i] / best[i]:8.3f}" for i in pick)
+        print(f"{(lab + ' / best')[-20:]:>20} {vals} {rows[lab][0].mean() / best.mean():8.3f}")
     print("\nspread-skill ratio by lead; rank-histogram flatness (about 1 when calibrated)")
     for name, (_, ssr, flat, _) in rows.items():
         vals = " ".join(f"{ssr[i]:8.3f}" for i in pick)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import xarray as xr
@@ -249,3 +250,255 @@ def test_tiny_model_beats_climatology(weather):
             scores[name].append(crps_ensemble_np(obs, np.moveaxis(fct, 0, -1)).mean())
     d, c = np.mean(scores["diffusion"]), np.mean(scores["climatology"])
     assert d < 0.8 * c, (d, c)
+
+
+# -- first-guess residual target ---------------------------------------------------------------
+def _first_guess_model(ds: xr.Dataset, damp: bool = False) -> ConditionalDiffusion:
+    """A residual-target model with only its normalizer and first guess fitted (no network)."""
+    from forecast.data.normalize import Normalizer
+
+    m = ConditionalDiffusion(context=K, horizon=H, target="residual", damp_anomaly=damp)
+    m.variables = ["t2m"]
+    m.step = pd.Timedelta(ds[TIME].values[1] - ds[TIME].values[0])
+    m.normalizer = Normalizer.fit(ds)
+    m._fit_first_guess(ds)
+    return m
+
+
+def _window_tensors(m: ConditionalDiffusion, ds: xr.Dataset, issue_index: list[int]):
+    values = m._normalized(ds)  # (time, channel, *space)
+    ctx = torch.stack([torch.from_numpy(values[i - K + 1 : i + 1]) for i in issue_index])
+    tgt = torch.stack([torch.from_numpy(values[i + 1 : i + 1 + H]) for i in issue_index])
+    ctx = ctx.transpose(1, 2)
+    off = m.first_guess_offset(ds[TIME].values[issue_index], ctx[:, :, -1:])
+    return ctx, tgt.transpose(1, 2), off
+
+
+def _with_field(ds: xr.Dataset, field: np.ndarray) -> xr.Dataset:
+    return ds.assign(t2m=(ds["t2m"].dims, field.astype(np.float32), ds["t2m"].attrs))
+
+
+def test_first_guess_residual_exact_for_constant_field(weather):
+    pattern = weather["t2m"].isel({TIME: 0}).values
+    ds = _with_field(weather, np.broadcast_to(pattern, weather["t2m"].shape).copy())
+    m = _first_guess_model(ds)
+    ctx, tgt, off = _window_tensors(m, ds, [10, 77, 200])
+    assert off.shape == (3, 1, H, 10, 14)
+    np.testing.assert_allclose(off.numpy(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(m._x0(ctx, tgt, off).numpy(), 0.0, atol=1e-6)
+
+
+def test_first_guess_residual_exact_for_a_daily_cycle():
+    # a field that repeats every day: the diurnal-persistence mean forecast is the truth
+    ds = synthetic_weather(seed=1, n_lat=4, n_lon=5, days=22)
+    hour = (ds[TIME].values.astype("datetime64[h]").astype(np.int64) % 24).astype(float)
+    shape = (1, *ds["t2m"].shape[1:])
+    amp = np.random.default_rng(0).uniform(2, 6, shape)
+    field = 280 + amp * np.sin(2 * np.pi * hour / 24).reshape(-1, 1, 1)
+    ds = _with_field(ds, field)
+    m = _first_guess_model(ds)
+    idx = [30, 101, 333, 400]
+    ctx, tgt, off = _window_tensors(m, ds, idx)
+    assert float(off.abs().max()) > 0.5  # the first guess carries the cycle
+    np.testing.assert_allclose(m._x0(ctx, tgt, off).numpy(), 0.0, atol=1e-5)
+    # inverse: a zero residual decodes to the target itself
+    np.testing.assert_allclose(
+        m._field(ctx, torch.zeros_like(tgt), off).numpy(), tgt.numpy(), atol=1e-5
+    )
+
+
+def test_first_guess_is_diurnal_persistence_mean(weather):
+    # zero residual == c(slot(t + h)) + a(t): the baseline's mean forecast (its members add
+    # anomaly-persistence errors around it)
+    from forecast.models.baselines import DiurnalPersistenceEnsemble, slot_of
+
+    train = weather.isel({TIME: slice(0, 170)})
+    m = _first_guess_model(train)
+    dp = DiurnalPersistenceEnsemble(context=K, horizon=H).fit(train)
+    i = 200
+    ctx, _, off = _window_tensors(m, weather, [i])
+    fct = m.normalizer.inverse_array(
+        m._field(ctx, torch.zeros(1, 1, H, 10, 14), off).transpose(1, 2).numpy(), channel_axis=2
+    )[0]
+    times = weather[TIME].values
+    step = times[1] - times[0]
+    slots = slot_of(times[i] + step * np.arange(0, H + 1), dp.step, dp.period_)
+    values = weather["t2m"].values
+    want = dp.means_[slots[1:]] + (values[i] - dp.means_[slots[0]])[None]
+    np.testing.assert_allclose(fct, want, atol=2e-4)
+
+
+def test_damped_first_guess_learns_ar1_decay():
+    # daily cycle + a spatially uniform AR(1) anomaly with phi = 0.9: rho_h = 0.9 ** h and the
+    # first guess is c(t + h) + rho_h a(t)
+    ds = synthetic_weather(seed=2, n_lat=3, n_lon=4, days=60)
+    n = ds.sizes[TIME]
+    rng = np.random.default_rng(1)
+    a = np.zeros(n)
+    for t in range(1, n):
+        a[t] = 0.9 * a[t - 1] + rng.normal()
+    hour = (ds[TIME].values.astype("datetime64[h]").astype(np.int64) % 24).astype(float)
+    cycle = 280 + 4 * np.sin(2 * np.pi * hour / 24)
+    ds = _with_field(ds, np.broadcast_to((cycle + a)[:, None, None], ds["t2m"].shape).copy())
+    m = _first_guess_model(ds, damp=True)
+    np.testing.assert_allclose(m.fg_rho[0], 0.9 ** np.arange(1, H + 1), atol=0.06)
+    ctx, _, off = _window_tensors(m, ds, [500])
+    last = ctx[:, :, -1:]
+    m1 = _first_guess_model(ds)
+    off1 = m1.first_guess_offset(ds[TIME].values[[500]], last)
+    # damping only moves the first guess towards the climatology: fg - c = rho (fg1 - c)
+    s0 = int(m._slots(ds[TIME].values[[500]])[0]) % m.fg_means.shape[0]
+    anomaly0 = last - torch.from_numpy(m.fg_means[s0])[None, :, None]
+    rho = torch.from_numpy(m.fg_rho).reshape(1, 1, H, 1, 1)
+    np.testing.assert_allclose((off - off1).numpy(), (-(1 - rho) * anomaly0).numpy(), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def residual_model(weather, one_thread):
+    m = ConditionalDiffusion.tiny(K, H)
+    m.target = "residual"
+    return m.fit(weather.isel({TIME: slice(0, 170)}), weather.isel({TIME: slice(170, 220)}))
+
+
+def test_residual_save_load_keeps_first_guess(residual_model, ctx, tmp_path):
+    path = tmp_path / "r.safetensors"
+    residual_model.save(path)
+    back = load_model(path)
+    assert back.target == "residual"
+    np.testing.assert_array_equal(back.fg_means, residual_model.fg_means)
+    assert back.fg_period == residual_model.fg_period
+    xr.testing.assert_identical(back.sample(ctx, 3, seed=2), residual_model.sample(ctx, 3, seed=2))
+    # the first guess is part of the checkpoint: without it loading fails clearly
+    arrays, meta = load_checkpoint(path)
+    del arrays["first_guess_means"]
+    save_checkpoint(path, arrays, {k: v for k, v in meta.items() if k not in ("format", "version")})
+    with pytest.raises(ForecastError, match="lacks its first guess"):
+        load_model(path)
+
+
+def test_residual_inversion_round_trip(residual_model, weather, ctx, issue):
+    tgt = target_of(weather, issue, H)
+    rec = residual_model.decode(ctx, residual_model.encode(ctx, tgt))["t2m"].values[0]
+    anomaly = np.abs(tgt["t2m"].values - ctx["t2m"].values[-1]).mean()
+    assert np.abs(rec - tgt["t2m"].values).mean() / anomaly < 0.05
+
+
+def test_residual_offset_needed():
+    m = ConditionalDiffusion(context=K, horizon=H, target="residual")
+    with pytest.raises(ForecastError, match="no first guess"):
+        m.first_guess_offset(np.array(["2021-01-01T00"], dtype="datetime64[ns]"), None)
+    change = ConditionalDiffusion(context=K, horizon=H)
+    assert change.first_guess_offset(np.zeros(1), None) is None
+    with pytest.raises(ForecastError, match="damp_anomaly"):
+        ConditionalDiffusion(context=K, horizon=H, damp_anomaly=True)
+
+
+# -- spread calibration --------------------------------------------------------------------------
+def test_spread_factor_scales_member_departures(model, ctx):
+    import copy
+
+    half = copy.copy(model)
+    half.spread_scale = np.full((1, H), 0.5)
+    last = ctx["t2m"].values[-1]
+    a = model.sample(ctx, 4, seed=5)["t2m"].values - last
+    b = half.sample(ctx, 4, seed=5)["t2m"].values - last
+    np.testing.assert_allclose(b, 0.5 * a, atol=1e-4)
+
+
+def test_calibrate_spread_picks_from_grid_and_round_trips(weather, tmp_path):
+    m = ConditionalDiffusion.tiny(K, H)
+    m.fit(weather.isel({TIME: slice(0, 170)}))
+    valid = weather.isel({TIME: slice(170, 220)})
+    one = m.calibrate_spread_on(valid, n_issues=2, n_members=4, factors=[1.0])
+    np.testing.assert_array_equal(one, np.ones((1, H)))
+    f = m.calibrate_spread_on(valid, n_issues=3, n_members=4, factors=[0.5, 1.0, 1.5])
+    assert f.shape == (1, H)
+    assert set(np.unique(f)) <= {0.5, 1.0, 1.5}
+    # the chosen factor is the CRPS minimizer: recompute one lead by brute force
+    from forecast.scoring.kernels import crps_ensemble_np
+
+    data = m._window_dataset(valid)
+    pick = np.unique(np.linspace(0, len(data) - 1, 3).astype(int))
+    m.spread_scale = None
+    scores = np.zeros(3)
+    for k in pick:
+        item = data[int(k)]
+        c = item["context"].transpose(0, 1).unsqueeze(0)
+        cond = {"context": c, "calendar": item["calendar"].unsqueeze(0)}
+        x0 = m._generate(m.net, cond, 4, seed=int(k))
+        last = c[:, :, -1:].numpy()
+        dev = m._field(c, x0).numpy() - last
+        obs = item["target"].transpose(0, 1).numpy()
+        for g, fac in enumerate((0.5, 1.0, 1.5)):
+            s = crps_ensemble_np(obs, np.moveaxis(last + fac * dev, 0, -1))
+            scores[g] += s[0, H - 1].mean()
+    m.spread_scale = f
+    assert f[0, H - 1] == (0.5, 1.0, 1.5)[int(np.argmin(scores))]
+    m.save(tmp_path / "c.safetensors")
+    back = load_model(tmp_path / "c.safetensors")
+    np.testing.assert_array_equal(back.spread_scale, f)
+    ctx = context_of(weather, weather[TIME].values[225], K)
+    xr.testing.assert_identical(back.sample(ctx, 2, seed=0), m.sample(ctx, 2, seed=0))
+
+
+def test_calibrate_spread_needs_validation(weather):
+    m = ConditionalDiffusion.tiny(K, H)
+    m.calibrate_spread = True
+    with pytest.raises(ForecastError, match="calibrate_spread"):
+        m.fit(weather.isel({TIME: slice(0, 170)}))
+
+
+def test_fit_with_calibration_writes_factors_to_best(weather, tmp_path):
+    m = ConditionalDiffusion.tiny(K, H)
+    m.calibrate_spread = True
+    m.train_config = m.train_config.__class__.from_dict({**m.train, "val_issue_times": 2})
+    m.fit(
+        weather.isel({TIME: slice(0, 170)}), weather.isel({TIME: slice(170, 220)}), out_dir=tmp_path
+    )
+    assert m.spread_scale is not None and m.spread_scale.shape == (1, H)
+    best = load_model(tmp_path / "best.safetensors")
+    np.testing.assert_array_equal(best.spread_scale, m.spread_scale)
+    ctx = context_of(weather, weather[TIME].values[225], K)
+    xr.testing.assert_identical(best.sample(ctx, 2, seed=0), m.sample(ctx, 2, seed=0))
+
+
+def test_graph_layout_residual_damped(tmp_path):
+    ds = synthetic_traffic(seed=0, n_sensors=12, days=1.5, n_corridors=2)
+    m = ConditionalDiffusion.tiny(6, 4)
+    m.target, m.damp_anomaly = "residual", True
+    m.fit(ds.isel({TIME: slice(0, 300)}))
+    assert m.fg_means.shape[1:] == (1, 12) and m.fg_rho.shape == (1, 4)
+    ctx = context_of(ds, ds[TIME].values[350], 6)
+    ens = m.sample(ctx, 3, seed=0)
+    assert ens["speed"].shape == (3, 4, 12) and np.isfinite(ens["speed"].values).all()
+    m.save(tmp_path / "g.safetensors")
+    xr.testing.assert_identical(load_model(tmp_path / "g.safetensors").sample(ctx, 3, seed=0), ens)
+
+
+def test_scale_points_per_point_std(weather, tmp_path):
+    m = ConditionalDiffusion.tiny(K, H)
+    m.target, m.damp_anomaly, m.scale_points = "residual", True, True
+    m.fit(weather.isel({TIME: slice(0, 170)}))
+    assert m.lead_scale.shape == (1, H, 10, 14)
+    assert np.ptp(m.lead_scale[0, -1]) > 0  # differs between points
+    # calibration factors (channel, lead) broadcast over the points
+    ctx = context_of(weather, weather[TIME].values[225], K)
+    a = m.sample(ctx, 3, seed=1)["t2m"].values
+    m.spread_scale = np.full((1, H), 2.0)
+    b = m.sample(ctx, 3, seed=1)["t2m"].values
+    m.spread_scale = None
+    base = m.normalizer.inverse_array(
+        m._field(
+            m._cond(ctx["t2m"].values[:, None], ctx[TIME].values)["context"],
+            torch.zeros(1, 1, H, 10, 14),
+            m._cond(ctx["t2m"].values[:, None], ctx[TIME].values)["offset"],
+        )
+        .transpose(1, 2)
+        .numpy(),
+        channel_axis=2,
+    )[:, :, 0]
+    np.testing.assert_allclose(b - base, 2.0 * (a - base), atol=2e-3)
+    m.save(tmp_path / "p.safetensors")
+    back = load_model(tmp_path / "p.safetensors")
+    np.testing.assert_allclose(back.lead_scale, m.lead_scale)
+    xr.testing.assert_identical(back.sample(ctx, 2, seed=0), m.sample(ctx, 2, seed=0))

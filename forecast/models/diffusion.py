@@ -5,7 +5,12 @@ What is modelled: the normalized target window ``(channel, lead, *space)`` given
 context ``(channel, context, *space)`` and the calendar features of the issue time. With
 ``target="change"`` (default) the model generates the change from the last observed step,
 ``x0 = z(t + h) - z(t)``, which removes the persistent part of the field and leaves the model the
-smaller, better-scaled increment; ``target="raw"`` generates ``z(t + h)`` itself.
+smaller, better-scaled increment; ``target="raw"`` generates ``z(t + h)`` itself;
+``target="residual"`` generates the departure from a deterministic first guess, the mean
+forecast of the diurnal-persistence baseline
+(:class:`forecast.models.baselines.DiurnalPersistenceEnsemble`, fitted on the training part):
+``x0 = z(t + h) - [z(t) + c(slot(t + h)) - c(slot(t))]`` with ``c`` the time-of-day (or
+time-of-week) climatology, i.e. the persisted anomaly added back to the climatology.
 
 Three separate objects:
 
@@ -45,7 +50,7 @@ from forecast.training.loop import train as train_loop
 
 #: Version of this model's checkpoint layout; a checkpoint with another one is refused.
 FORMAT = 1
-TARGETS = ("change", "raw")
+TARGETS = ("change", "raw", "residual")
 
 
 def member_generator(seed: int | None, member: int) -> torch.Generator:
@@ -78,8 +83,9 @@ class ConditionalDiffusion(ArrayForecaster):
     ----------
     context, horizon : int
         Window geometry in time steps.
-    target : {"change", "raw"}
-        Generate the change from the last observed step, or the field itself.
+    target : {"change", "raw", "residual"}
+        Generate the change from the last observed step, the field itself, or the residual from
+        the diurnal-persistence mean forecast (first guess fitted on the training part).
     base, mults : int, tuple of int
         Grid U-Net width and channel multipliers per level.
     hidden, blocks : int
@@ -104,6 +110,19 @@ class ConditionalDiffusion(ArrayForecaster):
         Divide the generated quantity by its training standard deviation per variable and lead,
         so that every lead enters the diffusion at unit scale (the change at lead 1 is much
         smaller than at lead 24).
+    damp_anomaly : bool
+        ``target="residual"`` only: damp the persisted anomaly of the first guess per lead,
+        ``c(slot(t + h)) + rho_h a(t)``, with ``rho_h`` the least-squares regression
+        coefficient of ``a(t + h)`` on ``a(t)`` over the training part (pooled over space, per
+        variable). ``False``: ``rho_h = 1``, the diurnal-persistence mean forecast.
+    calibrate_spread : bool
+        After training, fit one factor per variable and lead that multiplies the generated
+        quantity (the member's departure from the last step / first guess) so as to minimize
+        the CRPS on the validation windows (:meth:`calibrate_spread_on`); needs ``valid``.
+    scale_points : bool
+        With ``scale_leads``: divide by the training standard deviation per variable, lead
+        *and grid point / sensor* instead of pooling over space, so that the generated noise
+        follows the local spread (e.g. coast vs inland).
     train : dict, optional
         Fields of :class:`forecast.training.TrainConfig`.
     """
@@ -130,6 +149,9 @@ class ConditionalDiffusion(ArrayForecaster):
         sigma_max: float = 40.0,
         member_batch: int = 50,
         scale_leads: bool = True,
+        damp_anomaly: bool = False,
+        calibrate_spread: bool = False,
+        scale_points: bool = False,
         train: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(context=context, horizon=horizon)
@@ -149,7 +171,22 @@ class ConditionalDiffusion(ArrayForecaster):
             raise ForecastError(f"member_batch must be >= 1, got {member_batch}")
         self.member_batch = int(member_batch)
         self.scale_leads = bool(scale_leads)
+        self.damp_anomaly = bool(damp_anomaly)
+        self.calibrate_spread = bool(calibrate_spread)
+        self.scale_points = bool(scale_points)
+        #: Spread factor per (channel, lead) from :meth:`calibrate_spread_on` (ones: none).
+        self.spread_scale: np.ndarray | None = None
+        if self.damp_anomaly and target != "residual":
+            raise ForecastError(
+                f"damp_anomaly=True needs target='residual', got target={target!r}; set both"
+            )
         self.lead_scale = np.ones((1, self.horizon))
+        #: Normalized time-of-day (or week) climatology ``(slot, channel, *space)`` of the
+        #: first guess (``target="residual"``), and the length of its period.
+        self.fg_means: np.ndarray | None = None
+        self.fg_period: pd.Timedelta | None = None
+        #: Anomaly damping per (channel, lead) of the first guess (ones: no damping).
+        self.fg_rho: np.ndarray | None = None
         self.train_config = TrainConfig.from_dict(train)
         self.train = self.train_config.to_dict()
         self.net: torch.nn.Module | None = None
@@ -252,23 +289,117 @@ class ConditionalDiffusion(ArrayForecaster):
             windows = windows.subset(ok)
         return WindowDataset(values, windows, calendar_features(ds[TIME].values))
 
-    def _unscaled(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return target - context[:, :, -1:] if self.target == "change" else target
+    def _unscaled(
+        self, context: torch.Tensor, target: torch.Tensor, offset: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if self.target == "raw":
+            return target
+        x = target - context[:, :, -1:]
+        return x - self._need_offset(offset) if self.target == "residual" else x
+
+    def _need_offset(self, offset: torch.Tensor | None) -> torch.Tensor:
+        if offset is None:
+            raise ForecastError(
+                "target='residual' needs the first-guess offset of the issue time; pass the "
+                "offset from first_guess_offset()"
+            )
+        return offset
+
+    def _fit_first_guess(self, train: xr.Dataset) -> None:
+        """Fit the diurnal-persistence baseline on ``train`` and keep its normalized slot means."""
+        from forecast.models.baselines import DiurnalPersistenceEnsemble
+
+        dp = DiurnalPersistenceEnsemble(context=self.context, horizon=self.horizon).fit(train)
+        means = self.normalizer.transform_array(
+            dp.means_.astype(np.float32), channel_axis=1
+        )  # (slot, channel, *space)
+        self.fg_means = np.nan_to_num(means).astype(np.float32)
+        self.fg_period = pd.Timedelta(dp.period_)
+        n_ch = len(self.variables)
+        self.fg_rho = np.ones((n_ch, self.horizon), dtype=np.float32)
+        if self.damp_anomaly:
+            a = dp.anomaly_.reshape(len(dp.anomaly_), n_ch, -1)  # (time, channel, space)
+            a0 = a[dp.origins_]
+            for lead in range(1, self.horizon + 1):
+                ah = a[dp.origins_ + lead]
+                ok = np.isfinite(a0) & np.isfinite(ah)
+                num = np.where(ok, a0 * ah, 0.0).sum(axis=(0, 2))
+                den = np.where(ok, a0 * a0, 0.0).sum(axis=(0, 2))
+                self.fg_rho[:, lead - 1] = np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
+
+    def _slots(self, times: np.ndarray) -> np.ndarray:
+        from forecast.models.baselines import slot_of
+
+        return slot_of(np.asarray(times, dtype="datetime64[ns]"), self.step, self.fg_period)
+
+    def first_guess_offset(
+        self, issue_times: np.ndarray, last: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Normalized first guess minus the last observed step, per issue time.
+
+        ``c(slot(t + h)) - c(slot(t)) - (1 - rho_h) (z(t) - c(slot(t)))``: the
+        diurnal-persistence mean forecast (``rho_h = 1``) or its damped-anomaly version
+        (``damp_anomaly``) minus ``z(t)``.
+
+        Parameters
+        ----------
+        issue_times : array of datetime64
+            One issue time per batch item.
+        last : torch.Tensor
+            ``(batch, channel, 1, *space)`` normalized last observed step ``z(t)``.
+
+        Returns
+        -------
+        torch.Tensor or None
+            ``(batch, channel, lead, *space)`` float32 for ``target="residual"``; ``None`` for
+            the other targets.
+        """
+        if self.target != "residual":
+            return None
+        if self.fg_means is None:
+            raise ForecastError(
+                "target='residual' model has no first guess; fit it or load a checkpoint "
+                "written with target='residual'"
+            )
+        n = self.fg_means.shape[0]
+        s0 = self._slots(np.atleast_1d(issue_times)) % n
+        idx = (s0[:, None] + np.arange(1, self.horizon + 1)) % n
+        clim0 = torch.from_numpy(self.fg_means[s0][:, :, None])  # (B, C, 1, *s)
+        clim = torch.from_numpy(np.ascontiguousarray(np.swapaxes(self.fg_means[idx], 1, 2)))
+        off = clim - clim0
+        rho = self.fg_rho if self.fg_rho is not None else np.ones((1, self.horizon))
+        if not np.all(rho == 1):
+            damp = torch.from_numpy(1.0 - np.asarray(rho, dtype=np.float32))
+            damp = damp.reshape(1, *damp.shape, *([1] * (off.ndim - 3)))
+            off = off - damp * (last.to(off.dtype) - clim0)
+        return off
 
     def _scale_view(self, x: torch.Tensor) -> torch.Tensor:
-        scale = torch.as_tensor(self.lead_scale, dtype=x.dtype)
-        return scale.reshape(1, *scale.shape, *([1] * (x.ndim - 3)))
+        scale = np.asarray(self.lead_scale)
+        if self.spread_scale is not None:
+            spread = np.asarray(self.spread_scale)
+            scale = scale * spread.reshape(*spread.shape, *([1] * (scale.ndim - spread.ndim)))
+        scale = torch.as_tensor(scale, dtype=x.dtype)
+        return scale.reshape(1, *scale.shape, *([1] * (x.ndim - 1 - scale.ndim)))
 
-    def _x0(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _x0(
+        self, context: torch.Tensor, target: torch.Tensor, offset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Generated quantity from ``(B, C, K, *s)`` context and ``(B, C, H, *s)`` target:
-        the change (or field), divided by its training std per variable and lead."""
-        x = self._unscaled(context, target)
+        the change (or field, or first-guess residual), divided by its training std per
+        variable and lead. ``offset``: :meth:`first_guess_offset` (``target="residual"``)."""
+        x = self._unscaled(context, target, offset)
         return x / self._scale_view(x)
 
-    def _field(self, context: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+    def _field(
+        self, context: torch.Tensor, x0: torch.Tensor, offset: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Normalized target field from the generated quantity (inverse of :meth:`_x0`)."""
         x = x0 * self._scale_view(x0)
-        return x + context[:, :, -1:] if self.target == "change" else x
+        if self.target == "raw":
+            return x
+        x = x + context[:, :, -1:]
+        return x + self._need_offset(offset) if self.target == "residual" else x
 
     def fit(
         self,
@@ -300,6 +431,11 @@ class ConditionalDiffusion(ArrayForecaster):
                 f"training data have {train.sizes.get(TIME, 0)} steps, fewer than context + "
                 f"horizon = {self.context + self.horizon}; pass a longer training period"
             )
+        if self.calibrate_spread and valid is None:
+            raise ForecastError(
+                "calibrate_spread=True needs validation data; pass valid (forecast train does) "
+                "or set calibrate_spread = false"
+            )
         layout = self._layout(train)
         cfg = self.train_config
         out = Path(out_dir) if out_dir is not None else None
@@ -315,17 +451,24 @@ class ConditionalDiffusion(ArrayForecaster):
                 raise ForecastError("sensor data lack the adjacency variable; open a network set")
             self.adjacency = np.asarray(train[ADJACENCY].values, dtype=np.float32)
         self.normalizer = Normalizer.fit(train, per_node=layout == "graph")
+        self.spread_scale = None  # training sees the uncalibrated quantity
+        if self.target == "residual":
+            self._fit_first_guess(train)
+        train_times = train[TIME].values
         data = self._window_dataset(train)
         sub = [data[int(k)] for k in np.linspace(0, len(data) - 1, min(len(data), 256)).astype(int)]
         ctx = torch.stack([s["context"] for s in sub]).transpose(1, 2)
         tgt = torch.stack([s["target"] for s in sub]).transpose(1, 2)
-        unscaled = self._unscaled(ctx, tgt)
+        sub_off = self.first_guess_offset(
+            train_times[[s["issue_index"] for s in sub]], ctx[:, :, -1:]
+        )
+        unscaled = self._unscaled(ctx, tgt, sub_off)
         if self.scale_leads:
-            dims = [0, *range(3, unscaled.ndim)]
+            dims = [0] if self.scale_points else [0, *range(3, unscaled.ndim)]
             self.lead_scale = unscaled.std(dim=dims).clamp_min(1e-6).double().numpy()
         else:
             self.lead_scale = np.ones(unscaled.shape[1:3])
-        self.sigma_data = float(self._x0(ctx, tgt).std())
+        self.sigma_data = float(self._x0(ctx, tgt, sub_off).std())
         seed_everything(cfg.seed)
         net = self._build_net(layout, len(self.variables))
         ema = None
@@ -350,7 +493,8 @@ class ConditionalDiffusion(ArrayForecaster):
 
         def loss_fn(module, batch, gen):
             c = batch["context"].transpose(1, 2)
-            x0 = self._x0(c, batch["target"].transpose(1, 2))
+            off = self.first_guess_offset(train_times[batch["issue_index"].numpy()], c[:, :, -1:])
+            x0 = self._x0(c, batch["target"].transpose(1, 2), off)
             cond = {"context": c, "calendar": batch["calendar"]}
             return self.process.loss(module, x0, cond, gen)
 
@@ -375,7 +519,74 @@ class ConditionalDiffusion(ArrayForecaster):
         )
         self.net = ema.eval()
         self.training = {k: v for k, v in result.to_dict().items()}
+        if self.calibrate_spread:
+            self._calibrate_best(valid, layout, out)
         return self
+
+    def _calibrate_best(self, valid: xr.Dataset, layout: str, out: Path | None) -> None:
+        """Calibrate the spread of the best weights (``out/best.safetensors`` when written, else
+        the final EMA weights); the best checkpoint gets the factors, this model the weights."""
+        best = out / "best.safetensors" if out is not None else None
+        if best is None or not best.is_file():
+            self.calibrate_spread_on(valid)
+            return
+        arrays, meta = load_checkpoint(best)
+        net = self._build_net(layout, len(self.variables))
+        self._load_weights(net, arrays)
+        self.net = net.eval()
+        self.calibrate_spread_on(valid)
+        meta["state"]["spread_scale"] = np.asarray(self.spread_scale).tolist()
+        save_checkpoint(
+            best, arrays, {k: v for k, v in meta.items() if k not in ("format", "version")}
+        )
+
+    def calibrate_spread_on(
+        self,
+        valid: xr.Dataset,
+        *,
+        n_issues: int = 16,
+        n_members: int = 16,
+        factors: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> np.ndarray:
+        """Fit the spread factor per variable and lead by minimizing CRPS on ``valid``.
+
+        Members are ``base + f * x`` with ``base`` the field for a zero generated quantity (the
+        last step, or the first guess) and ``x`` the member's generated departure; ``f`` is
+        chosen from ``factors`` (default 0.40, 0.45, ..., 1.50) per variable and lead on
+        ``n_issues`` evenly spaced validation windows. Stored in the checkpoint.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``(channel, lead)`` factors (also set as ``self.spread_scale``).
+        """
+        from forecast.scoring.kernels import crps_ensemble_np
+
+        if self.net is None:
+            raise ForecastError("diffusion model is not fitted; call fit(train) first")
+        grid = np.round(np.arange(0.40, 1.501, 0.05), 2) if factors is None else factors
+        grid = np.asarray(grid, dtype=np.float64)
+        data = self._window_dataset(valid)
+        pick = np.unique(np.linspace(0, len(data) - 1, min(n_issues, len(data))).astype(int))
+        times = valid[TIME].values
+        self.spread_scale = None
+        total = np.zeros((len(grid), len(self.variables), self.horizon))
+        for k in pick:
+            item = data[int(k)]
+            c = item["context"].transpose(0, 1).unsqueeze(0)
+            cond = {"context": c, "calendar": item["calendar"].unsqueeze(0)}
+            off = self.first_guess_offset(times[[item["issue_index"]]], c[:, :, -1:])
+            x0 = self._generate(self.net, cond, n_members, seed=seed + int(k))
+            base = self._field(c, torch.zeros_like(x0[:1]), off).numpy()
+            dev = self._field(c, x0, off).numpy() - base  # (M, C, H, *s)
+            obs = item["target"].transpose(0, 1).numpy()
+            for g, f in enumerate(grid):
+                fct = np.moveaxis(base + f * dev, 0, -1)
+                score = crps_ensemble_np(obs, fct)  # (C, H, *s)
+                total[g] += score.reshape(*score.shape[:2], -1).mean(axis=-1)
+        self.spread_scale = grid[np.argmin(total, axis=0)].astype(np.float64)
+        return self.spread_scale
 
     def _validator(self, valid: xr.Dataset):
         """Validation CRPS (normalized units) on a few evenly spaced windows of ``valid``."""
@@ -386,6 +597,7 @@ class ConditionalDiffusion(ArrayForecaster):
             return None
         pick = np.unique(np.linspace(0, len(data) - 1, min(cfg.val_issue_times, len(data))))
         items = [data[int(k)] for k in pick.astype(int)]
+        times = valid[TIME].values
 
         def validate(net: torch.nn.Module) -> float:
             from forecast.scoring.kernels import crps_ensemble_np
@@ -395,7 +607,8 @@ class ConditionalDiffusion(ArrayForecaster):
                 c = item["context"].transpose(0, 1).unsqueeze(0)
                 cond = {"context": c, "calendar": item["calendar"].unsqueeze(0)}
                 x0 = self._generate(net, cond, cfg.val_members, seed=k, sampler=None)
-                fct = self._field(c, x0).numpy()
+                off = self.first_guess_offset(times[[item["issue_index"]]], c[:, :, -1:])
+                fct = self._field(c, x0, off).numpy()
                 obs = item["target"].transpose(0, 1).numpy()
                 scores.append(crps_ensemble_np(obs, np.moveaxis(fct, 0, -1)).mean())
             return float(np.mean(scores))
@@ -447,10 +660,15 @@ class ConditionalDiffusion(ArrayForecaster):
         norm = self.normalizer.transform_array(values.astype(np.float32), channel_axis=1)
         ctx = torch.from_numpy(np.ascontiguousarray(np.swapaxes(norm, 0, 1)))[None]
         cal = torch.from_numpy(calendar_features(times[-1:]))
-        return {"context": ctx, "calendar": cal}
+        cond = {"context": ctx, "calendar": cal}
+        off = self.first_guess_offset(times[-1:], ctx[:, :, -1:])
+        if off is not None:
+            cond["offset"] = off  # not seen by the network
+        return cond
 
     def _physical(self, cond: dict[str, torch.Tensor], x0: torch.Tensor) -> np.ndarray:
-        field = self._field(cond["context"], x0).transpose(1, 2).numpy()  # (M, H, C, *s)
+        field = self._field(cond["context"], x0, cond.get("offset"))
+        field = field.transpose(1, 2).numpy()  # (M, H, C, *s)
         return self.normalizer.inverse_array(field, channel_axis=2)
 
     def _context_values(self, context: xr.Dataset) -> np.ndarray:
@@ -528,7 +746,7 @@ class ConditionalDiffusion(ArrayForecaster):
         cond = self._cond(values, context[TIME].values)
         tgt = self.normalizer.transform_array(to_array(target[self.variables]), channel_axis=1)
         tgt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(tgt, 0, 1)))[None]
-        x0 = self._x0(cond["context"], tgt)
+        x0 = self._x0(cond["context"], tgt, cond.get("offset"))
         sampler = self._latent_sampler()
         sigmas = sampler.sigmas(self.sigma_min, self.sigma_max)
         with torch.inference_mode():
@@ -548,12 +766,19 @@ class ConditionalDiffusion(ArrayForecaster):
         arrays = {f"net.{k}": v.detach().numpy() for k, v in self.net.state_dict().items()}
         if self.adjacency is not None:
             arrays["adjacency"] = self.adjacency
+        if self.fg_means is not None:
+            arrays["first_guess_means"] = self.fg_means
+            arrays["first_guess_rho"] = np.asarray(self.fg_rho, dtype=np.float32)
         state = {
             "format": FORMAT,
             "normalizer": self.normalizer.to_dict(),
             "sigma_data": self.sigma_data,
             "lead_scale": np.asarray(self.lead_scale).tolist(),
+            "spread_scale": None
+            if self.spread_scale is None
+            else np.asarray(self.spread_scale).tolist(),
             "layout": "graph" if self.adjacency is not None else "grid",
+            "first_guess_period": None if self.fg_period is None else str(self.fg_period),
             "training": {k: v for k, v in self.training.items() if k != "history"},
             "history": self.training.get("history", []),
         }
@@ -597,7 +822,22 @@ class ConditionalDiffusion(ArrayForecaster):
         self.normalizer = Normalizer.from_dict(state["normalizer"])
         self.sigma_data = float(state["sigma_data"])
         self.lead_scale = np.asarray(state["lead_scale"], dtype=np.float64)
+        # absent in checkpoints written before spread calibration existed: no calibration
+        spread = state.get("spread_scale")
+        self.spread_scale = None if spread is None else np.asarray(spread, dtype=np.float64)
         self.adjacency = arrays.get("adjacency")
+        if self.target == "residual":
+            need = ("first_guess_means", "first_guess_rho")[: 1 + self.damp_anomaly]
+            if any(k not in arrays for k in need) or not state.get("first_guess_period"):
+                raise ForecastError(
+                    "diffusion checkpoint with target='residual' lacks its first guess "
+                    "(first_guess_means); retrain it with `forecast train`"
+                )
+            self.fg_means = np.asarray(arrays["first_guess_means"], dtype=np.float32)
+            self.fg_period = pd.Timedelta(state["first_guess_period"])
+            # rho is 1 by definition without damp_anomaly (checkpoints may omit it)
+            rho = arrays.get("first_guess_rho", np.ones((len(self.variables), self.horizon)))
+            self.fg_rho = np.asarray(rho, dtype=np.float32)
         self.training = {**state.get("training", {}), "history": state.get("history", [])}
         net = self._build_net(state["layout"], len(self.variables))
         self._load_weights(net, arrays)
