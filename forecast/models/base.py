@@ -225,11 +225,7 @@ class ArrayForecaster:
             ``lead_time``, ``valid_time``.
         """
         values = self._context_values(context)
-        if isinstance(n_members, bool) or not isinstance(n_members, int | np.integer):
-            raise ForecastError(f"n_members must be a positive integer, got {n_members!r}")
-        if n_members < 1:
-            raise ForecastError(f"n_members must be at least 1, got {n_members}")
-        out = self._sample_values(values, context[TIME].values, int(n_members), seed)
+        out = self._sample_values(values, context[TIME].values, check_members(n_members), seed)
         return ensemble_dataset(out, context, self.variables, self.step)
 
     def _context_values(self, context: xr.Dataset) -> np.ndarray:
@@ -351,3 +347,27 @@ def forecast_many(
     out = xr.concat(members, dim=INIT_TIME, coords="different", compat="equals", join="exact")
     space = space_dims(out)
     return out.transpose(INIT_TIME, MEMBER, LEAD_TIME, *space)
+
+
+def check_members(n_members: Any) -> int:
+    """``n_members`` as an int, or a ForecastError when it is not a positive integer."""
+    if isinstance(n_members, bool) or not isinstance(n_members, int | np.integer) or n_members < 1:
+        raise ForecastError(f"n_members must be a positive integer, got {n_members!r}")
+    return int(n_members)
+
+
+def nan_location(ds: xr.Dataset, variables: Sequence[str]) -> str | None:
+    """Where the first NaN of ``variables`` in ``ds`` is (``None`` when there is none)."""
+    for name in variables:
+        da = ds[name]
+        bad = np.isnan(da.values)
+        if bad.any():
+            idx = np.argwhere(bad)[0]
+            parts = []
+            for dim, i in zip(da.dims, idx, strict=True):
+                value = ds[dim].values[i] if dim in ds.coords else i
+                if dim == TIME:
+                    value = pd.Timestamp(value).isoformat()
+                parts.append(f"{dim}={value}")
+            return f"variable '{name}' at {', '.join(parts)} ({int(bad.sum())} NaN values)"
+    return None

@@ -41,7 +41,13 @@ from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import ADJACENCY, NODE, TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.models import MODELS
-from forecast.models.base import ArrayForecaster, ensemble_dataset
+from forecast.models.base import (
+    ArrayForecaster,
+    check_members,
+    ensemble_dataset,
+    nan_location,
+)
+from forecast.models.nets import load_net_weights
 from forecast.sampling import EDMProcess, get_sampler, invert
 from forecast.sampling.samplers import check_nfe
 from forecast.training.config import TrainConfig
@@ -57,22 +63,6 @@ def member_generator(seed: int | None, member: int) -> torch.Generator:
     """The torch generator of member ``member`` under ``seed`` (depends on nothing else)."""
     state = np.random.SeedSequence([0 if seed is None else int(seed), int(member)])
     return torch.Generator().manual_seed(int(state.generate_state(1, np.uint64)[0] >> 2))
-
-
-def _nan_location(context: xr.Dataset, variables: list[str]) -> str | None:
-    for name in variables:
-        da = context[name]
-        bad = np.isnan(da.values)
-        if bad.any():
-            idx = np.argwhere(bad)[0]
-            parts = []
-            for dim, i in zip(da.dims, idx, strict=True):
-                value = context[dim].values[i] if dim in context.coords else i
-                if dim == TIME:
-                    value = pd.Timestamp(value).isoformat()
-                parts.append(f"{dim}={value}")
-            return f"variable '{name}' at {', '.join(parts)} ({int(bad.sum())} NaN values)"
-    return None
 
 
 @MODELS.register("diffusion")
@@ -488,7 +478,7 @@ class ConditionalDiffusion(ArrayForecaster):
                 )
             resume_arrays = resume_state(arrays, meta)
             ema = copy.deepcopy(net)
-            self._load_weights(ema, arrays)
+            load_net_weights(ema, arrays)
         validate = self._validator(valid) if valid is not None else None
 
         def loss_fn(module, batch, gen):
@@ -532,7 +522,7 @@ class ConditionalDiffusion(ArrayForecaster):
             return
         arrays, meta = load_checkpoint(best)
         net = self._build_net(layout, len(self.variables))
-        self._load_weights(net, arrays)
+        load_net_weights(net, arrays)
         self.net = net.eval()
         self.calibrate_spread_on(valid)
         meta["state"]["spread_scale"] = np.asarray(self.spread_scale).tolist()
@@ -677,7 +667,7 @@ class ConditionalDiffusion(ArrayForecaster):
                 "diffusion model is not fitted; call fit(train) or load a checkpoint"
             )
         values = super()._context_values(context)
-        where = _nan_location(context, self.variables)
+        where = nan_location(context, self.variables)
         if where is not None:
             raise ForecastError(
                 f"context contains NaN: {where}; fill the gap (e.g. ds.interpolate_na('time')) "
@@ -700,7 +690,7 @@ class ConditionalDiffusion(ArrayForecaster):
     ) -> torch.Tensor:
         """Standard-normal latents ``(M, channel, lead, *space)``; member ``m`` from ``(s, m)``."""
         self._context_values(context)
-        _check_members(n_members)
+        check_members(n_members)
         shape = (
             len(self.variables),
             self.horizon,
@@ -740,7 +730,7 @@ class ConditionalDiffusion(ArrayForecaster):
                 f"target has {target.sizes.get(TIME, 0)} steps, the model needs {self.horizon}; "
                 "pass forecast.data.windows.target_of(ds, issue_time, horizon)"
             )
-        where = _nan_location(target, self.variables)
+        where = nan_location(target, self.variables)
         if where is not None:
             raise ForecastError(f"target contains NaN: {where}; pick another issue time")
         cond = self._cond(values, context[TIME].values)
@@ -798,18 +788,6 @@ class ConditionalDiffusion(ArrayForecaster):
         }
         save_checkpoint(path, arrays, meta)
 
-    @staticmethod
-    def _load_weights(net: torch.nn.Module, arrays: dict[str, np.ndarray]) -> None:
-        sd = {
-            k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")
-        }
-        missing, unexpected = net.load_state_dict(sd, strict=False)
-        if missing or unexpected:
-            raise ForecastError(
-                f"checkpoint weights do not fit the network (missing {missing[:3]}, unexpected "
-                f"{unexpected[:3]}); retrain with this version"
-            )
-
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
         from forecast import __version__
         from forecast.data.normalize import Normalizer
@@ -840,7 +818,7 @@ class ConditionalDiffusion(ArrayForecaster):
             self.fg_rho = np.asarray(rho, dtype=np.float32)
         self.training = {**state.get("training", {}), "history": state.get("history", [])}
         net = self._build_net(state["layout"], len(self.variables))
-        self._load_weights(net, arrays)
+        load_net_weights(net, arrays)
         self.net = net.eval()
 
     @classmethod
@@ -853,12 +831,6 @@ class ConditionalDiffusion(ArrayForecaster):
                 f"{path} is not a readable diffusion checkpoint ({type(err).__name__}: {err}); "
                 "retrain it with `forecast train`"
             ) from None
-
-
-def _check_members(n_members: Any) -> int:
-    if isinstance(n_members, bool) or not isinstance(n_members, int | np.integer) or n_members < 1:
-        raise ForecastError(f"n_members must be a positive integer, got {n_members!r}")
-    return int(n_members)
 
 
 def _resume_key(config: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -46,7 +46,14 @@ from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import ADJACENCY, NODE, TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.models import MODELS
-from forecast.models.base import ArrayForecaster, ensemble_dataset, member_rng
+from forecast.models.base import (
+    ArrayForecaster,
+    check_members,
+    ensemble_dataset,
+    member_rng,
+    nan_location,
+)
+from forecast.models.nets import load_net_weights
 from forecast.training.config import TrainConfig
 from forecast.training.loop import resume_state, seed_everything
 from forecast.training.loop import train as train_loop
@@ -90,29 +97,6 @@ def fair_crps(samples: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
     skill = (samples - obs.unsqueeze(1)).abs().mean(1)
     spread = (samples.unsqueeze(1) - samples.unsqueeze(2)).abs().sum((1, 2)) / (2 * m * (m - 1))
     return skill - spread
-
-
-def nan_location(ds: xr.Dataset, variables: list[str]) -> str | None:
-    """Where the first NaN of ``variables`` in ``ds`` is (``None`` when there is none)."""
-    for name in variables:
-        da = ds[name]
-        bad = np.isnan(da.values)
-        if bad.any():
-            idx = np.argwhere(bad)[0]
-            parts = []
-            for dim, i in zip(da.dims, idx, strict=True):
-                value = ds[dim].values[i] if dim in ds.coords else i
-                if dim == TIME:
-                    value = pd.Timestamp(value).isoformat()
-                parts.append(f"{dim}={value}")
-            return f"variable '{name}' at {', '.join(parts)} ({int(bad.sum())} NaN values)"
-    return None
-
-
-def _check_members(n_members: Any) -> int:
-    if isinstance(n_members, bool) or not isinstance(n_members, int | np.integer) or n_members < 1:
-        raise ForecastError(f"n_members must be a positive integer, got {n_members!r}")
-    return int(n_members)
 
 
 @MODELS.register("vae")
@@ -430,7 +414,7 @@ class ConditionalVAE(ArrayForecaster):
             resume_arrays = resume_state(arrays, meta)
             first_step = int(resume_arrays[1]["step"])
             ema = copy.deepcopy(module)
-            _load_weights(ema, arrays)
+            load_net_weights(ema, arrays)
         validate = self._validator(valid) if valid is not None else None
         counter = {"step": first_step}
 
@@ -679,7 +663,7 @@ class ConditionalVAE(ArrayForecaster):
         seed=s)`` equals ``decode(context, prior(context, M, seed=s))``.
         """
         self._context_values(context)
-        return self._prior_eps(self.latent_shape(), _check_members(n_members), seed)
+        return self._prior_eps(self.latent_shape(), check_members(n_members), seed)
 
     def decode(self, context: xr.Dataset, latents: Any) -> xr.Dataset:
         """Deterministic members (physical units) from whitened latents ``(M, *latent_shape)``
@@ -780,7 +764,7 @@ class ConditionalVAE(ArrayForecaster):
         self.training = {**state.get("training", {}), "history": state.get("history", [])}
         module = _VAEModule(self._build_net(state["layout"], len(self.variables)),
                             len(self.variables), self.horizon)
-        _load_weights(module, arrays)
+        load_net_weights(module, arrays)
         self._set_module(module.eval())
 
     @classmethod
@@ -805,11 +789,3 @@ class _VAEModule(torch.nn.Module):
         self.log_scale = torch.nn.Parameter(torch.zeros(channels, horizon))
 
 
-def _load_weights(module: torch.nn.Module, arrays: dict[str, np.ndarray]) -> None:
-    sd = {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")}
-    missing, unexpected = module.load_state_dict(sd, strict=False)
-    if missing or unexpected:
-        raise ForecastError(
-            f"checkpoint weights do not fit the network (missing {missing[:3]}, unexpected "
-            f"{unexpected[:3]}); retrain with this version"
-        )

@@ -7,6 +7,10 @@ dict with ``context`` ``(B or 1, channel, context_steps, *space)`` and ``calenda
 n_calendar)``. Conditioning with batch 1 broadcasts over the batch of ``x``.
 """
 
+import numpy as np
+import torch
+
+from forecast.errors import ForecastError
 from forecast.models.nets.blocks import ConditionEmbedding, FiLMResBlock, fourier_features
 from forecast.models.nets.graph import GraphDenoiser, normalized_adjacency
 from forecast.models.nets.unet import GridDenoiser
@@ -19,3 +23,14 @@ __all__ = [
     "fourier_features",
     "normalized_adjacency",
 ]
+
+
+def load_net_weights(module: torch.nn.Module, arrays: dict[str, np.ndarray]) -> None:
+    """Load the ``net.``-prefixed arrays of a checkpoint into ``module`` (all keys must fit)."""
+    sd = {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")}
+    missing, unexpected = module.load_state_dict(sd, strict=False)
+    if missing or unexpected:
+        raise ForecastError(
+            f"checkpoint weights do not fit the network (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}); retrain with this version"
+        )
