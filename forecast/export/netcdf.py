@@ -601,6 +601,30 @@ def _to_char(raw: np.ndarray, width: int) -> np.ndarray:
     return fixed.view("S1").reshape((*fixed.shape, width))
 
 
+def _checked_slabs(
+    first: xr.Dataset, rest: Iterable[Any], lay: _Layout, total: int | None, progress: bool
+) -> Iterator[tuple[int, xr.Dataset, np.datetime64]]:
+    """``(index, slab, issue time)`` for ``first`` then ``rest``, each checked against ``first``
+    and in increasing issue time, under a progress bar."""
+    from tqdm.auto import tqdm
+
+    prev = None
+    bar = tqdm(itertools.chain([first], rest), total=total, desc="writing issue times",
+               unit="issue", disable=not progress)
+    for i, slab in enumerate(bar):
+        where = f"ensemble #{i}"
+        if i:
+            slab = _as_slab(slab, where)
+            _check_slab(slab, first, lay, where)
+        t = np.datetime64(slab[INIT_TIME].values, "ns")
+        if prev is not None and t <= prev:
+            raise ForecastError(
+                f"{where}: issue time {t} is not after {prev}; pass issue times in increasing order"
+            )
+        prev = t
+        yield i, slab, t
+
+
 def _check_slab(slab: xr.Dataset, first: xr.Dataset, lay: _Layout, where: str) -> None:
     if [str(v) for v in slab.data_vars] != lay.variables:
         raise ForecastError(
@@ -686,7 +710,6 @@ def to_netcdf(
     >>> to_netcdf(ens, "forecast.nc", institution="Met Lab", summary=True)  # doctest: +SKIP
     """
     import netCDF4
-    from tqdm.auto import tqdm
 
     from forecast.checkpoint import atomic_path
 
@@ -719,21 +742,7 @@ def to_netcdf(
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
             writer = _Writer(nc, lay, compress, int(complevel))
             writer.create(first, attrs)
-            prev = None
-            bar = tqdm(itertools.chain([first], slabs), total=n_issue or total,
-                       desc="writing issue times", unit="issue", disable=not progress)
-            for i, slab in enumerate(bar):
-                where = f"ensemble #{i}"
-                if i:
-                    slab = _as_slab(slab, where)
-                    _check_slab(slab, first, lay, where)
-                t = np.datetime64(slab[INIT_TIME].values, "ns")
-                if prev is not None and t <= prev:
-                    raise ForecastError(
-                        f"{where}: issue time {t} is not after {prev}; pass issue times in "
-                        "increasing order"
-                    )
-                prev = t
+            for i, slab, _ in _checked_slabs(first, slabs, lay, n_issue or total, progress):
                 writer.write(i, slab)
         os.replace(tmp, path)
     finally:

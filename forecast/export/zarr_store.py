@@ -13,7 +13,6 @@ target. :func:`forecast.export.open_ensemble` reads it back.
 
 from __future__ import annotations
 
-import itertools
 import os
 import shutil
 import tempfile
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from forecast.dims import INIT_TIME, LAT, LEAD_TIME, LON, MEMBER, NODE, X, Y
+from forecast.dims import LAT, LEAD_TIME, LON, MEMBER, NODE, X, Y
 from forecast.errors import ForecastError
 from forecast.export.netcdf import (
     _EPOCH,
@@ -37,7 +36,7 @@ from forecast.export.netcdf import (
     STATION_ID,
     VTIME,
     _as_slab,
-    _check_slab,
+    _checked_slabs,
     _clean_attrs,
     _encode_time,
     _global_attrs,
@@ -221,7 +220,6 @@ def to_zarr(
     >>> open_ensemble("forecast.zarr")  # doctest: +SKIP
     """
     import zarr
-    from tqdm.auto import tqdm
 
     path = Path(path)
     check_zarr_target(path, overwrite)
@@ -246,21 +244,7 @@ def to_zarr(
         group = zarr.open_group(str(tmp), mode="r+", zarr_format=ZARR_FORMAT)
         order = (MEMBER, LEAD_TIME, *lay.space)
         unit = _UNIT_NS[lay.time_unit]
-        prev = None
-        bar = tqdm(itertools.chain([first], slabs), total=n_issue or total,
-                   desc="writing issue times", unit="issue", disable=not progress)
-        for i, slab in enumerate(bar):
-            where = f"ensemble #{i}"
-            if i:
-                slab = _as_slab(slab, where)
-                _check_slab(slab, first, lay, where)
-            t = np.datetime64(slab[INIT_TIME].values, "ns")
-            if prev is not None and t <= prev:
-                raise ForecastError(
-                    f"{where}: issue time {t} is not after {prev}; pass issue times in "
-                    "increasing order"
-                )
-            prev = t
+        for i, slab, t in _checked_slabs(first, slabs, lay, n_issue or total, progress):
             init_ns = int((t - _EPOCH_NS).astype(np.int64))
             if init_ns % unit:
                 raise ForecastError(
