@@ -34,6 +34,8 @@ SHIPPED = (
     ("diffusion", "synthetic-traffic"),
     ("vae", "synthetic-weather"),
     ("vae", "synthetic-traffic"),
+    ("gp", "synthetic-weather"),
+    ("gp", "synthetic-traffic"),
 )
 MAX_BYTES = 5 * 1024 * 1024
 
@@ -43,11 +45,60 @@ def name_of(model: str, data: str) -> str:
     return f"{model}-{data}"
 
 
+def train_gp(data: str, dest: Path) -> dict:
+    """Fit the shipped GP of ``data`` (no training loop: one fit) and write its checkpoint.
+
+    The recorded validation CRPS is the closed-form Gaussian CRPS over the protocol's validation
+    windows, in physical units (``forecast.models.gp.gp_validation_crps``).
+    """
+    import tomllib
+
+    import torch
+
+    from forecast.checkpoint import load_checkpoint, save_checkpoint
+    from forecast.commands.train import protocol_for
+    from forecast.data import open_dataset
+    from forecast.models.gp import GaussianProcessForecaster, gp_validation_crps
+
+    name = name_of("gp", data)
+    config = REPO / "data" / "configs" / f"shipped-{name}.toml"
+    kwargs = tomllib.loads(config.read_text())["model"]
+    torch.set_num_threads(1)
+    ds = open_dataset(data)
+    proto = protocol_for(data, ds, None, None)
+    model = GaussianProcessForecaster(context=proto.context, horizon=proto.horizon, **kwargs)
+    start = time.perf_counter()
+    with torch.random.fork_rng():
+        torch.manual_seed(model.seed)
+        model.fit(proto.split(ds, "train"), proto.split(ds, "val"))
+    seconds = time.perf_counter() - start
+    target = dest / f"{name}.safetensors"
+    model.save(target)
+    arrays, meta = load_checkpoint(target)
+    meta["shipped"] = {
+        "name": name,
+        "model": "gp",
+        "data": data,
+        "config": str(config.relative_to(REPO)),
+        "command": "python scripts/train_shipped_models.py --only " + name,
+        "threads": 1,
+        "train_seconds": round(seconds, 1),
+        "val_crps": gp_validation_crps(model, ds, proto),
+        "val_crps_units": "physical units (closed-form Gaussian CRPS, validation windows)",
+    }
+    save_checkpoint(target, arrays, meta)
+    print(f"{name}: fitted in {seconds:.0f} s, val CRPS {meta['shipped']['val_crps']:.4f} -> "
+          f"{target.relative_to(REPO)}", flush=True)
+    return meta["shipped"]
+
+
 def train_one(model: str, data: str, work: Path, dest: Path, threads: int) -> dict:
     """Train one shipped model with ``forecast train`` and write its shipped checkpoint."""
     from forecast.checkpoint import load_checkpoint, save_checkpoint
     from forecast.errors import ForecastError
 
+    if model == "gp":
+        return train_gp(data, dest)
     name = name_of(model, data)
     config = REPO / "data" / "configs" / f"shipped-{name}.toml"
     out = work / name

@@ -46,9 +46,39 @@ class _Module:
         self.net = net
 
 
+#: Shipped GPs: fitted once (no training loop), validation CRPS in physical units.
+GP_SHIPPED = ["synthetic-weather", "synthetic-traffic"]
+
+
 def test_every_shipped_checkpoint_is_listed() -> None:
     found = sorted(p.name for p in MODELS_DIR.glob("*.safetensors"))
-    assert found == sorted(f"{i}.safetensors" for i in IDS)
+    expected = [*IDS, *(f"gp-{d}" for d in GP_SHIPPED)]
+    assert found == sorted(f"{i}.safetensors" for i in expected)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", GP_SHIPPED)
+def test_shipped_gp_fits_data_and_reaches_recorded_crps(name: str, datasets) -> None:
+    import torch
+
+    from forecast.commands.train import protocol_for
+    from forecast.models import load_model
+    from forecast.models.gp import gp_validation_crps
+
+    torch.set_num_threads(1)
+    path = shipped_path("gp", name, MODELS_DIR)
+    assert path.stat().st_size <= 5 * 1024 * 1024
+    _, meta = load_checkpoint(path)
+    rec = shipped_record(path)
+    assert rec["name"] == f"gp-{name}" and rec["data"] == name and rec["train_seconds"] > 0
+    cfg = tomllib.loads((REPO / rec["config"]).read_text())
+    for key, value in cfg["model"].items():
+        assert meta["config"][key] == value, key
+    ds = _data(datasets, name)
+    model = load_model(path)
+    check_compatible(model.description, ds)
+    score = gp_validation_crps(model, ds, protocol_for(name, ds, None, None))
+    assert abs(score - rec["val_crps"]) <= 0.05 * rec["val_crps"], (score, rec["val_crps"])
 
 
 @pytest.mark.parametrize(("kind", "name"), SHIPPED, ids=IDS)

@@ -592,3 +592,14 @@ def gaussian_many(
     std = xr.concat(stds, **opts)
     order = (INIT_TIME, LEAD_TIME, *space_dims(mean))
     return mean.transpose(*order), std.transpose(*order)
+
+
+def gp_validation_crps(model: GaussianProcessForecaster, ds: xr.Dataset, protocol: Any) -> float:
+    """Mean closed-form Gaussian CRPS of ``model`` over ``protocol``'s validation windows of
+    ``ds``, in the data's physical units (the figure recorded with a shipped GP)."""
+    from forecast.scoring import crps_gaussian, obs_for
+
+    windows = protocol.windows(ds, "val")
+    mean, std = gaussian_many(model, ds, windows.issue_times(ds))
+    scores = crps_gaussian(obs_for(mean, ds), mean, std)
+    return float(np.mean([float(scores[name]) for name in scores.data_vars]))
