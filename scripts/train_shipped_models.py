@@ -6,7 +6,8 @@ depend on the machine's speed; ``max_minutes`` is only a safety cap), on one tor
 best (lowest validation CRPS) weights are then written to ``data/models/<model>-<data>.safetensors``
 with a ``shipped`` record in the metadata: training wall time, optimizer steps, why training
 stopped, the final (best) validation CRPS in normalized units and the validation settings, the
-configuration file and the command.
+configuration file and the command. The shipped GPs are fitted once instead (no training
+loop), and record the closed-form Gaussian CRPS of the validation windows in physical units.
 
 Usage::
 
