@@ -247,7 +247,18 @@ class ArrayForecaster:
         """Write the fitted model to one checkpoint file (safetensors + JSON metadata)."""
         if self.description is None:
             raise ForecastError(f"{self.kind} model is not fitted; call fit(train) before save")
+        self._write(Path(path))
+
+    def _write(
+        self,
+        path: Path,
+        extra: dict[str, np.ndarray] | None = None,
+        training: dict[str, Any] | None = None,
+    ) -> None:
+        """Write the model's state (plus ``extra`` arrays and a ``training`` record, as the
+        training loop's checkpoints carry) to ``path``."""
         arrays, state = self._state()
+        arrays.update(extra or {})
         meta = {
             "kind": self.kind,
             "config": self.config(),
@@ -256,6 +267,8 @@ class ArrayForecaster:
             "time_step": str(self.step),
             "state": state,
         }
+        if training is not None:
+            meta["training"] = training
         save_checkpoint(path, arrays, meta)
 
     @classmethod

@@ -774,20 +774,6 @@ class ConditionalDiffusion(ArrayForecaster):
         }
         return arrays, state
 
-    def _write(self, path: Path, extra: dict[str, np.ndarray], training: dict[str, Any]) -> None:
-        arrays, state = self._state()
-        arrays.update(extra)
-        meta = {
-            "kind": self.kind,
-            "config": self.config(),
-            "data": self.description,
-            "variables": self.variables,
-            "time_step": str(self.step),
-            "state": state,
-            "training": training,
-        }
-        save_checkpoint(path, arrays, meta)
-
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
         from forecast import __version__
         from forecast.data.normalize import Normalizer

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from forecast.checkpoint import load_checkpoint, save_checkpoint
+from forecast.checkpoint import load_checkpoint
 from forecast.dims import ADJACENCY, NODE, TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.models import MODELS
@@ -731,20 +731,6 @@ class ConditionalVAE(ArrayForecaster):
             "history": self.training.get("history", []),
         }
         return arrays, state
-
-    def _write(self, path: Path, extra: dict[str, np.ndarray], training: dict[str, Any]) -> None:
-        arrays, state = self._state()
-        arrays.update(extra)
-        meta = {
-            "kind": self.kind,
-            "config": self.config(),
-            "data": self.description,
-            "variables": self.variables,
-            "time_step": str(self.step),
-            "state": state,
-            "training": training,
-        }
-        save_checkpoint(path, arrays, meta)
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
         from forecast import __version__
