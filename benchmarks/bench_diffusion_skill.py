@@ -3,8 +3,9 @@
 Prints, in one run and on the same windows and members:
 
 1. CRPS per lead of ``diffusion`` and the baselines (persistence, climatology,
-   diurnal-persistence, fitted on the train split here), the spread-skill ratio per lead and
-   the rank-histogram flatness (about 1 for a calibrated ensemble);
+   diurnal-persistence, fitted on the train split here), the spread-skill ratio per lead, the
+   rank-histogram flatness (about 1 for a calibrated ensemble) and the RMSE of the ensemble
+   mean (and of a residual checkpoint's first guess alone);
 2. the CRPS-vs-NFE curve of ``ddim`` and ``dpmpp-2m`` (on the first ``--nfe-issues`` windows);
 3. the DDIM-inversion reconstruction error ``|decode(encode(x)) - x| / |x - last context|``
    (mean absolute values) on test targets;
@@ -72,7 +73,7 @@ def main() -> None:
     from forecast.data import open_dataset
     from forecast.data.protocols import PROTOCOLS, get_protocol
     from forecast.data.windows import context_of, target_of
-    from forecast.dims import INIT_TIME, LEAD_TIME, PATH, TIME, space_dims
+    from forecast.dims import INIT_TIME, LEAD_TIME, MEMBER, PATH, TIME, space_dims
     from forecast.models import forecast_many, load_model
     from forecast.models.baselines import (
         ClimatologyEnsemble,
@@ -102,6 +103,9 @@ def main() -> None:
     ]
     if len(labels) != len(args.checkpoint):
         p.error("--labels needs one name per checkpoint")
+    taken = {"persistence", "climatology", "diurnal-persistence", "gp"} & set(labels)
+    if taken:
+        p.error(f"--labels {sorted(taken)} clash with baseline names; pick others")
     diffusion = {lab: load_model(c) for lab, c in zip(labels, args.checkpoint, strict=True)}
     if args.calibrate:
         for lab in list(diffusion):
@@ -142,13 +146,15 @@ def main() -> None:
         crps = crps_ensemble(obs, ens, dim=dims)[var].values
         ssr = spread_skill_ratio(obs, ens, dim=dims)[var].values
         flat = float(flatness(rank_histogram(obs, ens, dim=[INIT_TIME, LEAD_TIME, *space]))[var])
-        rows[name] = (crps, ssr, flat, took)
+        err = ens[var].mean(MEMBER) - obs[var]
+        rmse = np.sqrt((err**2).mean(dims).values)
+        rows[name] = (crps, ssr, flat, took, rmse)
     leads = (ens[LEAD_TIME].values / np.timedelta64(1, "m")).astype(int)
     pick = [i for i, lead in enumerate(leads) if lead in _report_leads(leads)]
     header = " ".join(f"{_fmt_lead(leads[i]):>8}" for i in pick)
     print(f"\nCRPS ({model.normalizer.units[var]}) by lead")
     print(f"{'model':>20} {header} {'mean':>8} {'sample s':>9}")
-    for name, (crps, _, _, took) in rows.items():
+    for name, (crps, _, _, took, _) in rows.items():
         vals = " ".join(f"{crps[i]:8.3f}" for i in pick)
         print(f"{name:>20} {vals} {crps.mean():8.3f} {took:9.1f}")
     best = np.min([rows[n][0] for n in rows if n not in diffusion], axis=0)
@@ -156,9 +162,27 @@ def main() -> None:
         vals = " ".join(f"{rows[lab][0][i] / best[i]:8.3f}" for i in pick)
         print(f"{(lab + ' / best')[-20:]:>20} {vals} {rows[lab][0].mean() / best.mean():8.3f}")
     print("\nspread-skill ratio by lead; rank-histogram flatness (about 1 when calibrated)")
-    for name, (_, ssr, flat, _) in rows.items():
+    for name, (_, ssr, flat, _, _) in rows.items():
         vals = " ".join(f"{ssr[i]:8.3f}" for i in pick)
         print(f"{name:>20} {vals}   flatness {flat:.2f}")
+    print(
+        f"\nRMSE of the ensemble mean ({model.normalizer.units[var]}) by lead; 'fg': the "
+        "checkpoint's deterministic first guess alone"
+    )
+    for name, (*_, rmse) in rows.items():
+        vals = " ".join(f"{rmse[i]:8.3f}" for i in pick)
+        print(f"{name:>20} {vals} {rmse.mean():8.3f}")
+    for lab, m in diffusion.items():
+        if getattr(m, "fg", None) is None or lab.endswith("+cal"):
+            continue
+        from forecast.data.torch import to_array
+
+        at = np.searchsorted(ds[TIME].values, np.asarray(issues, dtype="datetime64[ns]"))
+        fg = m.fg.predict(to_array(ds[m.variables]), ds[TIME].values, at)[:, :, 0]
+        obs = np.stack([ds[var].values[i + 1 : i + 1 + m.horizon] for i in at])
+        rmse = np.sqrt(np.nanmean((fg - obs) ** 2, axis=tuple(k for k in range(fg.ndim) if k != 1)))
+        vals = " ".join(f"{rmse[i]:8.3f}" for i in pick)
+        print(f"{(lab + ' fg')[-20:]:>20} {vals} {rmse.mean():8.3f}")
 
     if args.nfe:
         print(f"\nCRPS vs NFE ({args.nfe_issues} issue times, {args.nfe_members} members)")

@@ -253,24 +253,33 @@ def test_tiny_model_beats_climatology(weather):
 
 
 # -- first-guess residual target ---------------------------------------------------------------
-def _first_guess_model(ds: xr.Dataset, damp: bool = False) -> ConditionalDiffusion:
+def _tiny(context: int = K, horizon: int = H, **kw) -> ConditionalDiffusion:
+    """The tiny test configuration with some keywords changed (through the constructor)."""
+    return ConditionalDiffusion(**{**ConditionalDiffusion.tiny(context, horizon).config(), **kw})
+
+
+def _first_guess_model(ds: xr.Dataset, kind: str = "diurnal") -> ConditionalDiffusion:
     """A residual-target model with only its normalizer and first guess fitted (no network)."""
     from forecast.data.normalize import Normalizer
+    from forecast.models.first_guess import fit_first_guess
 
-    m = ConditionalDiffusion(context=K, horizon=H, target="residual", damp_anomaly=damp)
+    m = ConditionalDiffusion(context=K, horizon=H, target="residual", first_guess=kind)
     m.variables = ["t2m"]
     m.step = pd.Timedelta(ds[TIME].values[1] - ds[TIME].values[0])
     m.normalizer = Normalizer.fit(ds)
-    m._fit_first_guess(ds)
+    m.fg = fit_first_guess(kind, ds, context=K, horizon=H)
     return m
 
 
 def _window_tensors(m: ConditionalDiffusion, ds: xr.Dataset, issue_index: list[int]):
+    from forecast.data.torch import to_array
+
     values = m._normalized(ds)  # (time, channel, *space)
     ctx = torch.stack([torch.from_numpy(values[i - K + 1 : i + 1]) for i in issue_index])
     tgt = torch.stack([torch.from_numpy(values[i + 1 : i + 1 + H]) for i in issue_index])
     ctx = ctx.transpose(1, 2)
-    off = m.first_guess_offset(ds[TIME].values[issue_index], ctx[:, :, -1:])
+    guess = m.first_guess_of(to_array(ds), ds[TIME].values, np.array(issue_index))
+    off = m.first_guess_offset(guess, ctx[:, :, -1:])
     return ctx, tgt.transpose(1, 2), off
 
 
@@ -284,8 +293,8 @@ def test_first_guess_residual_exact_for_constant_field(weather):
     m = _first_guess_model(ds)
     ctx, tgt, off = _window_tensors(m, ds, [10, 77, 200])
     assert off.shape == (3, 1, H, 10, 14)
-    np.testing.assert_allclose(off.numpy(), 0.0, atol=1e-6)
-    np.testing.assert_allclose(m._x0(ctx, tgt, off).numpy(), 0.0, atol=1e-6)
+    np.testing.assert_allclose(off.numpy(), 0.0, atol=1e-5)
+    np.testing.assert_allclose(m._x0(ctx, tgt, off).numpy(), 0.0, atol=1e-5)
 
 
 def test_first_guess_residual_exact_for_a_daily_cycle():
@@ -307,56 +316,35 @@ def test_first_guess_residual_exact_for_a_daily_cycle():
     )
 
 
-def test_first_guess_is_diurnal_persistence_mean(weather):
-    # zero residual == c(slot(t + h)) + a(t): the baseline's mean forecast (its members add
-    # anomaly-persistence errors around it)
+@pytest.mark.parametrize("kind", ["diurnal", "damped"])
+def test_zero_residual_is_the_first_guess(weather, kind):
+    # zero residual == the first guess in physical units; for "diurnal" that is
+    # c(slot(t + h)) + a(t), the baseline's mean forecast (its members add anomaly-persistence
+    # errors around it)
     from forecast.models.baselines import DiurnalPersistenceEnsemble, slot_of
 
     train = weather.isel({TIME: slice(0, 170)})
-    m = _first_guess_model(train)
-    dp = DiurnalPersistenceEnsemble(context=K, horizon=H).fit(train)
+    m = _first_guess_model(train, kind)
     i = 200
     ctx, _, off = _window_tensors(m, weather, [i])
     fct = m.normalizer.inverse_array(
         m._field(ctx, torch.zeros(1, 1, H, 10, 14), off).transpose(1, 2).numpy(), channel_axis=2
     )[0]
-    times = weather[TIME].values
-    step = times[1] - times[0]
-    slots = slot_of(times[i] + step * np.arange(0, H + 1), dp.step, dp.period_)
     values = weather["t2m"].values
-    want = dp.means_[slots[1:]] + (values[i] - dp.means_[slots[0]])[None]
-    np.testing.assert_allclose(fct, want, atol=2e-4)
-
-
-def test_damped_first_guess_learns_ar1_decay():
-    # daily cycle + a spatially uniform AR(1) anomaly with phi = 0.9: rho_h = 0.9 ** h and the
-    # first guess is c(t + h) + rho_h a(t)
-    ds = synthetic_weather(seed=2, n_lat=3, n_lon=4, days=60)
-    n = ds.sizes[TIME]
-    rng = np.random.default_rng(1)
-    a = np.zeros(n)
-    for t in range(1, n):
-        a[t] = 0.9 * a[t - 1] + rng.normal()
-    hour = (ds[TIME].values.astype("datetime64[h]").astype(np.int64) % 24).astype(float)
-    cycle = 280 + 4 * np.sin(2 * np.pi * hour / 24)
-    ds = _with_field(ds, np.broadcast_to((cycle + a)[:, None, None], ds["t2m"].shape).copy())
-    m = _first_guess_model(ds, damp=True)
-    np.testing.assert_allclose(m.fg_rho[0], 0.9 ** np.arange(1, H + 1), atol=0.06)
-    ctx, _, off = _window_tensors(m, ds, [500])
-    last = ctx[:, :, -1:]
-    m1 = _first_guess_model(ds)
-    off1 = m1.first_guess_offset(ds[TIME].values[[500]], last)
-    # damping only moves the first guess towards the climatology: fg - c = rho (fg1 - c)
-    s0 = int(m._slots(ds[TIME].values[[500]])[0]) % m.fg_means.shape[0]
-    anomaly0 = last - torch.from_numpy(m.fg_means[s0])[None, :, None]
-    rho = torch.from_numpy(m.fg_rho).reshape(1, 1, H, 1, 1)
-    np.testing.assert_allclose((off - off1).numpy(), (-(1 - rho) * anomaly0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(
+        fct, m.fg.predict(values[:, None], weather[TIME].values, [i])[0], atol=2e-4
+    )
+    if kind == "diurnal":
+        dp = DiurnalPersistenceEnsemble(context=K, horizon=H).fit(train)
+        times = weather[TIME].values
+        slots = slot_of(times[i] + (times[1] - times[0]) * np.arange(0, H + 1), dp.step, dp.period_)
+        want = dp.means_[slots[1:]] + (values[i] - dp.means_[slots[0]])[None]
+        np.testing.assert_allclose(fct, want, atol=2e-4)
 
 
 @pytest.fixture(scope="module")
 def residual_model(weather, one_thread):
-    m = ConditionalDiffusion.tiny(K, H)
-    m.target = "residual"
+    m = _tiny(target="residual")
     return m.fit(weather.isel({TIME: slice(0, 170)}), weather.isel({TIME: slice(170, 220)}))
 
 
@@ -364,14 +352,20 @@ def test_residual_save_load_keeps_first_guess(residual_model, ctx, tmp_path):
     path = tmp_path / "r.safetensors"
     residual_model.save(path)
     back = load_model(path)
-    assert back.target == "residual"
-    np.testing.assert_array_equal(back.fg_means, residual_model.fg_means)
-    assert back.fg_period == residual_model.fg_period
+    assert back.target == "residual" and back.first_guess == "diurnal"
+    np.testing.assert_array_equal(back.fg.means, residual_model.fg.means)
+    assert back.fg.period == residual_model.fg.period
     xr.testing.assert_identical(back.sample(ctx, 3, seed=2), residual_model.sample(ctx, 3, seed=2))
     # the first guess is part of the checkpoint: without it loading fails clearly
     arrays, meta = load_checkpoint(path)
-    del arrays["first_guess_means"]
-    save_checkpoint(path, arrays, {k: v for k, v in meta.items() if k not in ("format", "version")})
+    assert meta["state"]["first_guess"]["kind"] == "diurnal"
+    assert {"first_guess.means", "first_guess.rho"} <= set(arrays)
+    keep = {k: v for k, v in meta.items() if k not in ("format", "version")}
+    save_checkpoint(path, {k: v for k, v in arrays.items() if k != "first_guess.means"}, keep)
+    with pytest.raises(ForecastError, match="state lacks 'means'"):
+        load_model(path)
+    arrays = {k: v for k, v in arrays.items() if not k.startswith("first_guess.")}
+    save_checkpoint(path, arrays, keep)
     with pytest.raises(ForecastError, match="lacks its first guess"):
         load_model(path)
 
@@ -385,12 +379,38 @@ def test_residual_inversion_round_trip(residual_model, weather, ctx, issue):
 
 def test_residual_offset_needed():
     m = ConditionalDiffusion(context=K, horizon=H, target="residual")
+    assert m.first_guess == "diurnal"  # the default first guess of the residual target
+    times = np.array(["2021-01-01T00"], dtype="datetime64[ns]")
     with pytest.raises(ForecastError, match="no first guess"):
-        m.first_guess_offset(np.array(["2021-01-01T00"], dtype="datetime64[ns]"), None)
+        m.first_guess_of(np.zeros((1, 1, 2, 2)), times, np.array([0]))
+    with pytest.raises(ForecastError, match="needs the first-guess offset"):
+        m._field(torch.zeros(1, 1, K, 2, 2), torch.zeros(1, 1, H, 2, 2))
     change = ConditionalDiffusion(context=K, horizon=H)
-    assert change.first_guess_offset(np.zeros(1), None) is None
-    with pytest.raises(ForecastError, match="damp_anomaly"):
-        ConditionalDiffusion(context=K, horizon=H, damp_anomaly=True)
+    assert change.first_guess is None
+    assert change.first_guess_of(np.zeros((1, 1, 2, 2)), times, np.array([0])) is None
+    assert change.first_guess_offset(None, None) is None
+
+
+@pytest.mark.parametrize(
+    "kw, match",
+    [
+        ({"damp_anomaly": True}, "damp_anomaly=True needs target='residual'"),
+        ({"first_guess": "gp"}, "first_guess='gp' needs target='residual'"),
+        ({"target": "residual", "first_guess": "ecmwf"}, "unknown first_guess 'ecmwf'"),
+        ({"target": "residual", "damp_anomaly": True, "first_guess": "gp"}, "drop damp_anomaly"),
+        ({"condition_on_first_guess": True}, "condition_on_first_guess=True needs a first"),
+    ],
+)
+def test_bad_first_guess_options(kw, match):
+    with pytest.raises(ForecastError, match=match):
+        ConditionalDiffusion(context=K, horizon=H, **kw)
+
+
+def test_damp_anomaly_is_the_damped_first_guess():
+    m = ConditionalDiffusion(context=K, horizon=H, target="residual", damp_anomaly=True)
+    assert m.first_guess == "damped"
+    again = ConditionalDiffusion(**m.config())  # the config round-trips
+    assert (again.first_guess, again.damp_anomaly) == ("damped", True)
 
 
 # -- spread calibration --------------------------------------------------------------------------
@@ -464,10 +484,9 @@ def test_fit_with_calibration_writes_factors_to_best(weather, tmp_path):
 
 def test_graph_layout_residual_damped(tmp_path):
     ds = synthetic_traffic(seed=0, n_sensors=12, days=1.5, n_corridors=2)
-    m = ConditionalDiffusion.tiny(6, 4)
-    m.target, m.damp_anomaly = "residual", True
+    m = _tiny(6, 4, target="residual", damp_anomaly=True)
     m.fit(ds.isel({TIME: slice(0, 300)}))
-    assert m.fg_means.shape[1:] == (1, 12) and m.fg_rho.shape == (1, 4)
+    assert m.fg.means.shape[1:] == (1, 12) and m.fg.rho.shape == (1, 4)
     ctx = context_of(ds, ds[TIME].values[350], 6)
     ens = m.sample(ctx, 3, seed=0)
     assert ens["speed"].shape == (3, 4, 12) and np.isfinite(ens["speed"].values).all()
@@ -476,8 +495,7 @@ def test_graph_layout_residual_damped(tmp_path):
 
 
 def test_scale_points_per_point_std(weather, tmp_path):
-    m = ConditionalDiffusion.tiny(K, H)
-    m.target, m.damp_anomaly, m.scale_points = "residual", True, True
+    m = _tiny(target="residual", first_guess="damped", scale_points=True)
     m.fit(weather.isel({TIME: slice(0, 170)}))
     assert m.lead_scale.shape == (1, H, 10, 14)
     assert np.ptp(m.lead_scale[0, -1]) > 0  # differs between points

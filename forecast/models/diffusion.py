@@ -6,11 +6,12 @@ context ``(channel, context, *space)`` and the calendar features of the issue ti
 ``target="change"`` (default) the model generates the change from the last observed step,
 ``x0 = z(t + h) - z(t)``, which removes the persistent part of the field and leaves the model the
 smaller, better-scaled increment; ``target="raw"`` generates ``z(t + h)`` itself;
-``target="residual"`` generates the departure from a deterministic first guess, the mean
-forecast of the diurnal-persistence baseline
-(:class:`forecast.models.baselines.DiurnalPersistenceEnsemble`, fitted on the training part):
-``x0 = z(t + h) - [z(t) + c(slot(t + h)) - c(slot(t))]`` with ``c`` the time-of-day (or
-time-of-week) climatology, i.e. the persisted anomaly added back to the climatology.
+``target="residual"`` generates the departure from a deterministic first guess ``g(t + h)``
+fitted on the training part (:mod:`forecast.models.first_guess`: ``first_guess="diurnal"``,
+the diurnal-persistence mean; ``"damped"``, its damped-anomaly version; ``"gp"``, the mean of
+the Gaussian-process forecaster): ``x0 = z(t + h) - g(t + h)`` (regression + generative
+residual, as CorrDiff does). With ``condition_on_first_guess`` the network also sees the
+normalized first guess as input channels.
 
 Three separate objects:
 
@@ -47,6 +48,12 @@ from forecast.models.base import (
     ensemble_dataset,
     nan_location,
 )
+from forecast.models.first_guess import (
+    FIRST_GUESSES,
+    FirstGuess,
+    fit_first_guess,
+    restore_first_guess,
+)
 from forecast.models.nets import load_net_weights
 from forecast.sampling import EDMProcess, get_sampler, invert
 from forecast.sampling.samplers import check_nfe
@@ -75,7 +82,18 @@ class ConditionalDiffusion(ArrayForecaster):
         Window geometry in time steps.
     target : {"change", "raw", "residual"}
         Generate the change from the last observed step, the field itself, or the residual from
-        the diurnal-persistence mean forecast (first guess fitted on the training part).
+        a first guess (deterministic mean forecast fitted on the training part).
+    first_guess : {"diurnal", "damped", "gp"}, optional
+        ``target="residual"`` only (default there: ``"diurnal"``): the first guess
+        (:data:`forecast.models.first_guess.FIRST_GUESSES`). ``"diurnal"``: the
+        diurnal-persistence mean ``c(slot(t + h)) + a(t)``; ``"damped"``:
+        ``c(slot(t + h)) + rho_h a(t)``; ``"gp"``: the predictive mean of
+        :class:`forecast.models.gp.GaussianProcessForecaster` (default settings, seeded by the
+        training seed). The first guesses of all training and validation windows are computed
+        once before training; the fitted first guess is stored in the checkpoint.
+    condition_on_first_guess : bool
+        Feed the normalized first guess ``(channel, lead, *space)`` to the denoiser as extra
+        input channels (needs a first guess).
     base, mults : int, tuple of int
         Grid U-Net width and channel multipliers per level.
     hidden, blocks : int
@@ -101,10 +119,7 @@ class ConditionalDiffusion(ArrayForecaster):
         so that every lead enters the diffusion at unit scale (the change at lead 1 is much
         smaller than at lead 24).
     damp_anomaly : bool
-        ``target="residual"`` only: damp the persisted anomaly of the first guess per lead,
-        ``c(slot(t + h)) + rho_h a(t)``, with ``rho_h`` the least-squares regression
-        coefficient of ``a(t + h)`` on ``a(t)`` over the training part (pooled over space, per
-        variable). ``False``: ``rho_h = 1``, the diurnal-persistence mean forecast.
+        Older spelling of ``first_guess="damped"`` (``target="residual"`` only).
     calibrate_spread : bool
         After training, fit one factor per variable and lead that multiplies the generated
         quantity (the member's departure from the last step / first guess) so as to minimize
@@ -125,6 +140,8 @@ class ConditionalDiffusion(ArrayForecaster):
         context: int,
         horizon: int,
         target: str = "change",
+        first_guess: str | None = None,
+        condition_on_first_guess: bool = False,
         base: int = 16,
         mults: tuple[int, ...] | list[int] = (1, 2, 4),
         hidden: int = 32,
@@ -170,13 +187,32 @@ class ConditionalDiffusion(ArrayForecaster):
             raise ForecastError(
                 f"damp_anomaly=True needs target='residual', got target={target!r}; set both"
             )
+        if self.damp_anomaly and first_guess not in (None, "damped"):
+            raise ForecastError(
+                f"damp_anomaly=True means first_guess='damped', got first_guess={first_guess!r}; "
+                "drop damp_anomaly"
+            )
+        if first_guess is not None and target != "residual":
+            raise ForecastError(
+                f"first_guess={first_guess!r} needs target='residual', got target={target!r}; "
+                "set both"
+            )
+        if target == "residual" and first_guess is None:
+            first_guess = "damped" if self.damp_anomaly else "diurnal"
+        if first_guess is not None and first_guess not in FIRST_GUESSES:
+            raise ForecastError(
+                f"unknown first_guess {first_guess!r}; valid: {', '.join(FIRST_GUESSES)}"
+            )
+        self.first_guess = first_guess
+        self.condition_on_first_guess = bool(condition_on_first_guess)
+        if self.condition_on_first_guess and first_guess is None:
+            raise ForecastError(
+                "condition_on_first_guess=True needs a first guess; set target='residual' "
+                "(and first_guess)"
+            )
         self.lead_scale = np.ones((1, self.horizon))
-        #: Normalized time-of-day (or week) climatology ``(slot, channel, *space)`` of the
-        #: first guess (``target="residual"``), and the length of its period.
-        self.fg_means: np.ndarray | None = None
-        self.fg_period: pd.Timedelta | None = None
-        #: Anomaly damping per (channel, lead) of the first guess (ones: no damping).
-        self.fg_rho: np.ndarray | None = None
+        #: The fitted first guess (``target="residual"``), physical units.
+        self.fg: FirstGuess | None = None
         self.train_config = TrainConfig.from_dict(train)
         self.train = self.train_config.to_dict()
         self.net: torch.nn.Module | None = None
@@ -244,6 +280,7 @@ class ConditionalDiffusion(ArrayForecaster):
                 base=self.base,
                 mults=self.mults,
                 emb_dim=self.emb_dim,
+                first_guess=self.condition_on_first_guess,
             )
         if self.adjacency is None:
             raise ForecastError("sensor data without an adjacency matrix; open a network data set")
@@ -255,6 +292,7 @@ class ConditionalDiffusion(ArrayForecaster):
             hidden=self.hidden,
             blocks=self.blocks,
             emb_dim=self.emb_dim,
+            first_guess=self.condition_on_first_guess,
         )
 
     # -- training ------------------------------------------------------------------------------
@@ -290,79 +328,70 @@ class ConditionalDiffusion(ArrayForecaster):
     def _need_offset(self, offset: torch.Tensor | None) -> torch.Tensor:
         if offset is None:
             raise ForecastError(
-                "target='residual' needs the first-guess offset of the issue time; pass the "
-                "offset from first_guess_offset()"
+                "target='residual' needs the first-guess offset of the issue time; pass "
+                "first_guess_offset(first_guess_of(...), last)"
             )
         return offset
 
-    def _fit_first_guess(self, train: xr.Dataset) -> None:
-        """Fit the diurnal-persistence baseline on ``train`` and keep its normalized slot means."""
-        from forecast.models.baselines import DiurnalPersistenceEnsemble
-
-        dp = DiurnalPersistenceEnsemble(context=self.context, horizon=self.horizon).fit(train)
-        means = self.normalizer.transform_array(
-            dp.means_.astype(np.float32), channel_axis=1
-        )  # (slot, channel, *space)
-        self.fg_means = np.nan_to_num(means).astype(np.float32)
-        self.fg_period = pd.Timedelta(dp.period_)
-        n_ch = len(self.variables)
-        self.fg_rho = np.ones((n_ch, self.horizon), dtype=np.float32)
-        if self.damp_anomaly:
-            a = dp.anomaly_.reshape(len(dp.anomaly_), n_ch, -1)  # (time, channel, space)
-            a0 = a[dp.origins_]
-            for lead in range(1, self.horizon + 1):
-                ah = a[dp.origins_ + lead]
-                ok = np.isfinite(a0) & np.isfinite(ah)
-                num = np.where(ok, a0 * ah, 0.0).sum(axis=(0, 2))
-                den = np.where(ok, a0 * a0, 0.0).sum(axis=(0, 2))
-                self.fg_rho[:, lead - 1] = np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
-
-    def _slots(self, times: np.ndarray) -> np.ndarray:
-        from forecast.models.baselines import slot_of
-
-        return slot_of(np.asarray(times, dtype="datetime64[ns]"), self.step, self.fg_period)
-
-    def first_guess_offset(
-        self, issue_times: np.ndarray, last: torch.Tensor
+    def first_guess_of(
+        self, values: np.ndarray, times: np.ndarray, origins: np.ndarray
     ) -> torch.Tensor | None:
-        """Normalized first guess minus the last observed step, per issue time.
-
-        ``c(slot(t + h)) - c(slot(t)) - (1 - rho_h) (z(t) - c(slot(t)))``: the
-        diurnal-persistence mean forecast (``rho_h = 1``) or its damped-anomaly version
-        (``damp_anomaly``) minus ``z(t)``.
-
-        Parameters
-        ----------
-        issue_times : array of datetime64
-            One issue time per batch item.
-        last : torch.Tensor
-            ``(batch, channel, 1, *space)`` normalized last observed step ``z(t)``.
-
-        Returns
-        -------
-        torch.Tensor or None
-            ``(batch, channel, lead, *space)`` float32 for ``target="residual"``; ``None`` for
-            the other targets.
-        """
-        if self.target != "residual":
+        """Normalized first guess ``(n, channel, lead, *space)`` float32 for the issue times
+        ``values[origins]`` (``values``: physical ``(time, channel, *space)``), NaN set to 0;
+        ``None`` without a first guess (targets other than ``"residual"``)."""
+        if self.first_guess is None:
             return None
-        if self.fg_means is None:
+        if self.fg is None:
             raise ForecastError(
                 "target='residual' model has no first guess; fit it or load a checkpoint "
                 "written with target='residual'"
             )
-        n = self.fg_means.shape[0]
-        s0 = self._slots(np.atleast_1d(issue_times)) % n
-        idx = (s0[:, None] + np.arange(1, self.horizon + 1)) % n
-        clim0 = torch.from_numpy(self.fg_means[s0][:, :, None])  # (B, C, 1, *s)
-        clim = torch.from_numpy(np.ascontiguousarray(np.swapaxes(self.fg_means[idx], 1, 2)))
-        off = clim - clim0
-        rho = self.fg_rho if self.fg_rho is not None else np.ones((1, self.horizon))
-        if not np.all(rho == 1):
-            damp = torch.from_numpy(1.0 - np.asarray(rho, dtype=np.float32))
-            damp = damp.reshape(1, *damp.shape, *([1] * (off.ndim - 3)))
-            off = off - damp * (last.to(off.dtype) - clim0)
-        return off
+        fg = self.fg.predict(values, times, origins)  # (n, H, C, *s) physical
+        norm = self.normalizer.transform_array(fg, channel_axis=2)
+        norm = np.nan_to_num(np.swapaxes(norm, 1, 2)).astype(np.float32)
+        return torch.from_numpy(np.ascontiguousarray(norm))
+
+    @staticmethod
+    def first_guess_offset(
+        guess: torch.Tensor | None, last: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """Normalized first guess minus the last observed step ``z(t)`` ``(B, C, 1, *s)``:
+        the quantity added to ``z(t)`` before the generated residual; ``None`` without one."""
+        if guess is None:
+            return None
+        return torch.nan_to_num(guess - last.to(guess.dtype))
+
+    def _guess_table(self, ds: xr.Dataset, issue_index: Any) -> Any:
+        """Normalized first guesses of the windows of ``ds`` issued at ``issue_index``, computed
+        once; ``None`` without a first guess. Returns a function of issue indices."""
+        if self.first_guess is None:
+            return None
+        from forecast.data.torch import to_array
+
+        issues = np.unique(np.asarray(issue_index, dtype=np.int64))
+        rows = self.first_guess_of(to_array(ds), ds[TIME].values, issues)
+        where = np.full(ds.sizes[TIME], -1, dtype=np.int64)
+        where[issues] = np.arange(len(issues))
+
+        def lookup(index: Any) -> torch.Tensor:
+            pos = where[np.asarray(index, dtype=np.int64)]
+            if (pos < 0).any():
+                raise ForecastError("first guess of a window outside its precomputed table")
+            return rows[torch.as_tensor(pos)]
+
+        return lookup
+
+    def _conditioning(
+        self, context: torch.Tensor, calendar: torch.Tensor, guess: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """Network conditioning (with the first guess when ``condition_on_first_guess``) plus
+        the first-guess ``offset`` (not seen by the network)."""
+        cond = {"context": context, "calendar": calendar}
+        if guess is not None:
+            cond["offset"] = self.first_guess_offset(guess, context[:, :, -1:])
+            if self.condition_on_first_guess:
+                cond["first_guess"] = guess
+        return cond
 
     def _scale_view(self, x: torch.Tensor) -> torch.Tensor:
         scale = np.asarray(self.lead_scale)
@@ -442,15 +471,18 @@ class ConditionalDiffusion(ArrayForecaster):
             self.adjacency = np.asarray(train[ADJACENCY].values, dtype=np.float32)
         self.normalizer = Normalizer.fit(train, per_node=layout == "graph")
         self.spread_scale = None  # training sees the uncalibrated quantity
-        if self.target == "residual":
-            self._fit_first_guess(train)
-        train_times = train[TIME].values
+        self.fg = None
+        if self.first_guess is not None:
+            self.fg = fit_first_guess(
+                self.first_guess, train, context=self.context, horizon=self.horizon, seed=cfg.seed
+            )
         data = self._window_dataset(train)
+        guesses = self._guess_table(train, data.windows.issue_index)  # all windows, once
         sub = [data[int(k)] for k in np.linspace(0, len(data) - 1, min(len(data), 256)).astype(int)]
         ctx = torch.stack([s["context"] for s in sub]).transpose(1, 2)
         tgt = torch.stack([s["target"] for s in sub]).transpose(1, 2)
         sub_off = self.first_guess_offset(
-            train_times[[s["issue_index"] for s in sub]], ctx[:, :, -1:]
+            None if guesses is None else guesses([s["issue_index"] for s in sub]), ctx[:, :, -1:]
         )
         unscaled = self._unscaled(ctx, tgt, sub_off)
         if self.scale_leads:
@@ -483,9 +515,9 @@ class ConditionalDiffusion(ArrayForecaster):
 
         def loss_fn(module, batch, gen):
             c = batch["context"].transpose(1, 2)
-            off = self.first_guess_offset(train_times[batch["issue_index"].numpy()], c[:, :, -1:])
-            x0 = self._x0(c, batch["target"].transpose(1, 2), off)
-            cond = {"context": c, "calendar": batch["calendar"]}
+            guess = None if guesses is None else guesses(batch["issue_index"].numpy())
+            cond = self._conditioning(c, batch["calendar"], guess)
+            x0 = self._x0(c, batch["target"].transpose(1, 2), cond.get("offset"))
             return self.process.loss(module, x0, cond, gen)
 
         def checkpoint(tag, ema_module, arrays, meta):
@@ -559,14 +591,15 @@ class ConditionalDiffusion(ArrayForecaster):
         grid = np.asarray(grid, dtype=np.float64)
         data = self._window_dataset(valid)
         pick = np.unique(np.linspace(0, len(data) - 1, min(n_issues, len(data))).astype(int))
-        times = valid[TIME].values
+        guesses = self._guess_table(valid, [data[int(k)]["issue_index"] for k in pick])
         self.spread_scale = None
         total = np.zeros((len(grid), len(self.variables), self.horizon))
         for k in pick:
             item = data[int(k)]
             c = item["context"].transpose(0, 1).unsqueeze(0)
-            cond = {"context": c, "calendar": item["calendar"].unsqueeze(0)}
-            off = self.first_guess_offset(times[[item["issue_index"]]], c[:, :, -1:])
+            guess = None if guesses is None else guesses([item["issue_index"]])
+            cond = self._conditioning(c, item["calendar"].unsqueeze(0), guess)
+            off = cond.get("offset")
             x0 = self._generate(self.net, cond, n_members, seed=seed + int(k))
             base = self._field(c, torch.zeros_like(x0[:1]), off).numpy()
             dev = self._field(c, x0, off).numpy() - base  # (M, C, H, *s)
@@ -587,18 +620,24 @@ class ConditionalDiffusion(ArrayForecaster):
             return None
         pick = np.unique(np.linspace(0, len(data) - 1, min(cfg.val_issue_times, len(data))))
         items = [data[int(k)] for k in pick.astype(int)]
-        times = valid[TIME].values
+        guesses = self._guess_table(valid, [item["issue_index"] for item in items])  # once
+        conds = [
+            self._conditioning(
+                item["context"].transpose(0, 1).unsqueeze(0),
+                item["calendar"].unsqueeze(0),
+                None if guesses is None else guesses([item["issue_index"]]),
+            )
+            for item in items
+        ]
 
         def validate(net: torch.nn.Module) -> float:
             from forecast.scoring.kernels import crps_ensemble_np
 
             scores = []
-            for k, item in enumerate(items):
-                c = item["context"].transpose(0, 1).unsqueeze(0)
-                cond = {"context": c, "calendar": item["calendar"].unsqueeze(0)}
+            for k, (item, cond) in enumerate(zip(items, conds, strict=True)):
+                c = cond["context"]
                 x0 = self._generate(net, cond, cfg.val_members, seed=k, sampler=None)
-                off = self.first_guess_offset(times[[item["issue_index"]]], c[:, :, -1:])
-                fct = self._field(c, x0, off).numpy()
+                fct = self._field(c, x0, cond.get("offset")).numpy()
                 obs = item["target"].transpose(0, 1).numpy()
                 scores.append(crps_ensemble_np(obs, np.moveaxis(fct, 0, -1)).mean())
             return float(np.mean(scores))
@@ -650,11 +689,8 @@ class ConditionalDiffusion(ArrayForecaster):
         norm = self.normalizer.transform_array(values.astype(np.float32), channel_axis=1)
         ctx = torch.from_numpy(np.ascontiguousarray(np.swapaxes(norm, 0, 1)))[None]
         cal = torch.from_numpy(calendar_features(times[-1:]))
-        cond = {"context": ctx, "calendar": cal}
-        off = self.first_guess_offset(times[-1:], ctx[:, :, -1:])
-        if off is not None:
-            cond["offset"] = off  # not seen by the network
-        return cond
+        guess = self.first_guess_of(values, times, np.array([len(values) - 1]))
+        return self._conditioning(ctx, cal, guess)
 
     def _physical(self, cond: dict[str, torch.Tensor], x0: torch.Tensor) -> np.ndarray:
         field = self._field(cond["context"], x0, cond.get("offset"))
@@ -756,9 +792,11 @@ class ConditionalDiffusion(ArrayForecaster):
         arrays = {f"net.{k}": v.detach().numpy() for k, v in self.net.state_dict().items()}
         if self.adjacency is not None:
             arrays["adjacency"] = self.adjacency
-        if self.fg_means is not None:
-            arrays["first_guess_means"] = self.fg_means
-            arrays["first_guess_rho"] = np.asarray(self.fg_rho, dtype=np.float32)
+        first_guess = None
+        if self.fg is not None:
+            fg_arrays, fg_meta = self.fg.state()
+            arrays.update({f"first_guess.{k}": v for k, v in fg_arrays.items()})
+            first_guess = {"kind": self.fg.kind, **fg_meta}
         state = {
             "format": FORMAT,
             "normalizer": self.normalizer.to_dict(),
@@ -768,7 +806,7 @@ class ConditionalDiffusion(ArrayForecaster):
             if self.spread_scale is None
             else np.asarray(self.spread_scale).tolist(),
             "layout": "graph" if self.adjacency is not None else "grid",
-            "first_guess_period": None if self.fg_period is None else str(self.fg_period),
+            "first_guess": first_guess,
             "training": {k: v for k, v in self.training.items() if k != "history"},
             "history": self.training.get("history", []),
         }
@@ -790,22 +828,40 @@ class ConditionalDiffusion(ArrayForecaster):
         spread = state.get("spread_scale")
         self.spread_scale = None if spread is None else np.asarray(spread, dtype=np.float64)
         self.adjacency = arrays.get("adjacency")
-        if self.target == "residual":
-            need = ("first_guess_means", "first_guess_rho")[: 1 + self.damp_anomaly]
-            if any(k not in arrays for k in need) or not state.get("first_guess_period"):
+        self.fg = None
+        if self.first_guess is not None and "first_guess_means" in arrays:
+            self.fg = self._legacy_first_guess(arrays, state)
+        elif self.first_guess is not None:
+            meta = dict(state.get("first_guess") or {})
+            fg_arrays = {k[12:]: v for k, v in arrays.items() if k.startswith("first_guess.")}
+            if meta.get("kind") != self.first_guess or not fg_arrays:
                 raise ForecastError(
-                    "diffusion checkpoint with target='residual' lacks its first guess "
-                    "(first_guess_means); retrain it with `forecast train`"
+                    f"diffusion checkpoint with first_guess={self.first_guess!r} lacks its first "
+                    "guess (first_guess.* arrays); retrain it with `forecast train`"
                 )
-            self.fg_means = np.asarray(arrays["first_guess_means"], dtype=np.float32)
-            self.fg_period = pd.Timedelta(state["first_guess_period"])
-            # rho is 1 by definition without damp_anomaly (checkpoints may omit it)
-            rho = arrays.get("first_guess_rho", np.ones((len(self.variables), self.horizon)))
-            self.fg_rho = np.asarray(rho, dtype=np.float32)
+            self.fg = restore_first_guess(meta.pop("kind"), fg_arrays, meta)
         self.training = {**state.get("training", {}), "history": state.get("history", [])}
         net = self._build_net(state["layout"], len(self.variables))
         load_net_weights(net, arrays)
         self.net = net.eval()
+
+    def _legacy_first_guess(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> Any:
+        """The diurnal / damped first guess of a checkpoint written before
+        :mod:`forecast.models.first_guess` existed: normalized slot means
+        ``first_guess_means``, damping ``first_guess_rho`` (absent: none) and the period."""
+        from forecast.models.first_guess import DiurnalFirstGuess
+
+        if self.first_guess not in ("diurnal", "damped") or not state.get("first_guess_period"):
+            raise ForecastError(
+                "diffusion checkpoint has an incomplete first guess (first_guess_means without "
+                "its period); retrain it with `forecast train`"
+            )
+        means = self.normalizer.inverse_array(
+            np.asarray(arrays["first_guess_means"], dtype=np.float64), channel_axis=1
+        )
+        rho = arrays.get("first_guess_rho", np.ones((len(self.variables), self.horizon)))
+        period = pd.Timedelta(state["first_guess_period"])
+        return DiurnalFirstGuess(self.first_guess, means, rho, period, self.step)
 
     @classmethod
     def load(cls, path: str | Path) -> Self:

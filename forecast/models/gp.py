@@ -332,7 +332,7 @@ def _calendar(times: np.ndarray, weekly: bool) -> np.ndarray:
     hour = (t.hour + t.minute / 60 + t.second / 3600).to_numpy() / 24
     cols = [np.sin(2 * np.pi * hour), np.cos(2 * np.pi * hour)]
     if weekly:
-        dow = (t.dayofweek.to_numpy() + hour) / 7
+        dow = (t.day_of_week.to_numpy() + hour) / 7
         cols += [np.sin(2 * np.pi * dow), np.cos(2 * np.pi * dow)]
     return np.stack(cols, axis=-1).reshape((*np.shape(times), len(cols)))
 

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from forecast.errors import ForecastError
+
 
 def fourier_features(x: torch.Tensor, dim: int, max_period: float = 100.0) -> torch.Tensor:
     """Sin/cos features of scalars ``x`` (shape ``(B,)``) at ``dim // 2`` log-spaced frequencies."""
@@ -68,3 +70,13 @@ class FiLMResBlock(nn.Module):
         h = self.norm2(h) * (1 + scale.reshape(shape)) + shift.reshape(shape)
         h = self.conv2(self.act(h))
         return h + self.skip(x)
+
+
+def first_guess_input(cond: dict) -> torch.Tensor:
+    """``cond["first_guess"]`` of a network built with ``first_guess=True``."""
+    if cond.get("first_guess") is None:
+        raise ForecastError(
+            "this denoiser was built with first_guess=True and needs cond['first_guess'] "
+            "(channel, lead, *space); pass the normalized first guess"
+        )
+    return cond["first_guess"]

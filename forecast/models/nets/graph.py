@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from forecast.models.nets.blocks import ConditionEmbedding, FiLMResBlock
+from forecast.models.nets.blocks import ConditionEmbedding, FiLMResBlock, first_guess_input
 
 
 def normalized_adjacency(adj: np.ndarray) -> np.ndarray:
@@ -54,6 +54,9 @@ class GraphDenoiser(nn.Module):
         Number of residual blocks (each sees two graph hops).
     emb_dim, n_calendar : int
         Embedding size; number of calendar features.
+    first_guess : bool
+        Also take ``cond["first_guess"]`` ``(B or 1, channel, lead, node)`` as input (one
+        linear map per (lead, node)); off by default (no extra weights).
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class GraphDenoiser(nn.Module):
         blocks: int = 3,
         emb_dim: int = 64,
         n_calendar: int = 4,
+        first_guess: bool = False,
     ) -> None:
         super().__init__()
         self.channels, self.horizon, self.context = channels, horizon, context
@@ -75,6 +79,7 @@ class GraphDenoiser(nn.Module):
         self.embed = ConditionEmbedding(emb_dim, n_calendar)
         self.in_x = nn.Conv2d(channels, hidden, 1, bias=False)
         self.in_ctx = nn.Linear(channels * context, hidden)
+        self.in_guess = nn.Conv2d(channels, hidden, 1, bias=False) if first_guess else None
         self.lead = nn.Parameter(torch.zeros(1, hidden, horizon, 1))
         self.node = nn.Parameter(torch.zeros(1, hidden, 1, a.shape[0]))
         conv = lambda i, o: GraphTemporalConv(i, o, adj_t)  # noqa: E731
@@ -96,6 +101,8 @@ class GraphDenoiser(nn.Module):
         if emb.shape[0] != b:
             emb = emb.expand(b, -1)
         h = self.in_x(x) + ctx + self.lead + self.node
+        if self.in_guess is not None:
+            h = h + self.in_guess(first_guess_input(cond))
         for block in self.blocks:
             h = block(h, emb)
         return self.out(torch.nn.functional.silu(self.out_norm(h)))

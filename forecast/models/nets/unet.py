@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forecast.models.nets.blocks import ConditionEmbedding, FiLMResBlock
+from forecast.models.nets.blocks import ConditionEmbedding, FiLMResBlock, first_guess_input
 
 
 def _conv3(c_in: int, c_out: int) -> nn.Module:
@@ -38,6 +38,10 @@ class GridDenoiser(nn.Module):
         Size of the noise/calendar embedding.
     n_calendar : int
         Number of calendar features.
+    first_guess : bool
+        Also take ``cond["first_guess"]`` ``(B or 1, channel, lead, y, x)`` (a deterministic
+        forecast of the target) as input channels, through its own first convolution; off by
+        default (no extra weights, so older checkpoints load unchanged).
     """
 
     def __init__(
@@ -50,6 +54,7 @@ class GridDenoiser(nn.Module):
         mults: tuple[int, ...] = (1, 2, 2),
         emb_dim: int = 64,
         n_calendar: int = 4,
+        first_guess: bool = False,
     ) -> None:
         super().__init__()
         self.channels, self.horizon, self.context = channels, horizon, context
@@ -57,6 +62,11 @@ class GridDenoiser(nn.Module):
         self.embed = ConditionEmbedding(emb_dim, n_calendar)
         self.in_x = nn.Conv2d(channels * horizon, widths[0], 3, padding=1, bias=False)
         self.in_ctx = nn.Conv2d(channels * context + 2, widths[0], 3, padding=1)
+        self.in_guess = (
+            nn.Conv2d(channels * horizon, widths[0], 3, padding=1, bias=False)
+            if first_guess
+            else None
+        )
         self.down_blocks = nn.ModuleList()
         self.downs = nn.ModuleList()
         for k, w in enumerate(widths):
@@ -86,6 +96,9 @@ class GridDenoiser(nn.Module):
         if emb.shape[0] != b:
             emb = emb.expand(b, -1)
         hcur = self.in_x(x.reshape(b, c * h, ny, nx)) + self.in_ctx(torch.cat([ctx, gy, gx], 1))
+        if self.in_guess is not None:
+            guess = first_guess_input(cond)
+            hcur = hcur + self.in_guess(guess.reshape(guess.shape[0], c * h, ny, nx))
         skips = []
         for k, block in enumerate(self.down_blocks):
             hcur = block(hcur, emb)

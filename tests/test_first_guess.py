@@ -1,0 +1,181 @@
+"""First guesses (forecast.models.first_guess): shapes, values, checkpoints, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from forecast.checkpoint import load_checkpoint, save_checkpoint
+from forecast.data.synthetic import synthetic_traffic, synthetic_weather
+from forecast.data.windows import context_of
+from forecast.dims import TIME
+from forecast.errors import ForecastError
+from forecast.models.first_guess import (
+    FIRST_GUESSES,
+    GPFirstGuess,
+    fit_first_guess,
+    restore_first_guess,
+)
+from forecast.models.gp import GaussianProcessForecaster
+
+K, H = 6, 8
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def weather():
+    return synthetic_weather(seed=0, n_lat=5, n_lon=6, days=10)
+
+
+@pytest.fixture(scope="module")
+def train(weather):
+    return weather.isel({TIME: slice(0, 170)})
+
+
+@pytest.fixture(scope="module")
+def gp_guess(train, one_thread):
+    return GPFirstGuess(GaussianProcessForecaster.tiny(K, H).fit(train))
+
+
+def _values(ds: xr.Dataset) -> np.ndarray:
+    return ds["t2m"].values[:, None]  # (time, channel, lat, lon)
+
+
+def _guess(kind: str, train: xr.Dataset, gp_guess: GPFirstGuess):
+    return gp_guess if kind == "gp" else fit_first_guess(kind, train, context=K, horizon=H)
+
+
+@pytest.mark.parametrize("kind", FIRST_GUESSES)
+def test_predict_shape_units(kind, weather, train, gp_guess):
+    fg = _guess(kind, train, gp_guess)
+    assert fg.kind == kind
+    out = fg.predict(_values(weather), weather[TIME].values, np.array([10, 100, 230]))
+    assert out.shape == (3, H, 1, 5, 6) and out.dtype == np.float32
+    # physical units (Kelvin): close to the observed field, not normalized
+    obs = weather["t2m"].values[[11, 101, 231]]
+    assert np.isfinite(out).all()
+    assert np.abs(out[:, 0, 0] - obs).mean() < 3.0
+    # a single context window with origins = [T - 1] gives the same as the long array
+    ctx = context_of(weather, weather[TIME].values[100], K)
+    one = fg.predict(_values(ctx), ctx[TIME].values, np.array([K - 1]))
+    np.testing.assert_allclose(one[0], out[1], rtol=0, atol=1e-4)
+
+
+def test_diurnal_is_the_baseline_mean_formula(weather, train):
+    # c(slot(t + h)) + a(t) from DiurnalPersistenceEnsemble's own attributes, and the mean of
+    # its members once their bootstrapped anomaly errors are removed
+    from forecast.models.baselines import (
+        DiurnalPersistenceEnsemble,
+        draw_origins,
+        increments,
+        slot_of,
+    )
+
+    dp = DiurnalPersistenceEnsemble(context=K, horizon=H).fit(train)
+    fg = fit_first_guess("diurnal", train, context=K, horizon=H)
+    times, values = weather[TIME].values, weather["t2m"].values
+    i = 200
+    got = fg.predict(_values(weather), times, np.array([i]))[0, :, 0]
+    step = times[1] - times[0]
+    slots = slot_of(times[i] + step * np.arange(0, H + 1), dp.step, dp.period_)
+    want = dp.means_[slots[1:], 0] + (values[i] - dp.means_[slots[0], 0])[None]
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    ctx = context_of(weather, times[i], K)
+    members = dp.sample(ctx, 7, seed=4)["t2m"].values
+    errors = increments(dp.anomaly_, draw_origins(dp.origins_, 7, 4), H).reshape(7, H, 5, 6)
+    np.testing.assert_allclose((members - errors).mean(axis=0), got, atol=1e-4)
+
+
+def test_damped_learns_ar1_decay():
+    # daily cycle + a uniform AR(1) anomaly, phi = 0.9: rho_h = 0.9 ** h and
+    # fg - c = rho_h (fg_diurnal - c)
+    ds = synthetic_weather(seed=2, n_lat=3, n_lon=4, days=60)
+    n = ds.sizes[TIME]
+    rng = np.random.default_rng(1)
+    a = np.zeros(n)
+    for t in range(1, n):
+        a[t] = 0.9 * a[t - 1] + rng.normal()
+    hour = (ds[TIME].values.astype("datetime64[h]").astype(np.int64) % 24).astype(float)
+    cycle = 280 + 4 * np.sin(2 * np.pi * hour / 24)
+    field = np.broadcast_to((cycle + a)[:, None, None], ds["t2m"].shape).astype(np.float32)
+    ds = ds.assign(t2m=(ds["t2m"].dims, field, ds["t2m"].attrs))
+    damped = fit_first_guess("damped", ds, context=K, horizon=H)
+    np.testing.assert_allclose(damped.rho[0], 0.9 ** np.arange(1, H + 1), atol=0.06)
+    plain = fit_first_guess("diurnal", ds, context=K, horizon=H)
+    np.testing.assert_array_equal(plain.rho, 1.0)
+    args = (ds["t2m"].values[:, None], ds[TIME].values, np.array([500]))
+    fd, fp = damped.predict(*args)[0], plain.predict(*args)[0]
+    # damping only moves the first guess towards the climatology c(slot(t + h))
+    from forecast.models.baselines import slot_of
+
+    t0 = ds[TIME].values[500]
+    valid = t0 + np.arange(1, H + 1) * (ds[TIME].values[1] - ds[TIME].values[0])
+    clim = damped.means[slot_of(valid, damped.step, damped.period)]  # (H, C, *s)
+    rho = damped.rho.T.reshape(H, 1, 1, 1)
+    np.testing.assert_allclose(fd - clim, rho * (fp - clim), atol=1e-3)
+    assert float(np.abs(fp - clim).max()) > 0.1  # the anomaly is not zero here
+
+
+@pytest.mark.parametrize("method", ["svgp", "exact"])
+def test_gp_matches_forecaster_mean(method, weather, train, gp_guess):
+    if method == "exact":
+        gp = GaussianProcessForecaster(context=K, horizon=H, method="exact", n_train=128)
+        gp_guess = GPFirstGuess(gp.fit(train))
+    times = weather[TIME].values
+    issues = [50, 120, 231]
+    out = gp_guess.predict(_values(weather), times, np.array(issues))
+    for k, i in enumerate(issues):
+        mean, _ = gp_guess.gp.predict_gaussian(context_of(weather, times[i], K))
+        np.testing.assert_allclose(out[k, :, 0], mean["t2m"].values, rtol=0, atol=1e-4)
+    # batching over (origin, point) pairs does not change the result
+    small = GPFirstGuess(gp_guess.gp)
+    small.block, small.chunk = 50, 17
+    np.testing.assert_allclose(
+        small.predict(_values(weather), times, np.array(issues)), out, rtol=0, atol=1e-4
+    )
+
+
+def test_gp_needs_lagged_steps(weather, gp_guess):
+    with pytest.raises(ForecastError, match="origins must lie in"):
+        gp_guess.predict(_values(weather), weather[TIME].values, np.array([1]))
+
+
+def test_fit_gp_default_settings():
+    ds = synthetic_traffic(seed=0, n_sensors=8, days=1.5, n_corridors=2)
+    fg = fit_first_guess("gp", ds.isel({TIME: slice(0, 300)}), context=K, horizon=4, seed=3)
+    assert fg.kind == "gp" and fg.gp.method == "svgp" and fg.gp.seed == 3
+    out = fg.predict(ds["speed"].values[:, None], ds[TIME].values, np.array([320, 350]))
+    assert out.shape == (2, 4, 1, 8) and np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("kind", FIRST_GUESSES)
+def test_state_restore_round_trip(kind, weather, train, gp_guess, tmp_path):
+    fg = _guess(kind, train, gp_guess)
+    arrays, meta = fg.state()
+    # through a real checkpoint file, with the prefix a model uses
+    path = tmp_path / "fg.safetensors"
+    save_checkpoint(path, {f"first_guess.{k}": v for k, v in arrays.items()}, {"first_guess": meta})
+    stored, back_meta = load_checkpoint(path)
+    sub = {k[len("first_guess.") :]: v for k, v in stored.items()}
+    back = restore_first_guess(kind, sub, back_meta["first_guess"])
+    assert back.kind == kind
+    args = (_values(weather), weather[TIME].values, np.array([40, 200]))
+    np.testing.assert_array_equal(back.predict(*args), fg.predict(*args))
+
+
+def test_unknown_kind_and_missing_state(train):
+    with pytest.raises(ForecastError, match=r"unknown first guess 'nope'.*diurnal, damped, gp"):
+        fit_first_guess("nope", train, context=K, horizon=H)
+    with pytest.raises(ForecastError, match="unknown first guess"):
+        restore_first_guess("nope", {}, {})
+    with pytest.raises(ForecastError, match="lacks"):
+        restore_first_guess("damped", {}, {"period": "1D", "step": "1h"})
