@@ -3,7 +3,11 @@
 
 What is modelled: the change from the last observed step in normalized units,
 ``x = z(t + 1..t + H) - z(t)`` of shape ``(channel, lead, *space)``, given the normalized context
-window and the calendar features of the issue time.
+window and the calendar features of the issue time. With ``first_guess`` (a deterministic mean
+forecast of :mod:`forecast.models.first_guess`, fitted on the training split) the anchor
+``z(t)`` is replaced by the normalized first guess ``f(t + 1..t + H)``: the VAE generates the
+residual ``x = z - f`` (regression + generative residual); ``first_guess_condition`` also feeds
+``f`` to the networks as extra context frames.
 
 - Posterior encoder ``q(z | context, target)`` and learned conditional prior
   ``p(z | context) = N(mu(c), sigma(c)^2)``, both diagonal Gaussians over a small latent map
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -61,6 +66,8 @@ from forecast.training.loop import train as train_loop
 #: Version of this model's checkpoint layout; a checkpoint with another one is refused.
 FORMAT = 1
 _LOG_SIGMA_MIN, _LOG_SIGMA_MAX = -7.0, 3.0
+_CALIBRATIONS = ("valid", "train+valid")
+_FG = "first_guess."
 
 
 def gaussian_kl(
@@ -129,8 +136,20 @@ class ConditionalVAE(ArrayForecaster):
     active_threshold : float
         Mean KL (nats) above which a latent unit counts as active.
     spread_calibration : bool
-        After training, fit one spread factor per (channel, lead) on the validation windows
-        (see :meth:`calibrate_spread`); without validation data no factor is fitted.
+        After training, fit one spread factor per (channel, lead) on held-out windows
+        (see :meth:`calibrate_spread`); without them no factor is fitted.
+    calibration : str
+        Windows of that fit: ``"valid"`` (up to ``calibration_windows`` evenly spaced
+        validation windows) or ``"train+valid"`` (as many again from the training split).
+    calibration_windows : int
+        Windows taken from each split for the spread calibration.
+    first_guess : str, optional
+        Generate the residual from this first guess (:data:`forecast.models.first_guess.
+        FIRST_GUESSES`: ``"diurnal"``, ``"damped"``, ``"gp"``) instead of the change from the
+        last step (None).
+    first_guess_condition : bool
+        Also give the normalized first guess to the networks as conditioning (needs
+        ``first_guess``).
     member_batch : int
         Members decoded together.
     train : dict, optional
@@ -158,6 +177,10 @@ class ConditionalVAE(ArrayForecaster):
         crps_members: int = 4,
         active_threshold: float = 0.01,
         spread_calibration: bool = True,
+        calibration: str = "valid",
+        calibration_windows: int = 32,
+        first_guess: str | None = None,
+        first_guess_condition: bool = False,
         member_batch: int = 64,
         train: dict[str, Any] | None = None,
     ) -> None:
@@ -178,12 +201,30 @@ class ConditionalVAE(ArrayForecaster):
         self.crps_members = int(crps_members)
         if self.crps_weight < 0 or (self.crps_weight > 0 and self.crps_members < 2):
             raise ForecastError(
-                f"crps_weight must be >= 0 and crps_members >= 2, got {crps_weight}, "
-                f"{crps_members}"
+                f"crps_weight must be >= 0 and crps_members >= 2, got {crps_weight}, {crps_members}"
             )
         self.active_threshold = float(active_threshold)
         self.spread_calibration = bool(spread_calibration)
         self.spread_factor: np.ndarray | None = None
+        if calibration not in _CALIBRATIONS:
+            raise ForecastError(
+                f"calibration must be one of {list(_CALIBRATIONS)}, got {calibration!r}"
+            )
+        self.calibration, self.calibration_windows = str(calibration), int(calibration_windows)
+        if self.calibration_windows < 1:
+            raise ForecastError(f"calibration_windows must be >= 1, got {calibration_windows}")
+        if first_guess is not None:
+            from forecast.models.first_guess import FIRST_GUESSES
+
+            if first_guess not in FIRST_GUESSES:
+                raise ForecastError(
+                    f"unknown first_guess {first_guess!r}; use one of {list(FIRST_GUESSES)} or None"
+                )
+        if first_guess_condition and first_guess is None:
+            raise ForecastError("first_guess_condition needs a first_guess; set first_guess")
+        self.first_guess = None if first_guess is None else str(first_guess)
+        self.first_guess_condition = bool(first_guess_condition)
+        self.fg: Any = None
         if int(member_batch) < 1:
             raise ForecastError(f"member_batch must be >= 1, got {member_batch}")
         self.member_batch = int(member_batch)
@@ -241,7 +282,7 @@ class ConditionalVAE(ArrayForecaster):
             return GridVAENet(
                 channels,
                 self.horizon,
-                self.context,
+                self._net_context(),
                 self.grid_shape,
                 base=self.base,
                 mults=self.mults,
@@ -254,13 +295,34 @@ class ConditionalVAE(ArrayForecaster):
         return GraphVAENet(
             channels,
             self.horizon,
-            self.context,
+            self._net_context(),
             self.adjacency,
             hidden=self.hidden,
             blocks=self.blocks,
             latent_channels=self.latent_channels,
             emb_dim=self.emb_dim,
         )
+
+    def _net_context(self) -> int:
+        """Frames the networks see: the context, plus the first guess when conditioned on it."""
+        return self.context + (self.horizon if self.first_guess_condition else 0)
+
+    def _inputs(
+        self, context: torch.Tensor, first_guess: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Network context and anchor of a normalized batch ``(B, C, K, *s)``.
+
+        The anchor is what the VAE generates the departure from: the last context step, or the
+        normalized first guess ``(B, C, H, *s)``; with ``first_guess_condition`` the first guess
+        is appended to the context frames the networks see.
+        """
+        if self.first_guess is None:
+            return context, context[:, :, -1:]
+        if first_guess is None:
+            raise ForecastError("this vae needs the first guess of every window; refit it")
+        if self.first_guess_condition:
+            return torch.cat([context, first_guess], dim=2), first_guess
+        return context, first_guess
 
     def latent_shape(self) -> tuple[int, ...]:
         """Shape of one member's latent (without the member axis)."""
@@ -282,14 +344,17 @@ class ConditionalVAE(ArrayForecaster):
         target: torch.Tensor,
         calendar: torch.Tensor,
         gen: torch.Generator,
+        first_guess: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
-        """The loss terms on a batch of normalized windows ``(B, C, K|H, *space)``.
+        """The loss terms on a batch of normalized windows ``(B, C, K|H, *space)`` (and the
+        normalized first guess ``(B, C, H, *space)`` of each window with ``first_guess``).
 
         Returns a dict with ``nll`` (Gaussian NLL per element), ``kl_units`` (batch-mean KL of
         each latent unit, nats), ``crps`` (fair CRPS per element of the prior ensemble; zero
         when ``crps_weight`` is 0) and ``n`` (target elements per window).
         """
-        x = target - context[:, :, -1:]
+        context, anchor = self._inputs(context, first_guess)
+        x = target - anchor
         feats, emb = net.features(context, calendar)
         mu_p, ls_p = net.prior(feats)
         ls_p = ls_p.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX)
@@ -307,7 +372,7 @@ class ConditionalVAE(ArrayForecaster):
             b, m = x.shape[0], self.crps_members
             eps_p = torch.randn((b, m, *mu_p.shape[1:]), generator=gen)
             z_p = (mu_p.unsqueeze(1) + torch.exp(ls_p).unsqueeze(1) * eps_p).flatten(0, 1)
-            rep = (lambda t: t.repeat_interleave(m, dim=0))  # noqa: E731
+            rep = lambda t: t.repeat_interleave(m, dim=0)  # noqa: E731
             feats_m = [rep(f) for f in feats] if isinstance(feats, list) else rep(feats)
             samples = net.decode(z_p, feats_m, rep(emb)).reshape(b, m, *x.shape[1:])
             crps = fair_crps(samples, x).mean()
@@ -324,9 +389,25 @@ class ConditionalVAE(ArrayForecaster):
 
         return self.normalizer.transform_array(to_array(ds[self.variables]), channel_axis=1)
 
+    def _first_guess_norm(
+        self, values: np.ndarray, times: np.ndarray, origins: np.ndarray
+    ) -> np.ndarray:
+        """Normalized first guess ``(n, H, C, *s)`` float32 of the issue indices ``origins`` of
+        the physical ``values`` ``(T, C, *s)``."""
+        pred = np.asarray(self.fg.predict(values, times, np.asarray(origins, dtype=np.int64)))
+        want = (len(origins), self.horizon, *values.shape[1:])
+        if pred.shape != want:
+            raise ForecastError(
+                f"first guess {self.first_guess!r} returned shape {pred.shape}, expected {want}"
+            )
+        norm = self.normalizer.transform_array(pred.astype(np.float32), channel_axis=2)
+        return np.ascontiguousarray(norm, dtype=np.float32)
+
     def _window_dataset(self, ds: xr.Dataset) -> Any:
-        """Windows of ``ds`` (normalized) without NaN in context or target."""
-        from forecast.data.torch import WindowDataset
+        """Windows of ``ds`` (normalized) without NaN in context or target; with a first guess,
+        each item also holds ``first_guess`` ``(horizon, channel, *space)`` (normalized),
+        computed once here."""
+        from forecast.data.torch import WindowDataset, to_array
         from forecast.data.windows import calendar_features, make_windows
 
         values = self._normalized(ds)
@@ -339,7 +420,12 @@ class ConditionalVAE(ArrayForecaster):
             if not ok.any():
                 raise ForecastError("every training window contains NaN; fill or drop the gaps")
             windows = windows.subset(ok)
-        return WindowDataset(values, windows, calendar_features(ds[TIME].values))
+        data = WindowDataset(values, windows, calendar_features(ds[TIME].values))
+        if self.first_guess is None:
+            return data
+        physical = to_array(ds[self.variables])
+        fg = self._first_guess_norm(physical, ds[TIME].values, windows.issue_index)
+        return _WithFirstGuess(data, torch.from_numpy(fg))
 
     def fit(
         self,
@@ -393,10 +479,22 @@ class ConditionalVAE(ArrayForecaster):
             space = space_dims(train)
             self.grid_shape = (int(train.sizes[space[0]]), int(train.sizes[space[1]]))
         self.normalizer = Normalizer.fit(train, per_node=layout == "graph")
+        t_setup = time.perf_counter()
+        if self.first_guess is not None:
+            from forecast.models.first_guess import fit_first_guess
+
+            self.fg = fit_first_guess(
+                self.first_guess,
+                train,
+                context=self.context,
+                horizon=self.horizon,
+                seed=cfg.seed,
+            )
         data = self._window_dataset(train)
         seed_everything(cfg.seed)
-        module = _VAEModule(self._build_net(layout, len(self.variables)), len(self.variables),
-                            self.horizon)
+        module = _VAEModule(
+            self._build_net(layout, len(self.variables)), len(self.variables), self.horizon
+        )
         ema = None
         resume_arrays = None
         first_step = 0
@@ -415,7 +513,9 @@ class ConditionalVAE(ArrayForecaster):
             first_step = int(resume_arrays[1]["step"])
             ema = copy.deepcopy(module)
             load_net_weights(ema, arrays)
-        validate = self._validator(valid) if valid is not None else None
+        valid_data = self._windows_or_none(valid)  # first guess computed once
+        setup_s = round(time.perf_counter() - t_setup, 1)
+        validate = self._validator(valid_data) if valid_data is not None else None
         counter = {"step": first_step}
 
         def loss_fn(mod: torch.nn.Module, batch: dict[str, Any], gen: torch.Generator):
@@ -426,13 +526,15 @@ class ConditionalVAE(ArrayForecaster):
                 batch["target"].transpose(1, 2),
                 batch["calendar"],
                 gen,
+                _fg_of(batch),
             )
             loss = self.total_loss(terms, counter["step"])
             counter["step"] += 1
             return loss
 
-        usage_data = valid if valid is not None and validate is not None else train
-        calib = self._calibration_items(valid) if self.spread_calibration else None
+        usage_data = valid_data if validate is not None else data
+        calib = self._calibration_set(data, valid_data) if self.spread_calibration else None
+        final: dict[str, Any] = {}
 
         def checkpoint(tag: str, ema_module: torch.nn.Module, arrays: dict, meta: dict) -> None:
             if out is None:
@@ -442,6 +544,8 @@ class ConditionalVAE(ArrayForecaster):
             meta = {**meta, "latent": self.latent_usage(usage_data)}
             self.training = {k: v for k, v in meta.items() if k != "config"}
             self._write(out / f"{tag}.safetensors", extra=arrays, training=meta)
+            if tag == "last":  # the final weights: fit reuses this work below
+                final.update(factor=self.spread_factor, latent=meta["latent"])
 
         ema, result = train_loop(
             module,
@@ -456,21 +560,35 @@ class ConditionalVAE(ArrayForecaster):
             desc="vae",
         )
         self._set_module(ema.eval())
-        self.spread_factor = self.calibrate_spread(calib) if calib else None
+        if final:
+            self.spread_factor = final["factor"]
+        else:
+            self.spread_factor = self.calibrate_spread(calib) if calib else None
         self.training = dict(result.to_dict())
-        self.training["latent"] = self.latent_usage(usage_data)
+        self.training["setup_seconds"] = setup_s  # first guess fit, windows
+        self.training["latent"] = final.get("latent") or self.latent_usage(usage_data)
         return self
 
     def _set_module(self, module: torch.nn.Module) -> None:
         self.net = module.net
         self.log_scale = module.log_scale.detach().clone()
 
-    def _validator(self, valid: xr.Dataset):
-        """Validation CRPS (normalized units) on a few evenly spaced windows of ``valid``."""
-        cfg = self.train_config
+    def _windows_or_none(self, ds: xr.Dataset | Any) -> Any:
+        """The window dataset of ``ds`` (passed through if it is one already); None for no data
+        or no complete window."""
+        if ds is None or not isinstance(ds, xr.Dataset):
+            return ds
         try:
-            data = self._window_dataset(valid)
+            return self._window_dataset(ds)
         except ForecastError:
+            return None
+
+    def _validator(self, valid: xr.Dataset | Any):
+        """Validation CRPS (normalized units) on a few evenly spaced windows of ``valid`` (a
+        data set or its window dataset)."""
+        cfg = self.train_config
+        data = self._windows_or_none(valid)
+        if data is None:
             return None
         pick = np.unique(np.linspace(0, len(data) - 1, min(cfg.val_issue_times, len(data))))
         items = [data[int(k)] for k in pick.astype(int)]
@@ -480,19 +598,19 @@ class ConditionalVAE(ArrayForecaster):
 
             scores = []
             for k, item in enumerate(items):
-                ctx = item["context"].transpose(0, 1).unsqueeze(0)
-                cal = item["calendar"].unsqueeze(0)
+                ctx, anchor, tgt, cal = self._batch([item])
                 eps = self._prior_eps(module.net.latent_shape(), cfg.val_members, seed=k)
                 x = self._decode_eps(module.net, ctx, cal, eps)
-                fct = (x + ctx[:, :, -1:]).numpy()
-                obs = item["target"].transpose(0, 1).numpy()
+                fct = (x + anchor).numpy()
+                obs = tgt[0].numpy()
                 scores.append(crps_ensemble_np(obs, np.moveaxis(fct, 0, -1)).mean())
             return float(np.mean(scores))
 
         return validate
 
-    def latent_usage(self, ds: xr.Dataset, max_windows: int = 256) -> dict[str, Any]:
-        """KL of each latent unit, averaged over (up to ``max_windows``) windows of ``ds``.
+    def latent_usage(self, ds: xr.Dataset | Any, max_windows: int = 256) -> dict[str, Any]:
+        """KL of each latent unit, averaged over (up to ``max_windows``) windows of ``ds`` (a
+        data set or the windows :meth:`_window_dataset` made of one).
 
         Returns
         -------
@@ -502,21 +620,20 @@ class ConditionalVAE(ArrayForecaster):
             unit of each latent channel), ``kl_total`` (nats per window), ``windows``.
         """
         self._require_fitted()
-        data = self._window_dataset(ds)
+        data = self._window_dataset(ds) if isinstance(ds, xr.Dataset) else ds
         pick = np.unique(np.linspace(0, len(data) - 1, min(max_windows, len(data))).astype(int))
         total = None
         with torch.inference_mode():
             for a in range(0, len(pick), 32):
-                items = [data[int(k)] for k in pick[a : a + 32]]
-                ctx = torch.stack([i["context"] for i in items]).transpose(1, 2)
-                tgt = torch.stack([i["target"] for i in items]).transpose(1, 2)
-                cal = torch.stack([i["calendar"] for i in items])
+                ctx, anchor, tgt, cal = self._batch([data[int(k)] for k in pick[a : a + 32]])
                 feats, emb = self.net.features(ctx, cal)
                 mu_p, ls_p = self.net.prior(feats)
-                mu_q, ls_q = self.net.posterior(tgt - ctx[:, :, -1:], feats, emb)
+                mu_q, ls_q = self.net.posterior(tgt - anchor, feats, emb)
                 kl = gaussian_kl(
-                    mu_q, ls_q.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX),
-                    mu_p, ls_p.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX),
+                    mu_q,
+                    ls_q.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX),
+                    mu_p,
+                    ls_p.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX),
                 ).sum(0)
                 total = kl if total is None else total + kl
         mean = (total / len(pick)).numpy()
@@ -532,16 +649,55 @@ class ConditionalVAE(ArrayForecaster):
         }
 
     # -- spread calibration -------------------------------------------------------------------
-    def _calibration_items(self, valid: xr.Dataset | None, max_windows: int = 32) -> list | None:
-        """Up to ``max_windows`` evenly spaced validation windows (None without any)."""
-        if valid is None:
-            return None
-        try:
-            data = self._window_dataset(valid)
-        except ForecastError:
-            return None
+    @staticmethod
+    def _pick(data: Any, max_windows: int) -> list[dict[str, Any]]:
+        """Up to ``max_windows`` evenly spaced items of the window dataset ``data``."""
         pick = np.unique(np.linspace(0, len(data) - 1, min(max_windows, len(data))).astype(int))
         return [data[int(k)] for k in pick]
+
+    def _calibration_set(self, train_windows: Any, valid: xr.Dataset | Any) -> list:
+        """The windows of the spread calibration (``calibration``): validation windows, plus
+        as many evenly spaced training windows (``train_windows``) for ``"train+valid"``."""
+        items = self._calibration_items(valid, self.calibration_windows) or []
+        if self.calibration == "train+valid":
+            items = self._pick(train_windows, self.calibration_windows) + items
+        return items
+
+    def recalibrate(
+        self, train: xr.Dataset, valid: xr.Dataset | None = None, calibration: str | None = None
+    ) -> np.ndarray | None:
+        """Refit the spread factors of a fitted model (e.g. a loaded checkpoint) on the windows
+        that ``calibration`` (default: the model's) names; returns the new factors."""
+        self._require_fitted()
+        if calibration is not None:
+            if calibration not in _CALIBRATIONS:
+                raise ForecastError(
+                    f"calibration must be one of {list(_CALIBRATIONS)}, got {calibration!r}"
+                )
+            self.calibration = calibration
+        data = self._window_dataset(train) if self.calibration == "train+valid" else None
+        items = self._calibration_set(data, valid)
+        self.spread_factor = self.calibrate_spread(items) if items else None
+        return self.spread_factor
+
+    def _calibration_items(self, valid: xr.Dataset | Any, max_windows: int = 32) -> list | None:
+        """Up to ``max_windows`` evenly spaced validation windows (None without any); ``valid``
+        is a data set or its window dataset."""
+        data = self._windows_or_none(valid)
+        return None if data is None else self._pick(data, max_windows)
+
+    def _batch(
+        self, items: list[dict[str, Any]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Network context, anchor, target ``(B, C, K|H, *s)`` and calendar of window items."""
+        ctx = torch.stack([i["context"] for i in items]).transpose(1, 2)
+        tgt = torch.stack([i["target"] for i in items]).transpose(1, 2)
+        cal = torch.stack([i["calendar"] for i in items])
+        fg = None
+        if "first_guess" in items[0]:
+            fg = torch.stack([i["first_guess"] for i in items]).transpose(1, 2)
+        net_ctx, anchor = self._inputs(ctx, fg)
+        return net_ctx, anchor, tgt, cal
 
     def calibrate_spread(
         self, items: list[dict[str, Any]], members: int = 16, grid: np.ndarray | None = None
@@ -550,8 +706,8 @@ class ConditionalVAE(ArrayForecaster):
 
         Members become ``g(mu) + a * (g(z) - g(mu))`` with ``g(mu)`` the decoded prior mean;
         for each (channel, lead) ``a`` is the value of ``grid`` (default 0.5..4, geometric)
-        with the lowest mean CRPS of ``members``-member ensembles over ``items`` (windows of
-        the validation split). Members still depend only on their own latent.
+        with the lowest mean CRPS of ``members``-member ensembles over ``items`` (held-out
+        windows, see ``calibration``). Members still depend only on their own latent.
         """
         from forecast.scoring.kernels import crps_ensemble_np
 
@@ -559,14 +715,13 @@ class ConditionalVAE(ArrayForecaster):
         grid = np.geomspace(0.5, 4.0, 25) if grid is None else np.asarray(grid, dtype=float)
         centres, devs, obs = [], [], []
         for k, item in enumerate(items):
-            ctx = item["context"].transpose(0, 1).unsqueeze(0)
-            cal = item["calendar"].unsqueeze(0)
+            ctx, anchor, tgt, cal = self._batch([item])
             eps = self._prior_eps(self.latent_shape(), members, seed=10_000 + k)
             x = self._decode_eps(self.net, ctx, cal, eps).numpy()
             with torch.inference_mode():
                 feats, emb = self.net.features(ctx, cal)
                 centre = self.net.decode(self.net.prior(feats)[0], feats, emb).numpy()
-            target = item["target"].transpose(0, 1).numpy() - ctx[0, :, -1:].numpy()
+            target = (tgt - anchor)[0].numpy()
             centres.append(centre[0])
             devs.append(x - centre)
             obs.append(target)
@@ -593,9 +748,9 @@ class ConditionalVAE(ArrayForecaster):
     def _prior_eps(shape: tuple[int, ...], n_members: int, seed: int | None) -> torch.Tensor:
         """Whitened latents ``(M, *shape)``; member ``m`` from ``member_rng(seed, m)`` only."""
         return torch.from_numpy(
-            np.stack(
-                [member_rng(seed, m).standard_normal(shape) for m in range(n_members)]
-            ).astype(np.float32)
+            np.stack([member_rng(seed, m).standard_normal(shape) for m in range(n_members)]).astype(
+                np.float32
+            )
         )
 
     def _decode_eps(
@@ -624,15 +779,24 @@ class ConditionalVAE(ArrayForecaster):
                 out = centre + factor.reshape(shape) * (out - centre)
         return out
 
-    def _cond(self, values: np.ndarray, times: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _cond(
+        self, values: np.ndarray, times: np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Network context ``(1, C, K[+H], *s)``, anchor and calendar of one physical context
+        window ``(K, C, *s)``."""
         from forecast.data.windows import calendar_features
 
         norm = self.normalizer.transform_array(values.astype(np.float32), channel_axis=1)
         ctx = torch.from_numpy(np.ascontiguousarray(np.swapaxes(norm, 0, 1)))[None]
-        return ctx, torch.from_numpy(calendar_features(times[-1:]))
+        fg = None
+        if self.first_guess is not None:
+            pred = self._first_guess_norm(values, times, np.array([len(values) - 1]))
+            fg = torch.from_numpy(np.ascontiguousarray(np.swapaxes(pred, 1, 2)))
+        net_ctx, anchor = self._inputs(ctx, fg)
+        return net_ctx, anchor, torch.from_numpy(calendar_features(times[-1:]))
 
-    def _physical(self, ctx: torch.Tensor, x: torch.Tensor) -> np.ndarray:
-        field = (x + ctx[:, :, -1:]).transpose(1, 2).numpy()  # (M, H, C, *s)
+    def _physical(self, anchor: torch.Tensor, x: torch.Tensor) -> np.ndarray:
+        field = (x + anchor).transpose(1, 2).numpy()  # (M, H, C, *s)
         return self.normalizer.inverse_array(field, channel_axis=2)
 
     def _context_values(self, context: xr.Dataset) -> np.ndarray:
@@ -649,9 +813,9 @@ class ConditionalVAE(ArrayForecaster):
     def _sample_values(
         self, values: np.ndarray, times: np.ndarray, n_members: int, seed: int | None
     ) -> np.ndarray:
-        ctx, cal = self._cond(values, times)
+        ctx, anchor, cal = self._cond(values, times)
         eps = self._prior_eps(self.latent_shape(), n_members, seed)
-        return self._physical(ctx, self._decode_eps(self.net, ctx, cal, eps, self._factor()))
+        return self._physical(anchor, self._decode_eps(self.net, ctx, cal, eps, self._factor()))
 
     # -- latent forecaster ---------------------------------------------------------------------
     def prior(
@@ -680,9 +844,9 @@ class ConditionalVAE(ArrayForecaster):
             )
         if not torch.isfinite(eps).all():
             raise ForecastError("latents contain NaN or inf; pass finite latents")
-        ctx, cal = self._cond(values, context[TIME].values)
+        ctx, anchor, cal = self._cond(values, context[TIME].values)
         x = self._decode_eps(self.net, ctx, cal, eps, self._factor())
-        return ensemble_dataset(self._physical(ctx, x), context, self.variables, self.step)
+        return ensemble_dataset(self._physical(anchor, x), context, self.variables, self.step)
 
     def encode(self, context: xr.Dataset, target: xr.Dataset) -> torch.Tensor:
         """Posterior mean of an observed ``target`` in the prior's whitened coordinates,
@@ -702,13 +866,13 @@ class ConditionalVAE(ArrayForecaster):
         where = nan_location(target, self.variables)
         if where is not None:
             raise ForecastError(f"target contains NaN: {where}; pick another issue time")
-        ctx, cal = self._cond(values, context[TIME].values)
+        ctx, anchor, cal = self._cond(values, context[TIME].values)
         tgt = self.normalizer.transform_array(to_array(target[self.variables]), channel_axis=1)
         tgt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(tgt, 0, 1)))[None]
         with torch.inference_mode():
             feats, emb = self.net.features(ctx, cal)
             mu_p, ls_p = self.net.prior(feats)
-            mu_q, _ = self.net.posterior(tgt - ctx[:, :, -1:], feats, emb)
+            mu_q, _ = self.net.posterior(tgt - anchor, feats, emb)
             eps = (mu_q - mu_p) / torch.exp(ls_p.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX))
         return eps.clone()
 
@@ -719,17 +883,24 @@ class ConditionalVAE(ArrayForecaster):
         arrays["net.log_scale"] = self.log_scale.numpy()
         if self.adjacency is not None:
             arrays["adjacency"] = self.adjacency
+        fg_state = None
+        if self.fg is not None:
+            fg_arrays, fg_meta = self.fg.state()
+            arrays.update({f"{_FG}{k}": np.asarray(v) for k, v in fg_arrays.items()})
+            fg_state = {"kind": self.first_guess, **fg_meta}
         state = {
             "format": FORMAT,
             "normalizer": self.normalizer.to_dict(),
             "layout": "graph" if self.adjacency is not None else "grid",
             "grid_shape": list(self.grid_shape) if self.grid_shape else None,
-            "spread_factor": None if self.spread_factor is None else np.asarray(
-                self.spread_factor
-            ).tolist(),
+            "spread_factor": None
+            if self.spread_factor is None
+            else np.asarray(self.spread_factor).tolist(),
             "training": {k: v for k, v in self.training.items() if k != "history"},
             "history": self.training.get("history", []),
         }
+        if fg_state is not None:
+            state["first_guess"] = fg_state
         return arrays, state
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
@@ -748,8 +919,20 @@ class ConditionalVAE(ArrayForecaster):
         factor = state.get("spread_factor")
         self.spread_factor = None if factor is None else np.asarray(factor, dtype=np.float32)
         self.training = {**state.get("training", {}), "history": state.get("history", [])}
-        module = _VAEModule(self._build_net(state["layout"], len(self.variables)),
-                            len(self.variables), self.horizon)
+        self.fg = None
+        if self.first_guess is not None:
+            from forecast.models.first_guess import restore_first_guess
+
+            meta = dict(state.get("first_guess") or {})
+            if meta.pop("kind", None) != self.first_guess:
+                raise ForecastError(
+                    f"vae checkpoint lacks its {self.first_guess!r} first guess; retrain it"
+                )
+            fg_arrays = {k[len(_FG) :]: v for k, v in arrays.items() if k.startswith(_FG)}
+            self.fg = restore_first_guess(self.first_guess, fg_arrays, meta)
+        module = _VAEModule(
+            self._build_net(state["layout"], len(self.variables)), len(self.variables), self.horizon
+        )
         load_net_weights(module, arrays)
         self._set_module(module.eval())
 
@@ -775,3 +958,22 @@ class _VAEModule(torch.nn.Module):
         self.log_scale = torch.nn.Parameter(torch.zeros(channels, horizon))
 
 
+class _WithFirstGuess(torch.utils.data.Dataset):
+    """A window dataset whose items also hold the precomputed normalized first guess
+    ``first_guess`` ``(horizon, channel, *space)`` of their window."""
+
+    def __init__(self, data: Any, first_guess: torch.Tensor) -> None:
+        self.data, self.first_guess = data, first_guess
+        self.windows = data.windows
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, k: int) -> dict[str, Any]:
+        return {**self.data[k], "first_guess": self.first_guess[k]}
+
+
+def _fg_of(batch: dict[str, Any]) -> torch.Tensor | None:
+    """The batch's first guess ``(B, C, H, *s)``, or None."""
+    fg = batch.get("first_guess")
+    return None if fg is None else fg.transpose(1, 2)
