@@ -9,9 +9,16 @@
     run.json                                                     settings, versions, timings
 
 ``key`` hashes the model name, its configuration, the protocol, the seed and the data
-description, so a changed configuration never reuses a stale checkpoint. A second run with the
-same arguments loads the checkpoints and the ensembles instead of training and sampling again
-(resume). Everything is seeded: the same seed gives the same files.
+description, so a changed configuration never reuses a stale checkpoint. Already-trained
+checkpoints join the run with ``checkpoints={"diffusion": "model.safetensors"}`` (label -> path):
+each is loaded with :func:`forecast.models.load_model`, checked against the protocol's data
+(variables, units, grid or sensors, time step, context and horizon), sampled with the same seed,
+members and issue times as the named models and scored in the same scorecard under its label;
+its ensemble is cached as ``ensembles/<label>-<protocol>-s<seed>-<key>-m<members>.nc`` with
+``key`` hashing the checkpoint file's bytes (a retrained file is sampled again).
+
+A second run with the same arguments loads the checkpoints and the ensembles instead of
+training and sampling again (resume). Everything is seeded: the same seed gives the same files.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -38,9 +46,96 @@ CRPS_GAUSSIAN = "crps_gaussian"
 #: :data:`forecast.scoring.METRICS` except the variogram score, whose cost grows with the square
 #: of the number of points (1617 grid points of P2: over a minute per model on two cores).
 DEFAULT_METRICS = (
-    "crps", "crps_fair", "rmse", "mae_median", "spread", "spread_skill", "energy", "brier",
+    "crps",
+    "crps_fair",
+    "rmse",
+    "mae_median",
+    "spread",
+    "spread_skill",
+    "energy",
+    "brier",
     "rank_flatness",
 )
+
+
+#: What a checkpoint label may look like: it names the model in the scorecard and in file names.
+LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+def check_label(label: str) -> str:
+    """``label`` if it is a usable checkpoint label (letters, digits, ``_ . + -``).
+
+    Raises
+    ------
+    ForecastError
+        Any other label (it names files and scorecard rows).
+    """
+    if not isinstance(label, str) or not LABEL_PATTERN.fullmatch(label):
+        raise ForecastError(
+            f"checkpoint label {label!r} is not usable; use letters, digits, '_', '.', '+' or "
+            "'-' (e.g. --checkpoint diffusion=PATH)"
+        )
+    return label
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_checked(label: str, path: str | Path, protocol: Any, ds: xr.Dataset) -> Any:
+    """Load the checkpoint ``path`` and check that it fits ``protocol`` and its data ``ds``.
+
+    Parameters
+    ----------
+    label
+        The name the model gets in the run (used in the messages).
+    path
+        A ``.safetensors`` checkpoint written by a model's ``save`` or ``forecast train``.
+    protocol
+        A :class:`forecast.data.protocols.Protocol`: its context and horizon must be the
+        model's.
+    ds
+        The protocol's data: variables, units, grid or sensors, time step and adjacency must
+        match the data description stored in the checkpoint.
+
+    Returns
+    -------
+    Forecaster
+        The loaded model.
+
+    Raises
+    ------
+    ForecastError
+        Missing or unreadable file, or a model that does not fit (one line naming the mismatch).
+    """
+    from forecast.data import check_compatible
+    from forecast.models import load_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise ForecastError(
+            f"checkpoint {path} (label {label!r}) not found; pass the .safetensors file that "
+            "`forecast train` wrote (e.g. OUT/model.safetensors)"
+        )
+    model = load_model(path)
+    description = getattr(model, "description", None)
+    if description is None:
+        raise ForecastError(
+            f"checkpoint {path} (label {label!r}) holds no data description; save a fitted model"
+        )
+    got = (getattr(model, "context", None), getattr(model, "horizon", None))
+    if got != (protocol.context, protocol.horizon):
+        raise ForecastError(
+            f"checkpoint {path} (label {label!r}) has context {got[0]} and horizon {got[1]} but "
+            f"protocol {protocol.name} needs context {protocol.context} and horizon "
+            f"{protocol.horizon}; train it with `forecast train --data {protocol.dataset}`"
+        )
+    check_compatible(description, ds, what=f"checkpoint {path} (label {label!r})")
+    return model
 
 
 def _key(payload: Mapping[str, Any]) -> str:
@@ -89,9 +184,23 @@ def _write_netcdf(ds: xr.Dataset, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _gaussian_rows(
-    mean: xr.Dataset, std: xr.Dataset, truth: xr.Dataset
-) -> xr.Dataset:
+def _like_data(ens: xr.Dataset, ds: xr.Dataset) -> xr.Dataset:
+    """A cached ensemble with its string coordinates (sensor ids) in the data's dtype.
+
+    NetCDF gives strings back as ``object`` arrays; the scores refuse to align them with the
+    data's fixed-width strings, so a resumed run on sensors would fail without this.
+    """
+    fix = {}
+    for name, coord in ens.coords.items():
+        if name not in ds.coords or coord.dims != ds[name].dims:
+            continue
+        want = ds[name].dtype
+        if coord.dtype != want and coord.dtype.kind in "OSU" and want.kind in "OSU":
+            fix[name] = (coord.dims, coord.values.astype(want), coord.attrs)
+    return ens.assign_coords(fix) if fix else ens
+
+
+def _gaussian_rows(mean: xr.Dataset, std: xr.Dataset, truth: xr.Dataset) -> xr.Dataset:
     """Closed-form Gaussian CRPS by lead time, averaged over issue times and space."""
     from forecast.scoring import crps_gaussian, obs_for
 
@@ -112,6 +221,7 @@ def run_protocol(
     progress: bool = True,
     compress: bool = False,
     metrics: Sequence[str] = DEFAULT_METRICS,
+    checkpoints: Mapping[str, str | Path] | None = None,
 ) -> dict[str, Any]:
     """Run an evaluation protocol end to end and write the scorecard, ensembles and plots.
 
@@ -140,6 +250,10 @@ def run_protocol(
     metrics
         Scorecard metrics (:data:`forecast.scoring.METRICS`); ``crps_gaussian`` is added for
         models with a Gaussian predictive distribution.
+    checkpoints
+        Already-trained models to score beside ``models``: label -> checkpoint path (see
+        :func:`load_checked`); the label is the model's name in the scorecard and must differ
+        from the names in ``models``.
 
     Returns
     -------
@@ -150,7 +264,8 @@ def run_protocol(
     Raises
     ------
     ForecastError
-        Unknown protocol or model, absent data files, bad ``members``.
+        Unknown protocol or model, absent data files, bad ``members``, a checkpoint that is
+        missing or does not fit the protocol's data.
     """
     from tqdm.auto import tqdm
 
@@ -165,8 +280,15 @@ def run_protocol(
     if isinstance(members, bool) or not isinstance(members, int | np.integer) or members < 1:
         raise ForecastError(f"members must be a positive integer, got {members!r}")
     names = list(dict.fromkeys(models))
-    if not names:
+    given = {check_label(str(k)): Path(v) for k, v in dict(checkpoints or {}).items()}
+    if not names and not given:
         raise ForecastError("no model given; pass --models with names from forecast.models")
+    clash = [label for label in given if label in names]
+    if clash:
+        raise ForecastError(
+            f"checkpoint label(s) {clash} are also --models names; give the checkpoints other "
+            "labels (e.g. --checkpoint my-diffusion=PATH)"
+        )
     classes = {name: MODELS.get(name) for name in names}
     options = dict(model_options or {})
     unknown = [n for n in options if n not in classes]
@@ -178,6 +300,7 @@ def run_protocol(
     valid = proto.split(ds, "val")
     issue_times = proto.windows(ds, "test").issue_times(ds)
     description = describe_dataset(ds)
+    loaded = {label: load_checked(label, path, proto, ds) for label, path in given.items()}
 
     out = Path(out)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -189,30 +312,57 @@ def run_protocol(
     trained: list[str] = []
     sampled: list[str] = []
     timings: dict[str, dict[str, float]] = {}
-    for name in tqdm(names, desc=f"{proto.name} models", disable=not progress):
-        cls = classes[name]
-        config = _model_config(cls, proto, options.get(name, {}), seed)
-        key = _key(
-            {"model": name, "config": config, "protocol": proto.to_dict(), "seed": seed,
-             "data": description}
-        )
-        stem = f"{name}-{proto.name}-s{seed}-{key}"
-        ckpt = out / "checkpoints" / f"{stem}.safetensors"
+    checkpoint_runs: dict[str, dict[str, Any]] = {}
+    for name in tqdm([*names, *loaded], desc=f"{proto.name} models", disable=not progress):
         timings[name] = {}
-        if ckpt.is_file():
-            model = load_model(ckpt)
+        if name in loaded:
+            model = loaded[name]
+            digest = _file_sha256(given[name])
+            key = _key(
+                {
+                    "checkpoint_sha256": digest,
+                    "label": name,
+                    "protocol": proto.to_dict(),
+                    "seed": seed,
+                    "data": description,
+                }
+            )
+            stem = f"{name}-{proto.name}-s{seed}-{key}"
+            files[f"checkpoint_{name}"] = given[name]
+            checkpoint_runs[name] = {
+                "path": str(given[name]),
+                "sha256": digest,
+                "kind": getattr(model, "kind", type(model).__name__),
+                "config": model.config() if hasattr(model, "config") else {},
+            }
         else:
-            model = cls(**config)
-            t0 = time.perf_counter()
-            _fit_seeded(model, train, valid, seed)
-            timings[name]["fit_s"] = time.perf_counter() - t0
-            model.save(ckpt)
-            trained.append(name)
-        files[f"checkpoint_{name}"] = ckpt
+            cls = classes[name]
+            config = _model_config(cls, proto, options.get(name, {}), seed)
+            key = _key(
+                {
+                    "model": name,
+                    "config": config,
+                    "protocol": proto.to_dict(),
+                    "seed": seed,
+                    "data": description,
+                }
+            )
+            stem = f"{name}-{proto.name}-s{seed}-{key}"
+            ckpt = out / "checkpoints" / f"{stem}.safetensors"
+            if ckpt.is_file():
+                model = load_model(ckpt)
+            else:
+                model = cls(**config)
+                t0 = time.perf_counter()
+                _fit_seeded(model, train, valid, seed)
+                timings[name]["fit_s"] = time.perf_counter() - t0
+                model.save(ckpt)
+                trained.append(name)
+            files[f"checkpoint_{name}"] = ckpt
 
         path = out / "ensembles" / f"{stem}-m{members}.nc"
         if path.is_file():
-            ens = open_ensemble(path).load()
+            ens = _like_data(open_ensemble(path).load(), ds)
         else:
             t0 = time.perf_counter()
             ens = forecast_many(model, ds, issue_times, members, seed, progress=progress)
@@ -232,15 +382,16 @@ def run_protocol(
 
                 mean, std = gaussian_many(model, ds, issue_times)
                 g = xr.merge(
-                    [mean.rename({v: f"{v}_mean" for v in mean.data_vars}),
-                     std.rename({v: f"{v}_std" for v in std.data_vars})],
-                    compat="no_conflicts", join="exact",
+                    [
+                        mean.rename({v: f"{v}_mean" for v in mean.data_vars}),
+                        std.rename({v: f"{v}_std" for v in std.data_vars}),
+                    ],
+                    compat="no_conflicts",
+                    join="exact",
                 )
                 _write_netcdf(g, gpath)
             variables = [v[: -len("_mean")] for v in g.data_vars if v.endswith("_mean")]
-            mean = g[[f"{v}_mean" for v in variables]].rename(
-                {f"{v}_mean": v for v in variables}
-            )
+            mean = g[[f"{v}_mean" for v in variables]].rename({f"{v}_mean": v for v in variables})
             std = g[[f"{v}_std" for v in variables]].rename({f"{v}_std": v for v in variables})
             for v in variables:
                 mean[v].attrs = dict(ds[v].attrs)
@@ -260,12 +411,13 @@ def run_protocol(
             before = json.loads(previous.read_text()).get("timings_s", {})
         except (OSError, ValueError):
             before = {}
-        for name in names:
+        for name in timings:
             for step, seconds in before.get(name, {}).items():
                 timings[name].setdefault(step, seconds)
     run = {
         "protocol": proto.to_dict(),
         "models": {n: _model_config(classes[n], proto, options.get(n, {}), seed) for n in names},
+        "checkpoints": checkpoint_runs,
         "members": int(members),
         "seed": int(seed),
         "n_issue_times": len(issue_times),
@@ -277,8 +429,14 @@ def run_protocol(
     }
     _write_json(out / "run.json", run)
     files["run"] = out / "run.json"
-    return {"scorecard": card, "files": files, "trained": trained, "sampled": sampled,
-            "timings": timings, "wall_s": wall}
+    return {
+        "scorecard": card,
+        "files": files,
+        "trained": trained,
+        "sampled": sampled,
+        "timings": timings,
+        "wall_s": wall,
+    }
 
 
 def _add_gaussian(card: xr.Dataset, gaussian: Mapping[str, xr.Dataset]) -> xr.Dataset:
@@ -301,4 +459,11 @@ def _add_gaussian(card: xr.Dataset, gaussian: Mapping[str, xr.Dataset]) -> xr.Da
     return merged
 
 
-__all__ = ["CRPS_GAUSSIAN", "DEFAULT_METRICS", "run_protocol"]
+__all__ = [
+    "CRPS_GAUSSIAN",
+    "DEFAULT_METRICS",
+    "LABEL_PATTERN",
+    "check_label",
+    "load_checked",
+    "run_protocol",
+]

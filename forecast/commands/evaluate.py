@@ -12,8 +12,11 @@ Two modes (exactly one is required):
   files larger than memory are scored chunk by chunk. ``--workers N`` runs the computation on
   a local ``dask.distributed`` cluster of N worker processes (``--memory-limit`` each);
   ``--scheduler ADDRESS`` on an existing cluster (e.g. ``tcp://host:8786``).
-- ``forecast evaluate --protocol P --models a,b,c --out DIR [--members N] [--seed S]`` hands
-  over to ``forecast.pipeline.run_protocol``.
+- ``forecast evaluate --protocol P --models a,b,c --out DIR [--members N] [--seed S]
+  [--checkpoint LABEL=PATH ...]`` hands over to ``forecast.pipeline.run_protocol``: the named
+  models are trained (or loaded from the run's cache), each ``--checkpoint`` is an
+  already-trained model (e.g. ``forecast train``'s ``model.safetensors``) scored under LABEL on
+  the same issue times, members and seed, after a check that it fits the protocol's data.
 """
 
 from __future__ import annotations
@@ -45,6 +48,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--models", help="--protocol mode: comma-separated model names")
     parser.add_argument("--members", type=int, help="--protocol mode: ensemble size")
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="LABEL=PATH",
+        help="--protocol mode: an already-trained model checkpoint to score under LABEL "
+        "(repeatable)",
+    )
     parser.add_argument("--seed", type=int, help="seed (protocol runs; rank-histogram ties)")
     parser.add_argument(
         "--threshold",
@@ -110,6 +121,30 @@ def _named_paths(specs: list[str]) -> dict[str, Path]:
                 f"forecast file {p} not found; pass an ensemble NetCDF file or Zarr store"
             )
         out[name] = p
+    return out
+
+
+def _checkpoint_specs(specs: list[str]) -> dict[str, Path]:
+    """``LABEL=PATH`` strings -> {label: path}; one-line errors for bad syntax, repeated labels
+    and missing files."""
+    out: dict[str, Path] = {}
+    for spec in specs:
+        label, sep, path = spec.partition("=")
+        label = label.strip()
+        if not sep or not label or not path:
+            raise ForecastError(
+                f"--checkpoint {spec!r} is not LABEL=PATH; write e.g. "
+                "--checkpoint diffusion=outputs/diffusion-p2/model.safetensors"
+            )
+        if label in out:
+            raise ForecastError(f"checkpoint label {label!r} given twice; give each its own label")
+        p = Path(path)
+        if not p.is_file():
+            raise ForecastError(
+                f"checkpoint {p} (label {label!r}) not found; pass the .safetensors file that "
+                "`forecast train` wrote"
+            )
+        out[label] = p
     return out
 
 
@@ -247,12 +282,18 @@ def run(args: argparse.Namespace) -> int:
             raise ForecastError(
                 "--truth/--threshold/--skipna belong to --forecast mode, not --protocol"
             )
-        if not args.models:
-            raise ForecastError("--protocol needs --models a,b,c (comma-separated model names)")
-        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        checkpoints = _checkpoint_specs(args.checkpoint)
+        if not args.models and not checkpoints:
+            raise ForecastError(
+                "--protocol needs --models a,b,c (comma-separated model names) and/or "
+                "--checkpoint LABEL=PATH"
+            )
+        models = [m.strip() for m in (args.models or "").split(",") if m.strip()]
         from forecast.pipeline import run_protocol
 
         kwargs: dict[str, Any] = {"protocol": args.protocol, "models": models, "out": args.out}
+        if checkpoints:
+            kwargs["checkpoints"] = checkpoints
         if args.members is not None:
             kwargs["members"] = args.members
         if args.seed is not None:
@@ -262,13 +303,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.truth is None:
         raise ForecastError("--forecast needs --truth SOURCE (named data set or path)")
-    if args.models or args.members is not None:
-        raise ForecastError("--models/--members belong to --protocol mode, not --forecast")
+    if args.models or args.members is not None or args.checkpoint:
+        raise ForecastError(
+            "--models/--members/--checkpoint belong to --protocol mode, not --forecast"
+        )
     from forecast.data import open_dataset
     from forecast.scoring import diagnostics, scorecard, write_report
 
-    if args.workers is None and args.scheduler is None and (
-        args.memory_limit != "auto" or args.threads_per_worker != 1
+    if (
+        args.workers is None
+        and args.scheduler is None
+        and (args.memory_limit != "auto" or args.threads_per_worker != 1)
     ):
         raise ForecastError("--memory-limit/--threads-per-worker need --workers N")
     paths = _named_paths(args.forecast)

@@ -1,0 +1,197 @@
+"""The protocol runner with already-trained checkpoints (``checkpoints={label: path}``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from forecast.cli import main
+from forecast.data.protocols import chronological
+from forecast.data.synthetic import synthetic_weather
+from forecast.dims import METRIC, MODEL
+from forecast.errors import ForecastError
+from forecast.models import PersistenceEnsemble
+from forecast.models.diffusion import ConditionalDiffusion
+from forecast.pipeline import load_checked, run_protocol
+
+CONTEXT, HORIZON = 4, 5
+
+
+@pytest.fixture(scope="module")
+def data() -> xr.Dataset:
+    return synthetic_weather(seed=5, n_lat=3, n_lon=4, days=10)
+
+
+@pytest.fixture(scope="module")
+def protocol(data):
+    return chronological(
+        "tiny", "synthetic-weather", data.sizes["time"], CONTEXT, HORIZON, step="1h", hours=(0, 12)
+    )
+
+
+@pytest.fixture(scope="module")
+def ckpts(data, protocol, tmp_path_factory):
+    """A tiny diffusion model and a persistence model, trained on the protocol's train split."""
+    d = tmp_path_factory.mktemp("ckpt")
+    train, valid = protocol.split(data, "train"), protocol.split(data, "val")
+    config = ConditionalDiffusion.tiny(CONTEXT, HORIZON).config()
+    config["train"] = {**config["train"], "max_steps": 4}  # weights do not matter here
+    diffusion = ConditionalDiffusion(**config)
+    diffusion.fit(train, valid)
+    diffusion.save(d / "diffusion.safetensors")
+    PersistenceEnsemble(context=CONTEXT, horizon=HORIZON).fit(train).save(d / "persist.safetensors")
+    other = synthetic_weather(seed=5, n_lat=4, n_lon=4, days=10)
+    PersistenceEnsemble(context=CONTEXT, horizon=HORIZON).fit(other).save(d / "grid.safetensors")
+    PersistenceEnsemble(context=CONTEXT, horizon=HORIZON + 1).fit(train).save(d / "h6.safetensors")
+    return d
+
+
+def test_checkpoint_scored_like_a_trained_model(ckpts, protocol, data, tmp_path):
+    """A saved persistence model scored by label equals the one the run trains itself."""
+    result = run_protocol(
+        protocol,
+        ["persistence"],
+        tmp_path,
+        members=5,
+        seed=2,
+        data=data,
+        progress=False,
+        checkpoints={"saved-persistence": ckpts / "persist.safetensors"},
+    )
+    card = result["scorecard"]["t2m"]
+    assert list(card[MODEL].values) == ["persistence", "saved-persistence"]
+    np.testing.assert_allclose(
+        card.sel({MODEL: "saved-persistence"}), card.sel({MODEL: "persistence"})
+    )
+    assert result["sampled"] == ["persistence", "saved-persistence"]
+    assert result["trained"] == ["persistence"]
+
+
+def test_diffusion_checkpoint_run_resume_and_rerun(ckpts, protocol, data, tmp_path):
+    path = ckpts / "diffusion.safetensors"
+    kwargs = dict(members=4, seed=0, data=data, progress=False)
+    first = run_protocol(
+        protocol, ["persistence"], tmp_path, checkpoints={"diffusion": path}, **kwargs
+    )
+    card = first["scorecard"]["t2m"]
+    assert list(card[MODEL].values) == ["persistence", "diffusion"]
+    assert np.isfinite(card.sel({MODEL: "diffusion", METRIC: "crps"})).all()
+    ens = first["files"]["ensemble_diffusion"]
+    assert ens.is_file() and ens.name.startswith("diffusion-tiny-s0-")
+    run = json.loads((tmp_path / "run.json").read_text())
+    entry = run["checkpoints"]["diffusion"]
+    assert entry["kind"] == "diffusion" and len(entry["sha256"]) == 64
+    assert entry["path"] == str(path) and "sample_s" in run["timings_s"]["diffusion"]
+
+    again = run_protocol(
+        protocol, ["persistence"], tmp_path, checkpoints={"diffusion": path}, **kwargs
+    )
+    assert again["sampled"] == [] and again["trained"] == []
+    xr.testing.assert_allclose(again["scorecard"], first["scorecard"])
+
+    # a different file under the same label is sampled again (the key hashes the file's bytes)
+    alone = run_protocol(protocol, [], tmp_path / "b", checkpoints={"diffusion": path}, **kwargs)
+    np.testing.assert_allclose(
+        alone["scorecard"]["t2m"].sel({MODEL: "diffusion"}), card.sel({MODEL: "diffusion"})
+    )
+    other = run_protocol(
+        protocol,
+        [],
+        tmp_path,
+        checkpoints={"diffusion": ckpts / "persist.safetensors"},
+        **kwargs,
+    )
+    assert other["sampled"] == ["diffusion"]
+
+
+@pytest.mark.parametrize(
+    ("label", "name", "message"),
+    [
+        ("diffusion", "missing.safetensors", "not found"),
+        ("bad label", "persist.safetensors", "not usable"),
+        ("", "persist.safetensors", "not usable"),
+        ("persistence", "persist.safetensors", "also --models names"),
+        ("grid", "grid.safetensors", "checkpoint"),
+        ("h6", "h6.safetensors", "horizon 6"),
+    ],
+)
+def test_bad_checkpoints(ckpts, protocol, data, tmp_path, label, name, message):
+    with pytest.raises(ForecastError, match=message) as err:
+        run_protocol(
+            protocol,
+            ["persistence"],
+            tmp_path,
+            members=2,
+            data=data,
+            progress=False,
+            checkpoints={label: ckpts / name},
+        )
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "scorecard.nc").exists()
+
+
+def test_mismatched_grid_names_the_difference(ckpts, protocol, data):
+    with pytest.raises(ForecastError, match=r"data is .* but checkpoint .*grid.safetensors"):
+        load_checked("grid", ckpts / "grid.safetensors", protocol, data)
+
+
+def test_cli_checkpoint_errors_exit_2_in_one_line(ckpts, tmp_path, capsys):
+    good = ckpts / "diffusion.safetensors"
+    cases = [
+        (["--protocol", "P1", "--checkpoint", str(good)], "is not LABEL=PATH"),
+        (["--protocol", "P1", "--checkpoint", f"={good}"], "is not LABEL=PATH"),
+        (["--protocol", "P1", "--checkpoint", "d="], "is not LABEL=PATH"),
+        (["--protocol", "P1", "--checkpoint", f"d={tmp_path / 'no.safetensors'}"], "not found"),
+        (
+            ["--protocol", "P1", "--checkpoint", f"d={good}", "--checkpoint", f"d={good}"],
+            "given twice",
+        ),
+        (["--protocol", "P1", "--checkpoint", f"a b={good}"], "not usable"),
+        (
+            ["--forecast", str(good), "--truth", "x.nc", "--checkpoint", f"d={good}"],
+            "belong to --protocol mode",
+        ),
+        # trained on a 3 x 4 grid, context 4: the synthetic-weather protocol has 32 x 48, 6
+        (["--protocol", "synthetic-weather", "--checkpoint", f"d={good}"], "checkpoint"),
+    ]
+    for argv, message in cases:
+        assert main(["evaluate", *argv, "--out", str(tmp_path / "o")]) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err, err
+        assert err.count("\n") == 1
+
+
+def test_cli_passes_checkpoints(ckpts, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    calls = []
+    fake = types.ModuleType("forecast.pipeline")
+    fake.run_protocol = lambda **kw: calls.append(kw)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "forecast.pipeline", fake)
+    path = ckpts / "diffusion.safetensors"
+    argv = ["evaluate", "--protocol", "P1", "--out", str(tmp_path), "--checkpoint", f"d={path}"]
+    assert main(argv) == 0
+    assert calls == [{"protocol": "P1", "models": [], "out": tmp_path, "checkpoints": {"d": path}}]
+
+
+def test_resume_on_sensors(tmp_path):
+    """Cached sensor ensembles come back with object-dtype node ids; the resumed run still
+    scores them against the data's string ids (regression: 'does not align' error)."""
+    from forecast.data.synthetic import synthetic_traffic
+
+    data = synthetic_traffic(seed=1, n_sensors=16, days=3)
+    proto = chronological(
+        "tiny-traffic", "synthetic-traffic", data.sizes["time"], 6, 4, step="5min"
+    )
+    train = proto.split(data, "train")
+    PersistenceEnsemble(context=6, horizon=4).fit(train).save(tmp_path / "p.safetensors")
+    kwargs = dict(members=3, data=data, progress=False, metrics=("crps", "spread_skill"))
+    ckpt = {"saved": tmp_path / "p.safetensors"}
+    first = run_protocol(proto, ["persistence"], tmp_path / "o", checkpoints=ckpt, **kwargs)
+    again = run_protocol(proto, ["persistence"], tmp_path / "o", checkpoints=ckpt, **kwargs)
+    assert again["sampled"] == [] and again["trained"] == []
+    xr.testing.assert_allclose(again["scorecard"], first["scorecard"])
