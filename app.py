@@ -156,7 +156,7 @@ ckpt_folders = dp.checkpoint_folders()
 env_ckpt = dp.CHECKPOINT_ENV
 checkpoints = q.list_checkpoints(ckpt_folders)
 labels = {f"{k} (baseline fitted on the fly)": ("fit", k) for k in q.ON_THE_FLY}
-fitting = []  # checkpoints trained on data like the chosen data set: the default is the first
+fitting = []  # checkpoints trained on data like the chosen data set (label, kind)
 for path in checkpoints:
     try:
         info = q.checkpoint_summary(path)
@@ -166,15 +166,20 @@ for path in checkpoints:
     label = f"{path.name} ({info['kind']})"
     labels[label] = ("ckpt", str(path))
     if q.checkpoint_fits(info["data"], ds):
-        fitting.append(label)
+        fitting.append((label, info["kind"]))
 options = list(labels)
-default = options.index(fitting[0]) if fitting else 0
+# the default is the fitting checkpoint quickest to sample, so the first page comes at once
+first = fitting[q.quickest([k for _, k in fitting])][0] if fitting else None
+default = options.index(first) if first else 0
 if st.session_state.get("model_data_key") != data_key:  # new data: default to a model that fits
     st.session_state.pop("model", None)
     st.session_state["model_data_key"] = data_key
 model_label = side.selectbox("Model", options, index=default, key="model",
                              on_change=reset_view, args=(MODEL_KEYS,))
 how, what = labels[model_label]
+if len(fitting) > 1:
+    side.caption(f"Shown first: **{first}**, the quickest to sample of the {len(fitting)} "
+                 "checkpoints for this data set; pick another above.")
 if checkpoints and not fitting:
     side.info(
         "None of the checkpoints found fits this data set (grid, sensors, variables or time "
@@ -193,6 +198,7 @@ if not checkpoints:
     )
 
 try:
+    q.set_torch_threads(q.torch_threads())
     if how == "fit":
         protocol = q.protocol_for(data_name, ds)
         model = fitted_model(what, data_key, ds, protocol)
@@ -301,11 +307,15 @@ def maps_tab() -> None:
     else:
         fig = fg.map_figure(field, title=title, statistic=statistic, zrange=zr, start=lead)
     c1.plotly_chart(fig, key="main_map")
-    with st.expander("Postage stamps (first 12 members at this lead)", expanded=False):
-        stamps = q.postage_stamps(ens, variable, lead, 12)
-        st.plotly_chart(fg.stamps_figure(stamps, positions=positions,
-                                         title=f"{variable}, lead {lead_names[lead]}"),
-                        key="stamps")
+    # lazy like the tabs: the stamps are built only while the expander is open
+    stamps_box = st.expander("Postage stamps (first 12 members at this lead)", expanded=False,
+                             key="stamps_open", on_change="rerun")
+    if stamps_box.open:
+        with stamps_box:
+            stamps = q.postage_stamps(ens, variable, lead, 12)
+            st.plotly_chart(fg.stamps_figure(stamps, positions=positions,
+                                             title=f"{variable}, lead {lead_names[lead]}"),
+                            key="stamps")
 
 
 # ------------------------------------------------------------------------------------------

@@ -342,6 +342,61 @@ def test_latent_explorer_and_sampler(diffusion_checkpoint, monkeypatch):
     no_failure(at)
 
 
+def chart_keys(at) -> list[str]:
+    return [el.proto.id.rsplit("-", 1)[-1] for el in at.get("plotly_chart")]
+
+
+def test_first_page_is_the_shipped_vae_ensemble(monkeypatch):
+    """The embedded default opens with the shipped checkpoint quickest to sample (the VAE)."""
+    path = REPO / "data" / "models" / "vae-synthetic-weather.safetensors"
+    if not path.is_file():
+        pytest.skip(f"{path} not shipped")
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    monkeypatch.delenv(SHIPPED_ENV, raising=False)
+    at = new_app().run()
+    no_failure(at)
+    assert at.selectbox(key="model").value == "vae-synthetic-weather.safetensors (vae)"
+    assert any("quickest to sample" in c.value for c in at.sidebar.caption)
+    assert "vae-synthetic-weather.safetensors" in at.caption[0].value
+    ds = q.open_named("synthetic-weather")
+    model = q.load_for_data(path, ds)
+    protocol = q.protocol_for("synthetic-weather", ds, model.context, model.horizon)
+    ens = q.sample_at(model, ds, q.test_issue_times(ds, protocol)[0], 20, 0)
+    np.testing.assert_allclose(
+        map_z(at), q.ensemble_statistic(ens, "t2m", "mean", lead=0).values, rtol=1e-5)
+    # the postage stamps are built only once their expander is opened
+    assert chart_keys(at) == ["main_map"]
+    at.session_state["stamps_open"] = True
+    at.run()
+    no_failure(at)
+    assert chart_keys(at) == ["main_map", "stamps"]
+    stamp = values(chart(at, "stamps")["data"][0]["z"])
+    np.testing.assert_allclose(stamp, ens["t2m"].isel(member=0, lead_time=0).values, rtol=1e-5)
+
+
+def test_default_is_the_fitting_checkpoint_quickest_to_sample(
+    weather, diffusion_checkpoint, no_checkpoints
+):
+    import shutil
+
+    ds, protocol, _, issues = weather
+    shutil.copy(diffusion_checkpoint / "micro.safetensors", no_checkpoints / "a-micro.safetensors")
+    persistence = q.fit_on_the_fly("persistence", ds, protocol)
+    persistence.save(no_checkpoints / "b-persistence.safetensors")
+    at = new_app().run()
+    no_failure(at)
+    # listed first, but slower to sample: the one-pass persistence checkpoint is shown first
+    assert at.selectbox(key="model").options.index("a-micro.safetensors (diffusion)") < (
+        at.selectbox(key="model").options.index("b-persistence.safetensors (persistence)"))
+    assert at.selectbox(key="model").value == "b-persistence.safetensors (persistence)"
+    ens = q.sample_at(persistence, ds, issues[0], 20, 0)
+    np.testing.assert_allclose(
+        map_z(at), q.ensemble_statistic(ens, "t2m", "mean", lead=0).values, rtol=1e-6)
+    at.selectbox(key="model").set_value("a-micro.safetensors (diffusion)").run()
+    no_failure(at)
+    assert at.selectbox(key="sampler").value == "dpmpp-2m"
+
+
 def test_scores_from_a_scorecard_file(weather, user_files):
     from forecast.scoring.scorecard import to_netcdf
 

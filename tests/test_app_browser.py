@@ -76,7 +76,8 @@ def server():
 def wait_for_charts(page, n: int = 1) -> None:
     """Wait until ``n`` plotly charts have drawn their SVG and the script stopped running."""
     page.wait_for_function(
-        f"document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .main-svg').length >= {n}",
+        "Array.from(document.querySelectorAll('[data-testid=\"stPlotlyChart\"]'))"
+        f".filter(c => c.querySelector('.main-svg')).length >= {n}",
         timeout=TIMEOUT_MS,
     )
     page.wait_for_function(
@@ -106,6 +107,10 @@ def test_dashboard_in_chromium(server, tmp_path):
             assert page.locator('[data-testid="stPlotlyChart"] .heatmaplayer').count() >= 1
             assert page.get_by_text("Play").count() >= 1
             page.screenshot(path=str(OUT / "dashboard_maps.png"), full_page=True)
+            # the postage stamps are drawn once their expander is opened
+            page.get_by_text("Postage stamps (first 12 members at this lead)").click()
+            wait_for_charts(page, 2)
+            assert page.locator('[data-testid="stException"]').count() == 0
 
             page.get_by_role("tab", name="Point").click()
             page.wait_for_selector("text=Plume at", timeout=TIMEOUT_MS)

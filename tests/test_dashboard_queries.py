@@ -418,3 +418,23 @@ def test_member_quantile_equals_numpy(with_nan):
     np.testing.assert_allclose(one.values, ref[3], equal_nan=True)
     with pytest.raises(ForecastError, match="outside"):
         q.member_quantile(da, [1.2])
+
+
+def test_quickest_model_kind_is_the_default():
+    # one-pass models first (VAE, baselines), then the GP (gpytorch import), diffusion last
+    assert q.quickest(["diffusion", "gp", "vae"]) == 2
+    assert q.quickest(["diffusion", "gp"]) == 1
+    assert q.quickest(["diffusion", "persistence", "vae"]) == 1  # first among equals
+    assert q.quickest(["diffusion"]) == 0
+    with pytest.raises(ForecastError, match="forecast train"):
+        q.quickest([])
+
+
+def test_torch_threads_from_the_environment():
+    from forecast.dashboard.paths import THREADS_ENV
+
+    assert q.torch_threads({}) == 1  # one thread: the fast choice on a shared CPU
+    assert q.torch_threads({THREADS_ENV: "3"}) == 3
+    for bad in ("0", "-2", "two", ""):
+        with pytest.raises(ForecastError, match=THREADS_ENV):
+            q.torch_threads({THREADS_ENV: bad})

@@ -4,6 +4,11 @@ The dashboard script is ``app.py`` at the project root, beside the ``forecast`` 
 typed into it are confined to the data folders (``data/``, ``../shared/data`` or
 ``$FORECAST_DATA_DIR``, and ``$FORECAST_USER_DATA_DIR``); extra checkpoints are read from
 ``$FORECAST_CHECKPOINT_DIR``.
+
+While the server starts, a background thread does the first visitor's slow work (imports of
+xarray / dask / torch, the embedded default data set from its on-disk cache, loading and
+sampling the default checkpoint once), so the first page comes as fast as later ones when the
+visitor arrives after it (it prints ``dashboard: warm-up done in ...``). ``--no-warm-up`` skips it.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 
+from forecast.dashboard.paths import THREADS_ENV
 from forecast.errors import ForecastError
 
 
@@ -45,7 +53,60 @@ def streamlit_command(
         "--server.address", address,
         "--server.headless", "true" if headless else "false",
         "--browser.gatherUsageStats", "false",
+        # a server, not an editor: watching the project's files costs CPU (and inotify events
+        # overflow while trainings write under runs/), and nothing reloads on save anyway
+        "--server.fileWatcherType", "none",
     ]
+
+
+def warm_up() -> str:
+    """Do what the first page needs once, so that its modules and caches are warm.
+
+    Opens the default data set (the first of the sidebar's list: filling the on-disk cache of
+    :mod:`forecast.dashboard.datacache` on the very first run), then loads the default
+    checkpoint (the fitting one quickest to sample, as the app picks it) and samples two
+    members at the first test issue time. Nothing is kept: the app's own Streamlit caches are
+    filled by its first run, which then finds every module imported and the data on disk.
+
+    Returns
+    -------
+    str
+        What was warmed, e.g. ``"synthetic-weather, vae-synthetic-weather.safetensors"``.
+    """
+    from forecast.dashboard import figures  # noqa: F401  (plotly)
+    from forecast.dashboard import paths as dp
+    from forecast.dashboard import queries as q
+
+    name = q.dataset_choices()[0]
+    ds = q.open_named(name)
+    q.set_torch_threads(q.torch_threads())
+    fitting = []
+    for path in q.list_checkpoints(dp.checkpoint_folders()):
+        try:
+            info = q.checkpoint_summary(path)
+        except ForecastError:
+            continue
+        if q.checkpoint_fits(info["data"], ds):
+            fitting.append((path, info["kind"]))
+    if not fitting:
+        import forecast.models  # noqa: F401  (torch, for the baselines' fit)
+
+        return name
+    path = fitting[q.quickest([kind for _, kind in fitting])][0]
+    model = q.load_for_data(path, ds)
+    protocol = q.protocol_for(name, ds, model.context, model.horizon)
+    q.sample_at(model, ds, q.test_issue_times(ds, protocol)[0], 2, 0)
+    return f"{name}, {path.name}"
+
+
+def _warm_up_in_background() -> None:
+    start = time.perf_counter()
+    try:
+        what = warm_up()
+    except Exception as err:  # an optimization: it must never stop the server
+        print(f"dashboard: warm-up skipped ({type(err).__name__}: {err})", flush=True)
+        return
+    print(f"dashboard: warm-up done in {time.perf_counter() - start:.1f} s ({what})", flush=True)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,13 +118,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="address to listen on (default 127.0.0.1, this machine only)")
     parser.add_argument("--headless", action="store_true",
                         help="do not open a browser window")
+    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                        help="do not prepare the first page in the background at start-up")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads for sampling (default: $FORECAST_APP_THREADS "
+                             "or 1, the fastest on a shared CPU)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Replace this process by Streamlit (so Ctrl-C and SIGTERM reach the server directly)."""
+    """Serve the dashboard in this process (so Ctrl-C and SIGTERM reach the server directly).
+
+    With the warm-up (default), Streamlit's command line runs here beside the warm-up thread;
+    without it, this process is replaced by ``python -m streamlit run app.py ...``.
+    """
     cmd = streamlit_command(args.port, args.address, args.headless)
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads < 1:
+            raise ForecastError(f"--threads must be >= 1, got {threads}")
+        os.environ[THREADS_ENV] = str(threads)  # read by app.py (in this process or exec'd)
     print(f"dashboard: http://{args.address}:{args.port}  (Ctrl-C to stop)", flush=True)
     os.chdir(app_path().parent)
-    os.execv(cmd[0], cmd)
-    return 0  # not reached: execv does not return
+    if not getattr(args, "warm_up", True):
+        os.execv(cmd[0], cmd)
+    from streamlit.web import cli as streamlit_cli
+
+    threading.Thread(target=_warm_up_in_background, name="dashboard-warm-up",
+                     daemon=True).start()
+    sys.argv = ["streamlit", *cmd[3:]]  # as `python -m streamlit run app.py ...` sees it
+    streamlit_cli.main(prog_name="streamlit")  # serves until stopped, then exits
+    return 0

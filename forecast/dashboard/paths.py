@@ -24,6 +24,8 @@ SHARED_DATA_ENV = "FORECAST_DATA_DIR"
 CHECKPOINT_ENV = "FORECAST_CHECKPOINT_DIR"
 #: Environment variable replacing the folder of shipped checkpoints (default: project ``data/``).
 SHIPPED_ENV = "FORECAST_SHIPPED_DIR"
+#: Environment variable with the number of torch CPU threads the dashboard samples with.
+THREADS_ENV = "FORECAST_APP_THREADS"
 
 #: Formats a user may open in the app, by file name ending.
 SUFFIXES = {
