@@ -10,6 +10,19 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module (the CI machine has 2 shared cores: no
+    oversubscription), restored afterwards. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def shared_data_dir() -> Path:
     """Folder of the real data sets: $FORECAST_DATA_DIR or ../shared/data beside the repo."""
     return Path(os.environ.get("FORECAST_DATA_DIR", REPO.parent / "shared" / "data"))

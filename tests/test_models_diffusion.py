@@ -20,13 +20,7 @@ from forecast.sampling.paths import latent_path
 K, H = 6, 8
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the CI machine has 2 shared cores: one thread avoids oversubscription
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,7 @@ from forecast.models.diffusion import ConditionalDiffusion
 from forecast.training import TrainConfig, load_toml, resume_state, seed_everything, train
 from forecast.training.loop import epoch_order, learning_rate, update_ema
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Pairs(torch.utils.data.Dataset):
