@@ -156,20 +156,17 @@ ckpt_folders = dp.checkpoint_folders()
 env_ckpt = dp.CHECKPOINT_ENV
 checkpoints = q.list_checkpoints(ckpt_folders)
 labels = {f"{k} (baseline fitted on the fly)": ("fit", k) for k in q.ON_THE_FLY}
-fitting = []  # checkpoints trained on data like the chosen data set (label, kind)
-for path in checkpoints:
-    try:
-        info = q.checkpoint_summary(path)
-    except ForecastError as err:
-        side.warning(f"{path.name}: {err}")
-        continue
+# the default is the fitting checkpoint quickest to sample, so the first page comes at once
+readable, unreadable, first_path = q.scan_checkpoints(checkpoints, ds)
+for path, message in unreadable:
+    side.warning(f"{path.name}: {message}")
+first = None
+for path, info, _ in readable:
     label = f"{path.name} ({info['kind']})"
     labels[label] = ("ckpt", str(path))
-    if q.checkpoint_fits(info["data"], ds):
-        fitting.append((label, info["kind"]))
+    first = label if path == first_path else first
+fitting = [path for path, _, fits in readable if fits]
 options = list(labels)
-# the default is the fitting checkpoint quickest to sample, so the first page comes at once
-first = fitting[q.quickest([k for _, k in fitting])][0] if fitting else None
 default = options.index(first) if first else 0
 if st.session_state.get("model_data_key") != data_key:  # new data: default to a model that fits
     st.session_state.pop("model", None)

@@ -329,6 +329,27 @@ def test_checkpoint_must_fit_the_data(tmp_path):
         q.load_for_data(tmp_path / "junk.safetensors", ds)
 
 
+def test_scan_checkpoints_reports_unreadable_files_and_picks_the_quickest_fitting(tmp_path):
+    ds = hourly_grid()
+    p = q.protocol_for(None, ds, 3, 4)
+    q.fit_on_the_fly("climatology", ds, p).save(tmp_path / "a-clim.safetensors")
+    q.fit_on_the_fly("persistence", ds, p).save(tmp_path / "b-pers.safetensors")
+    other = ds.assign_coords({LON: [5.0, 6.0, 7.0]})
+    q.fit_on_the_fly("persistence", other, p).save(tmp_path / "c-other.safetensors")
+    (tmp_path / "d-junk.safetensors").write_bytes(b"junk")
+    readable, unreadable, default = q.scan_checkpoints(sorted(tmp_path.iterdir()), ds)
+    assert [(path.name, info["kind"], fits) for path, info, fits in readable] == [
+        ("a-clim.safetensors", "climatology", True),
+        ("b-pers.safetensors", "persistence", True),
+        ("c-other.safetensors", "persistence", False),
+    ]
+    assert [path.name for path, _ in unreadable] == ["d-junk.safetensors"]
+    assert "not a forecast checkpoint" in unreadable[0][1]
+    kinds = [info["kind"] for _, info, fits in readable if fits]
+    assert default == tmp_path / ["a-clim.safetensors", "b-pers.safetensors"][q.quickest(kinds)]
+    assert q.scan_checkpoints([tmp_path / "c-other.safetensors"], ds)[2] is None
+
+
 class _LinearLatent:
     """A tiny LatentForecaster: member = last context value + latent (exactly invertible)."""
 

@@ -80,19 +80,11 @@ def warm_up() -> str:
     name = q.dataset_choices()[0]
     ds = q.open_named(name)
     q.set_torch_threads(q.torch_threads())
-    fitting = []
-    for path in q.list_checkpoints(dp.checkpoint_folders()):
-        try:
-            info = q.checkpoint_summary(path)
-        except ForecastError:
-            continue
-        if q.checkpoint_fits(info["data"], ds):
-            fitting.append((path, info["kind"]))
-    if not fitting:
+    _, _, path = q.scan_checkpoints(q.list_checkpoints(dp.checkpoint_folders()), ds)
+    if path is None:
         import forecast.models  # noqa: F401  (torch, for the baselines' fit)
 
         return name
-    path = fitting[q.quickest([kind for _, kind in fitting])][0]
     model = q.load_for_data(path, ds)
     protocol = q.protocol_for(name, ds, model.context, model.horizon)
     q.sample_at(model, ds, q.test_issue_times(ds, protocol)[0], 2, 0)

@@ -647,6 +647,36 @@ def quickest(kinds: Sequence[str]) -> int:
     return costs.index(min(costs))
 
 
+def scan_checkpoints(
+    paths: Iterable[str | Path], ds: xr.Dataset
+) -> tuple[list[tuple[Path, dict[str, Any], bool]], list[tuple[Path, str]], Path | None]:
+    """Summaries of the checkpoint files ``paths`` and the default one for the data set ``ds``.
+
+    Returns
+    -------
+    readable : list of (path, summary, fits)
+        :func:`checkpoint_summary` of every file that could be read, in order, and whether it
+        fits ``ds`` (:func:`checkpoint_fits`).
+    unreadable : list of (path, message)
+        The files that could not be read, with the one-line reason.
+    default : Path or None
+        Among the checkpoints that fit ``ds``, the one quickest to
+        sample (:func:`quickest`), so that the first page comes at once; None if none fits.
+    """
+    readable: list[tuple[Path, dict[str, Any], bool]] = []
+    unreadable: list[tuple[Path, str]] = []
+    for path in map(Path, paths):
+        try:
+            info = checkpoint_summary(path)
+        except ForecastError as err:
+            unreadable.append((path, str(err)))
+            continue
+        readable.append((path, info, checkpoint_fits(info["data"], ds)))
+    fitting = [(path, info["kind"]) for path, info, fits in readable if fits]
+    default = fitting[quickest([kind for _, kind in fitting])][0] if fitting else None
+    return readable, unreadable, default
+
+
 def torch_threads(env: dict[str, str] | None = None) -> int:
     """Torch CPU threads for the dashboard: ``$FORECAST_APP_THREADS``, default 1.
 
