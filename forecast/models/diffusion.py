@@ -51,8 +51,9 @@ from forecast.models.base import (
 from forecast.models.first_guess import (
     FIRST_GUESSES,
     FirstGuess,
+    first_guess_checkpoint,
+    first_guess_from_checkpoint,
     fit_first_guess,
-    restore_first_guess,
 )
 from forecast.models.nets import load_net_weights
 from forecast.sampling import EDMProcess, get_sampler, invert
@@ -794,9 +795,8 @@ class ConditionalDiffusion(ArrayForecaster):
             arrays["adjacency"] = self.adjacency
         first_guess = None
         if self.fg is not None:
-            fg_arrays, fg_meta = self.fg.state()
-            arrays.update({f"first_guess.{k}": v for k, v in fg_arrays.items()})
-            first_guess = {"kind": self.fg.kind, **fg_meta}
+            fg_arrays, first_guess = first_guess_checkpoint(self.fg)
+            arrays.update(fg_arrays)
         state = {
             "format": FORMAT,
             "normalizer": self.normalizer.to_dict(),
@@ -832,14 +832,13 @@ class ConditionalDiffusion(ArrayForecaster):
         if self.first_guess is not None and "first_guess_means" in arrays:
             self.fg = self._legacy_first_guess(arrays, state)
         elif self.first_guess is not None:
-            meta = dict(state.get("first_guess") or {})
-            fg_arrays = {k[12:]: v for k, v in arrays.items() if k.startswith("first_guess.")}
-            if meta.get("kind") != self.first_guess or not fg_arrays:
+            meta = state.get("first_guess")
+            self.fg = first_guess_from_checkpoint(self.first_guess, arrays, meta)
+            if self.fg is None:
                 raise ForecastError(
                     f"diffusion checkpoint with first_guess={self.first_guess!r} lacks its first "
                     "guess (first_guess.* arrays); retrain it with `forecast train`"
                 )
-            self.fg = restore_first_guess(meta.pop("kind"), fg_arrays, meta)
         self.training = {**state.get("training", {}), "history": state.get("history", [])}
         net = self._build_net(state["layout"], len(self.variables))
         load_net_weights(net, arrays)

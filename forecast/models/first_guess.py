@@ -31,6 +31,8 @@ import xarray as xr
 from forecast.errors import ForecastError
 
 FIRST_GUESSES: tuple[str, ...] = ("diurnal", "damped", "gp")
+#: Prefix of a first guess's arrays inside a model checkpoint.
+CHECKPOINT_PREFIX = "first_guess."
 
 
 class FirstGuess(Protocol):
@@ -308,3 +310,25 @@ def restore_first_guess(
         raise ForecastError(
             f"first guess {kind!r} state lacks {err}; retrain the model that stored it"
         ) from None
+
+
+def first_guess_checkpoint(guess: FirstGuess) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """A model checkpoint's share of ``guess``: its arrays under :data:`CHECKPOINT_PREFIX` and
+    its metadata with ``kind`` (stored by the model as ``state["first_guess"]``)."""
+    arrays, meta = guess.state()
+    prefixed = {f"{CHECKPOINT_PREFIX}{k}": np.asarray(v) for k, v in arrays.items()}
+    return prefixed, {"kind": guess.kind, **meta}
+
+
+def first_guess_from_checkpoint(
+    kind: str, arrays: dict[str, np.ndarray], meta: dict[str, Any] | None
+) -> FirstGuess | None:
+    """Inverse of :func:`first_guess_checkpoint` for a model built with ``first_guess=kind``:
+    None when the checkpoint holds no first guess of that kind (the model then says so)."""
+    meta = dict(meta or {})
+    fg_arrays = {
+        k[len(CHECKPOINT_PREFIX) :]: v for k, v in arrays.items() if k.startswith(CHECKPOINT_PREFIX)
+    }
+    if meta.pop("kind", None) != kind or not fg_arrays:
+        return None
+    return restore_first_guess(kind, fg_arrays, meta)

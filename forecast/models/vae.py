@@ -67,7 +67,6 @@ from forecast.training.loop import train as train_loop
 FORMAT = 1
 _LOG_SIGMA_MIN, _LOG_SIGMA_MAX = -7.0, 3.0
 _CALIBRATIONS = ("valid", "train+valid")
-_FG = "first_guess."
 
 
 def gaussian_kl(
@@ -885,9 +884,10 @@ class ConditionalVAE(ArrayForecaster):
             arrays["adjacency"] = self.adjacency
         fg_state = None
         if self.fg is not None:
-            fg_arrays, fg_meta = self.fg.state()
-            arrays.update({f"{_FG}{k}": np.asarray(v) for k, v in fg_arrays.items()})
-            fg_state = {"kind": self.first_guess, **fg_meta}
+            from forecast.models.first_guess import first_guess_checkpoint
+
+            fg_arrays, fg_state = first_guess_checkpoint(self.fg)
+            arrays.update(fg_arrays)
         state = {
             "format": FORMAT,
             "normalizer": self.normalizer.to_dict(),
@@ -921,15 +921,15 @@ class ConditionalVAE(ArrayForecaster):
         self.training = {**state.get("training", {}), "history": state.get("history", [])}
         self.fg = None
         if self.first_guess is not None:
-            from forecast.models.first_guess import restore_first_guess
+            from forecast.models.first_guess import first_guess_from_checkpoint
 
-            meta = dict(state.get("first_guess") or {})
-            if meta.pop("kind", None) != self.first_guess:
+            self.fg = first_guess_from_checkpoint(
+                self.first_guess, arrays, state.get("first_guess")
+            )
+            if self.fg is None:
                 raise ForecastError(
                     f"vae checkpoint lacks its {self.first_guess!r} first guess; retrain it"
                 )
-            fg_arrays = {k[len(_FG) :]: v for k, v in arrays.items() if k.startswith(_FG)}
-            self.fg = restore_first_guess(self.first_guess, fg_arrays, meta)
         module = _VAEModule(
             self._build_net(state["layout"], len(self.variables)), len(self.variables), self.horizon
         )
