@@ -13,7 +13,8 @@ member count; scored with :func:`forecast.scoring.scorecard` (CRPS, spread-skill
 rank-histogram flatness by lead time).
 
 ``--load CKPT --recalibrate train+valid`` refits the spread factors of a trained checkpoint on
-other windows (:meth:`forecast.models.vae.ConditionalVAE.recalibrate`) before scoring;
+other windows, ``--objective spread-skill`` by another objective
+(:meth:`forecast.models.vae.ConditionalVAE.recalibrate`) before scoring;
 ``--save`` writes the model as scored.
 """
 
@@ -66,6 +67,12 @@ def main() -> None:
         choices=("valid", "train+valid"),
         help="refit the spread factors on these windows before scoring",
     )
+    p.add_argument(
+        "--objective",
+        choices=("crps", "spread-skill"),
+        help="refit the spread factors by this objective before scoring (with --recalibrate: "
+        "on those windows; else on the model's)",
+    )
     p.add_argument("--save", help="write the model as scored to this checkpoint path")
     p.add_argument("--all-leads", action="store_true", help="print every lead time")
     args = p.parse_args()
@@ -109,12 +116,12 @@ def main() -> None:
         if best.is_file():
             model = load_model(best)
             print(f"using best checkpoint {best}")
-    if args.recalibrate:
+    if args.recalibrate or args.objective:
         t0 = time.perf_counter()
-        model.recalibrate(train, valid, args.recalibrate)
+        model.recalibrate(train, valid, args.recalibrate, args.objective)
         print(
-            f"spread factors refitted on {args.recalibrate} windows in "
-            f"{time.perf_counter() - t0:.1f} s"
+            f"spread factors refitted on {model.calibration} windows by "
+            f"{model.calibration_objective} in {time.perf_counter() - t0:.1f} s"
         )
     if args.save:
         Path(args.save).parent.mkdir(parents=True, exist_ok=True)

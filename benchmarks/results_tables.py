@@ -10,8 +10,8 @@ listed with their file, kind, checksum and sampler, and appear in the tables und
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 import xarray as xr
@@ -32,6 +32,11 @@ COLUMNS = [
 
 def main(folder: str) -> None:
     out = Path(folder)
+    if not (out / "scorecard.nc").is_file() or not (out / "run.json").is_file():
+        raise SystemExit(
+            f"{folder} holds no protocol run (scorecard.nc and run.json); pass the --out folder "
+            "of `forecast evaluate --protocol ...`"
+        )
     card = xr.open_dataset(out / "scorecard.nc").load()
     run = json.loads((out / "run.json").read_text())
     cols = [c for c in COLUMNS if c in card[METRIC].values]
@@ -58,4 +63,6 @@ def main(folder: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", help="the --out folder of a `forecast evaluate --protocol` run")
+    main(parser.parse_args().folder)

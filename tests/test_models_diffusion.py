@@ -419,6 +419,26 @@ def test_spread_factor_scales_member_departures(model, ctx):
     np.testing.assert_allclose(b, 0.5 * a, atol=1e-4)
 
 
+def _calibration_draws(m, valid, n_issues: int, members: int):
+    """Truth, last step and member departures ``(W, C, H, *s[, M])`` of the windows that
+    calibrate_spread_on picks, recomputed without it (uncalibrated model)."""
+    data = m._window_dataset(valid)
+    pick = np.unique(np.linspace(0, len(data) - 1, n_issues).astype(int))
+    saved, m.spread_scale = m.spread_scale, None
+    obs, lasts, devs = [], [], []
+    for k in pick:
+        item = data[int(k)]
+        c = item["context"].transpose(0, 1).unsqueeze(0)
+        cond = {"context": c, "calendar": item["calendar"].unsqueeze(0)}
+        x0 = m._generate(m.net, cond, members, seed=int(k))
+        last = c[:, :, -1:].numpy()
+        devs.append(np.moveaxis(m._field(c, x0).numpy() - last, 0, -1))
+        lasts.append(np.broadcast_to(last[0], devs[-1].shape[:-1]))
+        obs.append(item["target"].transpose(0, 1).numpy())
+    m.spread_scale = saved
+    return np.stack(obs), np.stack(lasts), np.stack(devs)
+
+
 def test_calibrate_spread_picks_from_grid_and_round_trips(weather, tmp_path):
     m = ConditionalDiffusion.tiny(K, H)
     m.fit(weather.isel({TIME: slice(0, 170)}))
@@ -431,28 +451,48 @@ def test_calibrate_spread_picks_from_grid_and_round_trips(weather, tmp_path):
     # the chosen factor is the CRPS minimizer: recompute one lead by brute force
     from forecast.scoring.kernels import crps_ensemble_np
 
-    data = m._window_dataset(valid)
-    pick = np.unique(np.linspace(0, len(data) - 1, 3).astype(int))
-    m.spread_scale = None
-    scores = np.zeros(3)
-    for k in pick:
-        item = data[int(k)]
-        c = item["context"].transpose(0, 1).unsqueeze(0)
-        cond = {"context": c, "calendar": item["calendar"].unsqueeze(0)}
-        x0 = m._generate(m.net, cond, 4, seed=int(k))
-        last = c[:, :, -1:].numpy()
-        dev = m._field(c, x0).numpy() - last
-        obs = item["target"].transpose(0, 1).numpy()
-        for g, fac in enumerate((0.5, 1.0, 1.5)):
-            s = crps_ensemble_np(obs, np.moveaxis(last + fac * dev, 0, -1))
-            scores[g] += s[0, H - 1].mean()
-    m.spread_scale = f
+    obs, last, dev = _calibration_draws(m, valid, 3, 4)
+    scores = [
+        crps_ensemble_np(obs, last[..., None] + fac * dev)[:, 0, H - 1].mean()
+        for fac in (0.5, 1.0, 1.5)
+    ]
     assert f[0, H - 1] == (0.5, 1.0, 1.5)[int(np.argmin(scores))]
     m.save(tmp_path / "c.safetensors")
     back = load_model(tmp_path / "c.safetensors")
     np.testing.assert_array_equal(back.spread_scale, f)
     ctx = context_of(weather, weather[TIME].values[225], K)
     xr.testing.assert_identical(back.sample(ctx, 2, seed=0), m.sample(ctx, 2, seed=0))
+
+
+def test_spread_skill_objective_matches_the_scoring_module(weather, tmp_path):
+    from forecast.scoring import spread_skill_ratio
+
+    config = ConditionalDiffusion.tiny(K, H).config()
+    with pytest.raises(ForecastError, match="calibration_objective must be one of"):
+        ConditionalDiffusion(**{**config, "calibration_objective": "rmse"})
+    m = ConditionalDiffusion(**{**config, "calibration_objective": "spread-skill"})
+    m.fit(weather.isel({TIME: slice(0, 170)}))
+    valid = weather.isel({TIME: slice(170, 220)})
+    grid = (0.5, 1.0, 2.0, 4.0)
+    f = m.calibrate_spread_on(valid, n_issues=3, n_members=4, factors=grid)
+    obs, last, dev = _calibration_draws(m, valid, 3, 4)
+    dims = ("w", "c", "h", "y", "x")
+    for lead in range(H):
+        ssr = [
+            float(
+                spread_skill_ratio(
+                    xr.DataArray(obs[:, :, lead], dims=dims[:2] + dims[3:]),
+                    xr.DataArray(
+                        last[:, :, lead, ..., None] + fac * dev[:, :, lead],
+                        dims=(*dims[:2], *dims[3:], "member"),
+                    ),
+                )
+            )
+            for fac in grid
+        ]
+        assert f[0, lead] == grid[int(np.argmin(np.abs(np.log(ssr))))]
+    m.save(tmp_path / "s.safetensors")
+    assert load_model(tmp_path / "s.safetensors").calibration_objective == "spread-skill"
 
 
 def test_calibrate_spread_needs_validation(weather):

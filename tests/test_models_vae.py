@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import LEAD_TIME, MEMBER, PATH, LatentForecaster
@@ -385,3 +386,20 @@ def test_train_command_vae(weather, tmp_path, capsys):
     model = load_model(out / "model.safetensors")
     assert isinstance(model, ConditionalVAE) and (model.context, model.horizon) == (4, 3)
     assert (out / "last.safetensors").is_file() and (out / "best.safetensors").is_file()
+
+
+def test_checkpoint_keeps_the_calibration_objective(grid_model, weather, tmp_path):
+    path = tmp_path / "m.safetensors"
+    grid_model.save(path)
+    back = load_model(path)
+    assert back.calibration_objective == grid_model.calibration_objective == "spread-skill"
+    # a checkpoint written before the option existed was calibrated by CRPS: it says so
+    arrays, meta = load_checkpoint(path)
+    meta["state"].pop("calibration_objective"), meta["config"].pop("calibration_objective")
+    meta.pop("format"), meta.pop("version")
+    save_checkpoint(path, arrays, meta)
+    old = load_model(path)
+    assert old.calibration_objective == "crps"
+    np.testing.assert_array_equal(old.spread_factor, grid_model.spread_factor)
+    ctx = _ctx(weather, 450, 6)
+    xr.testing.assert_identical(old.sample(ctx, 3, seed=1), grid_model.sample(ctx, 3, seed=1))

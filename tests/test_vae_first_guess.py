@@ -146,3 +146,27 @@ def test_first_guess_conditioning_and_train_valid_calibration(weather):
     assert factor.shape == (1, H) and model.calibration == "valid"
     with pytest.raises(ForecastError, match="calibration must be one of"):
         model.recalibrate(train, valid, "test")
+    # the spread-skill objective: factors are the fit_spread_factors choice on the same draws
+    from forecast.models.spread import fit_spread_factors
+
+    items = model._calibration_set(None, valid)
+    grid = np.array([0.5, 1.0, 2.0, 4.0])
+    model.calibration_objective = "spread-skill"
+    got = model.calibrate_spread(items, members=4, grid=grid)
+    centres, devs, obs = [], [], []
+    for k, item in enumerate(items):
+        ctx, anchor, tgt, cal = model._batch([item])
+        eps = model._prior_eps(model.latent_shape(), 4, seed=10_000 + k)
+        x = model._decode_eps(model.net, ctx, cal, eps).numpy()
+        centre = model._decode_eps(model.net, ctx, cal, torch.zeros_like(eps[:1])).numpy()
+        centres.append(centre[0])
+        devs.append(np.moveaxis(x - centre, 0, -1))
+        obs.append((tgt - anchor)[0].numpy())
+    want = fit_spread_factors(np.stack(obs), np.stack(centres), np.stack(devs), grid,
+                              "spread-skill")
+    np.testing.assert_allclose(got, want)
+    assert model.recalibrate(train, valid, objective="spread-skill").shape == (1, H)
+    with pytest.raises(ForecastError, match="calibration_objective must be one of"):
+        model.recalibrate(train, valid, objective="rmse")
+    with pytest.raises(ForecastError, match="calibration_objective must be one of"):
+        _tiny(calibration_objective="mae")

@@ -56,6 +56,7 @@ from forecast.models.first_guess import (
     fit_first_guess,
 )
 from forecast.models.nets import load_net_weights
+from forecast.models.spread import check_objective
 from forecast.sampling import EDMProcess, get_sampler, invert
 from forecast.sampling.samplers import check_nfe
 from forecast.training.config import TrainConfig
@@ -125,6 +126,9 @@ class ConditionalDiffusion(ArrayForecaster):
         After training, fit one factor per variable and lead that multiplies the generated
         quantity (the member's departure from the last step / first guess) so as to minimize
         the CRPS on the validation windows (:meth:`calibrate_spread_on`); needs ``valid``.
+    calibration_objective : str
+        What those factors optimize: ``"crps"`` (lowest CRPS) or ``"spread-skill"``
+        (spread-skill ratio closest to 1); :mod:`forecast.models.spread`.
     scale_points : bool
         With ``scale_leads``: divide by the training standard deviation per variable, lead
         *and grid point / sensor* instead of pooling over space, so that the generated noise
@@ -159,6 +163,7 @@ class ConditionalDiffusion(ArrayForecaster):
         scale_leads: bool = True,
         damp_anomaly: bool = False,
         calibrate_spread: bool = False,
+        calibration_objective: str = "crps",
         scale_points: bool = False,
         train: dict[str, Any] | None = None,
     ) -> None:
@@ -181,6 +186,7 @@ class ConditionalDiffusion(ArrayForecaster):
         self.scale_leads = bool(scale_leads)
         self.damp_anomaly = bool(damp_anomaly)
         self.calibrate_spread = bool(calibrate_spread)
+        self.calibration_objective = check_objective(str(calibration_objective))
         self.scale_points = bool(scale_points)
         #: Spread factor per (channel, lead) from :meth:`calibrate_spread_on` (ones: none).
         self.spread_scale: np.ndarray | None = None
@@ -572,19 +578,21 @@ class ConditionalDiffusion(ArrayForecaster):
         factors: np.ndarray | None = None,
         seed: int = 0,
     ) -> np.ndarray:
-        """Fit the spread factor per variable and lead by minimizing CRPS on ``valid``.
+        """Fit the spread factor per variable and lead on ``valid``.
 
         Members are ``base + f * x`` with ``base`` the field for a zero generated quantity (the
         last step, or the first guess) and ``x`` the member's generated departure; ``f`` is
         chosen from ``factors`` (default 0.40, 0.45, ..., 1.50) per variable and lead on
-        ``n_issues`` evenly spaced validation windows. Stored in the checkpoint.
+        ``n_issues`` evenly spaced validation windows, by ``calibration_objective`` (lowest
+        CRPS or spread-skill closest to 1, :mod:`forecast.models.spread`). Stored in the
+        checkpoint.
 
         Returns
         -------
         numpy.ndarray
             ``(channel, lead)`` factors (also set as ``self.spread_scale``).
         """
-        from forecast.scoring.kernels import crps_ensemble_np
+        from forecast.models.spread import fit_spread_factors
 
         if self.net is None:
             raise ForecastError("diffusion model is not fitted; call fit(train) first")
@@ -594,7 +602,7 @@ class ConditionalDiffusion(ArrayForecaster):
         pick = np.unique(np.linspace(0, len(data) - 1, min(n_issues, len(data))).astype(int))
         guesses = self._guess_table(valid, [data[int(k)]["issue_index"] for k in pick])
         self.spread_scale = None
-        total = np.zeros((len(grid), len(self.variables), self.horizon))
+        bases, devs, obs = [], [], []
         for k in pick:
             item = data[int(k)]
             c = item["context"].transpose(0, 1).unsqueeze(0)
@@ -603,13 +611,12 @@ class ConditionalDiffusion(ArrayForecaster):
             off = cond.get("offset")
             x0 = self._generate(self.net, cond, n_members, seed=seed + int(k))
             base = self._field(c, torch.zeros_like(x0[:1]), off).numpy()
-            dev = self._field(c, x0, off).numpy() - base  # (M, C, H, *s)
-            obs = item["target"].transpose(0, 1).numpy()
-            for g, f in enumerate(grid):
-                fct = np.moveaxis(base + f * dev, 0, -1)
-                score = crps_ensemble_np(obs, fct)  # (C, H, *s)
-                total[g] += score.reshape(*score.shape[:2], -1).mean(axis=-1)
-        self.spread_scale = grid[np.argmin(total, axis=0)].astype(np.float64)
+            bases.append(base[0])
+            devs.append(np.moveaxis(self._field(c, x0, off).numpy() - base, 0, -1))
+            obs.append(item["target"].transpose(0, 1).numpy())  # (C, H, *s)
+        self.spread_scale = fit_spread_factors(
+            np.stack(obs), np.stack(bases), np.stack(devs), grid, self.calibration_objective
+        )
         return self.spread_scale
 
     def _validator(self, valid: xr.Dataset):
