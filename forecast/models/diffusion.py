@@ -39,28 +39,30 @@ import torch
 import xarray as xr
 
 from forecast.checkpoint import load_checkpoint, save_checkpoint
-from forecast.dims import ADJACENCY, NODE, TIME, space_dims
+from forecast.dims import TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.models import MODELS
-from forecast.models.base import (
-    ArrayForecaster,
-    check_members,
-    ensemble_dataset,
-    nan_location,
-)
-from forecast.models.first_guess import (
-    FIRST_GUESSES,
-    FirstGuess,
-    first_guess_checkpoint,
-    first_guess_from_checkpoint,
-    fit_first_guess,
+from forecast.models.base import check_members, ensemble_dataset
+from forecast.models.first_guess import FIRST_GUESSES, FirstGuess
+from forecast.models.generative import (
+    TINY_TRAIN,
+    GenerativeForecaster,
+    add_shared_arrays,
+    as_latents,
+    channel_first,
+    check_format,
+    check_member_batch,
+    check_training_length,
+    layout_name,
+    stored_first_guess,
+    training_state,
+    window_dataset,
 )
 from forecast.models.nets import load_net_weights
 from forecast.models.spread import check_objective
 from forecast.sampling import EDMProcess, get_sampler, invert
 from forecast.sampling.samplers import check_nfe
-from forecast.training.config import TrainConfig
-from forecast.training.loop import resume_state, seed_everything
+from forecast.training.loop import seed_everything
 from forecast.training.loop import train as train_loop
 
 #: Version of this model's checkpoint layout; a checkpoint with another one is refused.
@@ -75,7 +77,7 @@ def member_generator(seed: int | None, member: int) -> torch.Generator:
 
 
 @MODELS.register("diffusion")
-class ConditionalDiffusion(ArrayForecaster):
+class ConditionalDiffusion(GenerativeForecaster):
     """Conditional diffusion ensemble forecaster for grids and sensor networks.
 
     Parameters
@@ -180,9 +182,7 @@ class ConditionalDiffusion(ArrayForecaster):
         self.latent_nfe = check_nfe(latent_nfe)
         self.invert_refine = int(invert_refine)
         self.sigma_min, self.sigma_max = float(sigma_min), float(sigma_max)
-        if int(member_batch) < 1:
-            raise ForecastError(f"member_batch must be >= 1, got {member_batch}")
-        self.member_batch = int(member_batch)
+        self.member_batch = check_member_batch(member_batch)
         self.scale_leads = bool(scale_leads)
         self.damp_anomaly = bool(damp_anomaly)
         self.calibrate_spread = bool(calibrate_spread)
@@ -220,13 +220,8 @@ class ConditionalDiffusion(ArrayForecaster):
         self.lead_scale = np.ones((1, self.horizon))
         #: The fitted first guess (``target="residual"``), physical units.
         self.fg: FirstGuess | None = None
-        self.train_config = TrainConfig.from_dict(train)
-        self.train = self.train_config.to_dict()
-        self.net: torch.nn.Module | None = None
-        self.normalizer: Any = None
+        self._init_training(train)
         self.sigma_data = 1.0
-        self.adjacency: np.ndarray | None = None
-        self.training: dict[str, Any] = {}
 
     @classmethod
     def tiny(cls, context: int, horizon: int) -> Self:
@@ -241,14 +236,7 @@ class ConditionalDiffusion(ArrayForecaster):
             emb_dim=16,
             nfe=4,
             latent_nfe=6,
-            train={
-                "epochs": 2,
-                "max_steps": 20,
-                "batch_size": 8,
-                "eval_every": 0,
-                "progress": False,
-                "warmup_steps": 5,
-            },
+            train=dict(TINY_TRAIN),
         )
 
     # -- objects -------------------------------------------------------------------------------
@@ -264,17 +252,6 @@ class ConditionalDiffusion(ArrayForecaster):
         other.nfe = check_nfe(self.nfe if nfe is None else nfe)
         get_sampler(other.sampler, other.nfe, self.schedule)
         return other
-
-    def _layout(self, ds: xr.Dataset) -> str:
-        space = space_dims(ds)
-        if space == (NODE,):
-            return "graph"
-        if len(space) == 2:
-            return "grid"
-        raise ForecastError(
-            f"data have no grid (lat/lon or y/x) or node dimension: {tuple(ds.dims)}; "
-            "open a standard data set"
-        )
 
     def _build_net(self, layout: str, channels: int) -> torch.nn.Module:
         from forecast.models.nets import GraphDenoiser, GridDenoiser
@@ -309,20 +286,7 @@ class ConditionalDiffusion(ArrayForecaster):
         return self.normalizer.transform_array(to_array(ds), channel_axis=1)
 
     def _window_dataset(self, ds: xr.Dataset, stride: int = 1) -> Any:
-        from forecast.data.torch import WindowDataset
-        from forecast.data.windows import calendar_features, make_windows
-
-        values = self._normalized(ds)
-        windows = make_windows(ds, self.context, self.horizon, stride=stride)
-        bad = np.isnan(values.reshape(values.shape[0], -1)).any(axis=1)
-        if bad.any():
-            csum = np.concatenate([[0], np.cumsum(bad)])
-            i = windows.issue_index
-            ok = csum[i + self.horizon + 1] - csum[i - self.context + 1] == 0
-            if not ok.any():
-                raise ForecastError("every training window contains NaN; fill or drop the gaps")
-            windows = windows.subset(ok)
-        return WindowDataset(values, windows, calendar_features(ds[TIME].values))
+        return window_dataset(self._normalized(ds), ds, self.context, self.horizon, stride)
 
     def _unscaled(
         self, context: torch.Tensor, target: torch.Tensor, offset: torch.Tensor | None = None
@@ -449,40 +413,16 @@ class ConditionalDiffusion(ArrayForecaster):
         stop_after : int, optional
             Stop after this optimizer step as if interrupted (tests).
         """
-        from forecast.data import data_variables, describe_dataset
-        from forecast.data.normalize import Normalizer
-
-        if TIME not in train.dims or train.sizes[TIME] < self.context + self.horizon:
-            raise ForecastError(
-                f"training data have {train.sizes.get(TIME, 0)} steps, fewer than context + "
-                f"horizon = {self.context + self.horizon}; pass a longer training period"
-            )
+        check_training_length(train, self.context, self.horizon)
         if self.calibrate_spread and valid is None:
             raise ForecastError(
                 "calibrate_spread=True needs validation data; pass valid (forecast train does) "
                 "or set calibrate_spread = false"
             )
-        layout = self._layout(train)
+        layout, out = self._start_fit(train, out_dir)
         cfg = self.train_config
-        out = Path(out_dir) if out_dir is not None else None
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-        self.variables = list(data_variables(train))
-        self.description = describe_dataset(train)
-        from forecast.data import time_step
-
-        self.step = pd.Timedelta(time_step(train))
-        if layout == "graph":
-            if ADJACENCY not in train:
-                raise ForecastError("sensor data lack the adjacency variable; open a network set")
-            self.adjacency = np.asarray(train[ADJACENCY].values, dtype=np.float32)
-        self.normalizer = Normalizer.fit(train, per_node=layout == "graph")
         self.spread_scale = None  # training sees the uncalibrated quantity
-        self.fg = None
-        if self.first_guess is not None:
-            self.fg = fit_first_guess(
-                self.first_guess, train, context=self.context, horizon=self.horizon, seed=cfg.seed
-            )
+        self._fit_first_guess(train)
         data = self._window_dataset(train)
         guesses = self._guess_table(train, data.windows.issue_index)  # all windows, once
         sub = [data[int(k)] for k in np.linspace(0, len(data) - 1, min(len(data), 256)).astype(int)]
@@ -500,24 +440,9 @@ class ConditionalDiffusion(ArrayForecaster):
         self.sigma_data = float(self._x0(ctx, tgt, sub_off).std())
         seed_everything(cfg.seed)
         net = self._build_net(layout, len(self.variables))
-        ema = None
-        resume_arrays = None
+        ema = resume_arrays = None
         if resume:
-            if out is None or not (out / "last.safetensors").is_file():
-                raise ForecastError(
-                    f"nothing to resume: {out}/last.safetensors not found; train without --resume"
-                )
-            arrays, meta = load_checkpoint(out / "last.safetensors")
-            if meta.get("kind") != self.kind or _resume_key(meta.get("config")) != _resume_key(
-                self.config()
-            ):
-                raise ForecastError(
-                    f"{out}/last.safetensors was trained with another configuration; use a new "
-                    "--out folder or the same config"
-                )
-            resume_arrays = resume_state(arrays, meta)
-            ema = copy.deepcopy(net)
-            load_net_weights(ema, arrays)
+            resume_arrays, ema = self._resume(out, net, _resume_key)
         validate = self._validator(valid) if valid is not None else None
 
         def loss_fn(module, batch, gen):
@@ -531,8 +456,7 @@ class ConditionalDiffusion(ArrayForecaster):
             if out is None:
                 return
             self.net = ema_module
-            self.training = {k: v for k, v in meta.items() if k != "config"}
-            self._write(out / f"{tag}.safetensors", extra=arrays, training=meta)
+            self._write_training(out, tag, arrays, meta)
 
         ema, result = train_loop(
             net,
@@ -695,29 +619,13 @@ class ConditionalDiffusion(ArrayForecaster):
         from forecast.data.windows import calendar_features
 
         norm = self.normalizer.transform_array(values.astype(np.float32), channel_axis=1)
-        ctx = torch.from_numpy(np.ascontiguousarray(np.swapaxes(norm, 0, 1)))[None]
+        ctx = channel_first(norm)
         cal = torch.from_numpy(calendar_features(times[-1:]))
         guess = self.first_guess_of(values, times, np.array([len(values) - 1]))
         return self._conditioning(ctx, cal, guess)
 
     def _physical(self, cond: dict[str, torch.Tensor], x0: torch.Tensor) -> np.ndarray:
-        field = self._field(cond["context"], x0, cond.get("offset"))
-        field = field.transpose(1, 2).numpy()  # (M, H, C, *s)
-        return self.normalizer.inverse_array(field, channel_axis=2)
-
-    def _context_values(self, context: xr.Dataset) -> np.ndarray:
-        if self.net is None:
-            raise ForecastError(
-                "diffusion model is not fitted; call fit(train) or load a checkpoint"
-            )
-        values = super()._context_values(context)
-        where = nan_location(context, self.variables)
-        if where is not None:
-            raise ForecastError(
-                f"context contains NaN: {where}; fill the gap (e.g. ds.interpolate_na('time')) "
-                "or pick another issue time"
-            )
-        return values
+        return self._physical_members(self._field(cond["context"], x0, cond.get("offset")))
 
     def _sample_values(
         self, values: np.ndarray, times: np.ndarray, n_members: int, seed: int | None
@@ -747,16 +655,8 @@ class ConditionalDiffusion(ArrayForecaster):
     def decode(self, context: xr.Dataset, latents: Any) -> xr.Dataset:
         """Deterministic members from latents (DDIM, ``latent_nfe`` steps), physical units."""
         values = self._context_values(context)
-        z = torch.as_tensor(np.asarray(latents) if not torch.is_tensor(latents) else latents)
         cond = self._cond(values, context[TIME].values)
-        want = (len(self.variables), self.horizon, *cond["context"].shape[3:])
-        if z.ndim == len(want):
-            z = z[None]
-        if tuple(z.shape[1:]) != want:
-            raise ForecastError(
-                f"latents have shape {tuple(z.shape)}, this model needs (member, {want}); "
-                "use prior() or encode() of the same model and data"
-            )
+        z = as_latents(latents, (len(self.variables), self.horizon, *cond["context"].shape[3:]))
         x0 = self._generate(self.net, cond, z.shape[0], latents=z, sampler=self._latent_sampler())
         return ensemble_dataset(self._physical(cond, x0), context, self.variables, self.step)
 
@@ -766,20 +666,9 @@ class ConditionalDiffusion(ArrayForecaster):
         ``target`` holds the ``horizon`` steps after the issue time (e.g.
         ``forecast.data.windows.target_of``), in physical units.
         """
-        from forecast.data.torch import to_array
-
         values = self._context_values(context)
-        if TIME not in target.dims or target.sizes[TIME] != self.horizon:
-            raise ForecastError(
-                f"target has {target.sizes.get(TIME, 0)} steps, the model needs {self.horizon}; "
-                "pass forecast.data.windows.target_of(ds, issue_time, horizon)"
-            )
-        where = nan_location(target, self.variables)
-        if where is not None:
-            raise ForecastError(f"target contains NaN: {where}; pick another issue time")
+        tgt = self._normalized_target(target)
         cond = self._cond(values, context[TIME].values)
-        tgt = self.normalizer.transform_array(to_array(target[self.variables]), channel_axis=1)
-        tgt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(tgt, 0, 1)))[None]
         x0 = self._x0(cond["context"], tgt, cond.get("offset"))
         sampler = self._latent_sampler()
         sigmas = sampler.sigmas(self.sigma_min, self.sigma_max)
@@ -798,12 +687,7 @@ class ConditionalDiffusion(ArrayForecaster):
         if self.net is None:
             raise ForecastError("diffusion model is not fitted; call fit(train) before save")
         arrays = {f"net.{k}": v.detach().numpy() for k, v in self.net.state_dict().items()}
-        if self.adjacency is not None:
-            arrays["adjacency"] = self.adjacency
-        first_guess = None
-        if self.fg is not None:
-            fg_arrays, first_guess = first_guess_checkpoint(self.fg)
-            arrays.update(fg_arrays)
+        first_guess = add_shared_arrays(arrays, self.adjacency, self.fg)
         state = {
             "format": FORMAT,
             "normalizer": self.normalizer.to_dict(),
@@ -812,41 +696,31 @@ class ConditionalDiffusion(ArrayForecaster):
             "spread_scale": None
             if self.spread_scale is None
             else np.asarray(self.spread_scale).tolist(),
-            "layout": "graph" if self.adjacency is not None else "grid",
+            "layout": layout_name(self.adjacency),
             "first_guess": first_guess,
-            "training": {k: v for k, v in self.training.items() if k != "history"},
-            "history": self.training.get("history", []),
+            **training_state(self.training),
         }
         return arrays, state
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
-        from forecast import __version__
-        from forecast.data.normalize import Normalizer
-
-        if state.get("format") != FORMAT:
-            raise ForecastError(
-                f"diffusion checkpoint has model format {state.get('format')!r}, forecast "
-                f"{__version__} reads format {FORMAT}; retrain it with `forecast train`"
-            )
-        self.normalizer = Normalizer.from_dict(state["normalizer"])
+        check_format("diffusion", state, FORMAT)
+        self._restore_shared(arrays, state)
         self.sigma_data = float(state["sigma_data"])
         self.lead_scale = np.asarray(state["lead_scale"], dtype=np.float64)
         # absent in checkpoints written before spread calibration existed: no calibration
         spread = state.get("spread_scale")
         self.spread_scale = None if spread is None else np.asarray(spread, dtype=np.float64)
-        self.adjacency = arrays.get("adjacency")
         self.fg = None
         if self.first_guess is not None and "first_guess_means" in arrays:
             self.fg = self._legacy_first_guess(arrays, state)
         elif self.first_guess is not None:
-            meta = state.get("first_guess")
-            self.fg = first_guess_from_checkpoint(self.first_guess, arrays, meta)
-            if self.fg is None:
-                raise ForecastError(
-                    f"diffusion checkpoint with first_guess={self.first_guess!r} lacks its first "
-                    "guess (first_guess.* arrays); retrain it with `forecast train`"
-                )
-        self.training = {**state.get("training", {}), "history": state.get("history", [])}
+            self.fg = stored_first_guess(
+                self.first_guess,
+                arrays,
+                state.get("first_guess"),
+                f"diffusion checkpoint with first_guess={self.first_guess!r} lacks its first "
+                "guess (first_guess.* arrays); retrain it with `forecast train`",
+            )
         net = self._build_net(state["layout"], len(self.variables))
         load_net_weights(net, arrays)
         self.net = net.eval()
@@ -868,17 +742,6 @@ class ConditionalDiffusion(ArrayForecaster):
         rho = arrays.get("first_guess_rho", np.ones((len(self.variables), self.horizon)))
         period = pd.Timedelta(state["first_guess_period"])
         return DiurnalFirstGuess(self.first_guess, means, rho, period, self.step)
-
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Read a model (or a ``best``/``last`` training checkpoint) written by this class."""
-        try:
-            return super().load(path)
-        except (KeyError, TypeError) as err:
-            raise ForecastError(
-                f"{path} is not a readable diffusion checkpoint ({type(err).__name__}: {err}); "
-                "retrain it with `forecast train`"
-            ) from None
 
 
 def _resume_key(config: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -36,32 +36,36 @@ so it does not depend on the ensemble size or on the member batch.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
-import pandas as pd
 import torch
 import xarray as xr
 
-from forecast.checkpoint import load_checkpoint
-from forecast.dims import ADJACENCY, NODE, TIME, space_dims
+from forecast.dims import TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.models import MODELS
-from forecast.models.base import (
-    ArrayForecaster,
-    check_members,
-    ensemble_dataset,
-    member_rng,
-    nan_location,
+from forecast.models.base import check_members, ensemble_dataset, member_rng
+from forecast.models.generative import (
+    TINY_TRAIN,
+    GenerativeForecaster,
+    add_shared_arrays,
+    as_latents,
+    channel_first,
+    check_format,
+    check_member_batch,
+    check_training_length,
+    layout_name,
+    stored_first_guess,
+    training_state,
+    window_dataset,
 )
 from forecast.models.nets import load_net_weights
 from forecast.models.spread import check_objective
-from forecast.training.config import TrainConfig
-from forecast.training.loop import resume_state, seed_everything
+from forecast.training.loop import seed_everything
 from forecast.training.loop import train as train_loop
 
 #: Version of this model's checkpoint layout; a checkpoint with another one is refused.
@@ -107,7 +111,7 @@ def fair_crps(samples: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
 
 
 @MODELS.register("vae")
-class ConditionalVAE(ArrayForecaster):
+class ConditionalVAE(GenerativeForecaster):
     """Conditional VAE ensemble forecaster for grids and sensor networks.
 
     Parameters
@@ -232,17 +236,10 @@ class ConditionalVAE(ArrayForecaster):
         self.first_guess = None if first_guess is None else str(first_guess)
         self.first_guess_condition = bool(first_guess_condition)
         self.fg: Any = None
-        if int(member_batch) < 1:
-            raise ForecastError(f"member_batch must be >= 1, got {member_batch}")
-        self.member_batch = int(member_batch)
-        self.train_config = TrainConfig.from_dict(train)
-        self.train = self.train_config.to_dict()
-        self.net: torch.nn.Module | None = None
+        self.member_batch = check_member_batch(member_batch)
+        self._init_training(train)
         self.log_scale: torch.Tensor | None = None
-        self.normalizer: Any = None
-        self.adjacency: np.ndarray | None = None
         self.grid_shape: tuple[int, int] | None = None
-        self.training: dict[str, Any] = {}
 
     @classmethod
     def tiny(cls, context: int, horizon: int) -> Self:
@@ -258,28 +255,10 @@ class ConditionalVAE(ArrayForecaster):
             emb_dim=16,
             loc_channels=2,
             kl_warmup=10,
-            train={
-                "epochs": 2,
-                "max_steps": 20,
-                "batch_size": 8,
-                "eval_every": 0,
-                "progress": False,
-                "warmup_steps": 5,
-            },
+            train=dict(TINY_TRAIN),
         )
 
     # -- networks -----------------------------------------------------------------------------
-    def _layout(self, ds: xr.Dataset) -> str:
-        space = space_dims(ds)
-        if space == (NODE,):
-            return "graph"
-        if len(space) == 2:
-            return "grid"
-        raise ForecastError(
-            f"data have no grid (lat/lon or y/x) or node dimension: {tuple(ds.dims)}; "
-            "open a standard data set"
-        )
-
     def _build_net(self, layout: str, channels: int) -> torch.nn.Module:
         from forecast.models.nets.vae_nets import GraphVAENet, GridVAENet
 
@@ -414,24 +393,13 @@ class ConditionalVAE(ArrayForecaster):
         """Windows of ``ds`` (normalized) without NaN in context or target; with a first guess,
         each item also holds ``first_guess`` ``(horizon, channel, *space)`` (normalized),
         computed once here."""
-        from forecast.data.torch import WindowDataset, to_array
-        from forecast.data.windows import calendar_features, make_windows
+        from forecast.data.torch import to_array
 
-        values = self._normalized(ds)
-        windows = make_windows(ds, self.context, self.horizon)
-        bad = np.isnan(values.reshape(values.shape[0], -1)).any(axis=1)
-        if bad.any():
-            csum = np.concatenate([[0], np.cumsum(bad)])
-            i = windows.issue_index
-            ok = csum[i + self.horizon + 1] - csum[i - self.context + 1] == 0
-            if not ok.any():
-                raise ForecastError("every training window contains NaN; fill or drop the gaps")
-            windows = windows.subset(ok)
-        data = WindowDataset(values, windows, calendar_features(ds[TIME].values))
+        data = window_dataset(self._normalized(ds), ds, self.context, self.horizon)
         if self.first_guess is None:
             return data
         physical = to_array(ds[self.variables])
-        fg = self._first_guess_norm(physical, ds[TIME].values, windows.issue_index)
+        fg = self._first_guess_norm(physical, ds[TIME].values, data.windows.issue_index)
         return _WithFirstGuess(data, torch.from_numpy(fg))
 
     def fit(
@@ -462,64 +430,24 @@ class ConditionalVAE(ArrayForecaster):
             Fitted; ``self.training`` holds the loop's record and the latent usage
             (``active_units`` etc., see :meth:`latent_usage`).
         """
-        from forecast.data import data_variables, describe_dataset, time_step
-        from forecast.data.normalize import Normalizer
-
-        if TIME not in train.dims or train.sizes[TIME] < self.context + self.horizon:
-            raise ForecastError(
-                f"training data have {train.sizes.get(TIME, 0)} steps, fewer than context + "
-                f"horizon = {self.context + self.horizon}; pass a longer training period"
-            )
-        layout = self._layout(train)
+        check_training_length(train, self.context, self.horizon)
+        layout, out = self._start_fit(train, out_dir)
         cfg = self.train_config
-        out = Path(out_dir) if out_dir is not None else None
-        if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-        self.variables = list(data_variables(train))
-        self.description = describe_dataset(train)
-        self.step = pd.Timedelta(time_step(train))
-        if layout == "graph":
-            if ADJACENCY not in train:
-                raise ForecastError("sensor data lack the adjacency variable; open a network set")
-            self.adjacency = np.asarray(train[ADJACENCY].values, dtype=np.float32)
-        else:
+        if layout == "grid":
             space = space_dims(train)
             self.grid_shape = (int(train.sizes[space[0]]), int(train.sizes[space[1]]))
-        self.normalizer = Normalizer.fit(train, per_node=layout == "graph")
         t_setup = time.perf_counter()
-        if self.first_guess is not None:
-            from forecast.models.first_guess import fit_first_guess
-
-            self.fg = fit_first_guess(
-                self.first_guess,
-                train,
-                context=self.context,
-                horizon=self.horizon,
-                seed=cfg.seed,
-            )
+        self._fit_first_guess(train)
         data = self._window_dataset(train)
         seed_everything(cfg.seed)
         module = _VAEModule(
             self._build_net(layout, len(self.variables)), len(self.variables), self.horizon
         )
-        ema = None
-        resume_arrays = None
+        ema = resume_arrays = None
         first_step = 0
         if resume:
-            if out is None or not (out / "last.safetensors").is_file():
-                raise ForecastError(
-                    f"nothing to resume: {out}/last.safetensors not found; train without --resume"
-                )
-            arrays, meta = load_checkpoint(out / "last.safetensors")
-            if meta.get("kind") != self.kind or meta.get("config") != self.config():
-                raise ForecastError(
-                    f"{out}/last.safetensors was trained with another configuration; use a new "
-                    "--out folder or the same config"
-                )
-            resume_arrays = resume_state(arrays, meta)
+            resume_arrays, ema = self._resume(out, module)
             first_step = int(resume_arrays[1]["step"])
-            ema = copy.deepcopy(module)
-            load_net_weights(ema, arrays)
         valid_data = self._windows_or_none(valid)  # first guess computed once
         setup_s = round(time.perf_counter() - t_setup, 1)
         validate = self._validator(valid_data) if valid_data is not None else None
@@ -549,8 +477,7 @@ class ConditionalVAE(ArrayForecaster):
             self._set_module(ema_module)
             self.spread_factor = self.calibrate_spread(calib) if calib else None
             meta = {**meta, "latent": self.latent_usage(usage_data)}
-            self.training = {k: v for k, v in meta.items() if k != "config"}
-            self._write(out / f"{tag}.safetensors", extra=arrays, training=meta)
+            self._write_training(out, tag, arrays, meta)
             if tag == "last":  # the final weights: fit reuses this work below
                 final.update(factor=self.spread_factor, latent=meta["latent"])
 
@@ -751,10 +678,6 @@ class ConditionalVAE(ArrayForecaster):
         return torch.from_numpy(np.asarray(self.spread_factor, dtype=np.float32))
 
     # -- sampling core ------------------------------------------------------------------------
-    def _require_fitted(self) -> None:
-        if self.net is None:
-            raise ForecastError("vae model is not fitted; call fit(train) or load a checkpoint")
-
     @staticmethod
     def _prior_eps(shape: tuple[int, ...], n_members: int, seed: int | None) -> torch.Tensor:
         """Whitened latents ``(M, *shape)``; member ``m`` from ``member_rng(seed, m)`` only."""
@@ -798,7 +721,7 @@ class ConditionalVAE(ArrayForecaster):
         from forecast.data.windows import calendar_features
 
         norm = self.normalizer.transform_array(values.astype(np.float32), channel_axis=1)
-        ctx = torch.from_numpy(np.ascontiguousarray(np.swapaxes(norm, 0, 1)))[None]
+        ctx = channel_first(norm)
         fg = None
         if self.first_guess is not None:
             pred = self._first_guess_norm(values, times, np.array([len(values) - 1]))
@@ -807,19 +730,7 @@ class ConditionalVAE(ArrayForecaster):
         return net_ctx, anchor, torch.from_numpy(calendar_features(times[-1:]))
 
     def _physical(self, anchor: torch.Tensor, x: torch.Tensor) -> np.ndarray:
-        field = (x + anchor).transpose(1, 2).numpy()  # (M, H, C, *s)
-        return self.normalizer.inverse_array(field, channel_axis=2)
-
-    def _context_values(self, context: xr.Dataset) -> np.ndarray:
-        self._require_fitted()
-        values = super()._context_values(context)
-        where = nan_location(context, self.variables)
-        if where is not None:
-            raise ForecastError(
-                f"context contains NaN: {where}; fill the gap (e.g. ds.interpolate_na('time')) "
-                "or pick another issue time"
-            )
-        return values
+        return self._physical_members(x + anchor)
 
     def _sample_values(
         self, values: np.ndarray, times: np.ndarray, n_members: int, seed: int | None
@@ -844,15 +755,7 @@ class ConditionalVAE(ArrayForecaster):
         """Deterministic members (physical units) from whitened latents ``(M, *latent_shape)``
         (or one latent without the member axis)."""
         values = self._context_values(context)
-        eps = torch.as_tensor(np.asarray(latents) if not torch.is_tensor(latents) else latents)
-        want = self.latent_shape()
-        if eps.ndim == len(want):
-            eps = eps[None]
-        if tuple(eps.shape[1:]) != want:
-            raise ForecastError(
-                f"latents have shape {tuple(eps.shape)}, this model needs (member, {want}); "
-                "use prior() or encode() of the same model and data"
-            )
+        eps = as_latents(latents, self.latent_shape())
         if not torch.isfinite(eps).all():
             raise ForecastError("latents contain NaN or inf; pass finite latents")
         ctx, anchor, cal = self._cond(values, context[TIME].values)
@@ -866,20 +769,9 @@ class ConditionalVAE(ArrayForecaster):
         ``target`` holds the ``horizon`` steps after the issue time (e.g.
         ``forecast.data.windows.target_of``), in physical units.
         """
-        from forecast.data.torch import to_array
-
         values = self._context_values(context)
-        if TIME not in target.dims or target.sizes[TIME] != self.horizon:
-            raise ForecastError(
-                f"target has {target.sizes.get(TIME, 0)} steps, the model needs {self.horizon}; "
-                "pass forecast.data.windows.target_of(ds, issue_time, horizon)"
-            )
-        where = nan_location(target, self.variables)
-        if where is not None:
-            raise ForecastError(f"target contains NaN: {where}; pick another issue time")
+        tgt = self._normalized_target(target)
         ctx, anchor, cal = self._cond(values, context[TIME].values)
-        tgt = self.normalizer.transform_array(to_array(target[self.variables]), channel_axis=1)
-        tgt = torch.from_numpy(np.ascontiguousarray(np.swapaxes(tgt, 0, 1)))[None]
         with torch.inference_mode():
             feats, emb = self.net.features(ctx, cal)
             mu_p, ls_p = self.net.prior(feats)
@@ -892,75 +784,44 @@ class ConditionalVAE(ArrayForecaster):
         self._require_fitted()
         arrays = {f"net.net.{k}": v.detach().numpy() for k, v in self.net.state_dict().items()}
         arrays["net.log_scale"] = self.log_scale.numpy()
-        if self.adjacency is not None:
-            arrays["adjacency"] = self.adjacency
-        fg_state = None
-        if self.fg is not None:
-            from forecast.models.first_guess import first_guess_checkpoint
-
-            fg_arrays, fg_state = first_guess_checkpoint(self.fg)
-            arrays.update(fg_arrays)
+        fg_state = add_shared_arrays(arrays, self.adjacency, self.fg)
         state = {
             "format": FORMAT,
             "normalizer": self.normalizer.to_dict(),
-            "layout": "graph" if self.adjacency is not None else "grid",
+            "layout": layout_name(self.adjacency),
             "grid_shape": list(self.grid_shape) if self.grid_shape else None,
             "spread_factor": None
             if self.spread_factor is None
             else np.asarray(self.spread_factor).tolist(),
             "calibration_objective": self.calibration_objective,
-            "training": {k: v for k, v in self.training.items() if k != "history"},
-            "history": self.training.get("history", []),
+            **training_state(self.training),
         }
         if fg_state is not None:
             state["first_guess"] = fg_state
         return arrays, state
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
-        from forecast import __version__
-        from forecast.data.normalize import Normalizer
-
-        if state.get("format") != FORMAT:
-            raise ForecastError(
-                f"vae checkpoint has model format {state.get('format')!r}, forecast "
-                f"{__version__} reads format {FORMAT}; retrain it with `forecast train`"
-            )
-        self.normalizer = Normalizer.from_dict(state["normalizer"])
-        self.adjacency = arrays.get("adjacency")
+        check_format("vae", state, FORMAT)
+        self._restore_shared(arrays, state)
         grid = state.get("grid_shape")
         self.grid_shape = (int(grid[0]), int(grid[1])) if grid else None
         factor = state.get("spread_factor")
         self.spread_factor = None if factor is None else np.asarray(factor, dtype=np.float32)
         # what the stored factors were fitted by: checkpoints older than the option used CRPS
         self.calibration_objective = check_objective(state.get("calibration_objective", "crps"))
-        self.training = {**state.get("training", {}), "history": state.get("history", [])}
         self.fg = None
         if self.first_guess is not None:
-            from forecast.models.first_guess import first_guess_from_checkpoint
-
-            self.fg = first_guess_from_checkpoint(
-                self.first_guess, arrays, state.get("first_guess")
+            self.fg = stored_first_guess(
+                self.first_guess,
+                arrays,
+                state.get("first_guess"),
+                f"vae checkpoint lacks its {self.first_guess!r} first guess; retrain it",
             )
-            if self.fg is None:
-                raise ForecastError(
-                    f"vae checkpoint lacks its {self.first_guess!r} first guess; retrain it"
-                )
         module = _VAEModule(
             self._build_net(state["layout"], len(self.variables)), len(self.variables), self.horizon
         )
         load_net_weights(module, arrays)
         self._set_module(module.eval())
-
-    @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Read a model (or a ``best``/``last`` training checkpoint) written by this class."""
-        try:
-            return super().load(path)
-        except (KeyError, TypeError) as err:
-            raise ForecastError(
-                f"{path} is not a readable vae checkpoint ({type(err).__name__}: {err}); "
-                "retrain it with `forecast train`"
-            ) from None
 
 
 class _VAEModule(torch.nn.Module):
