@@ -45,10 +45,12 @@ from forecast.models import MODELS
 from forecast.models.base import check_members, ensemble_dataset
 from forecast.models.first_guess import FIRST_GUESSES, FirstGuess
 from forecast.models.generative import (
+    SCALE_WINDOWS,
     TINY_TRAIN,
     GenerativeForecaster,
     add_shared_arrays,
     as_latents,
+    broadcast_scale,
     channel_first,
     check_format,
     check_member_batch,
@@ -57,6 +59,7 @@ from forecast.models.generative import (
     stored_first_guess,
     training_state,
     window_dataset,
+    window_std,
 )
 from forecast.models.nets import load_net_weights
 from forecast.models.spread import check_objective
@@ -369,8 +372,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         if self.spread_scale is not None:
             spread = np.asarray(self.spread_scale)
             scale = scale * spread.reshape(*spread.shape, *([1] * (scale.ndim - spread.ndim)))
-        scale = torch.as_tensor(scale, dtype=x.dtype)
-        return scale.reshape(1, *scale.shape, *([1] * (x.ndim - 1 - scale.ndim)))
+        return broadcast_scale(scale, x)
 
     def _x0(
         self, context: torch.Tensor, target: torch.Tensor, offset: torch.Tensor | None = None
@@ -425,7 +427,8 @@ class ConditionalDiffusion(GenerativeForecaster):
         self._fit_first_guess(train)
         data = self._window_dataset(train)
         guesses = self._guess_table(train, data.windows.issue_index)  # all windows, once
-        sub = [data[int(k)] for k in np.linspace(0, len(data) - 1, min(len(data), 256)).astype(int)]
+        pick = np.linspace(0, len(data) - 1, min(len(data), SCALE_WINDOWS)).astype(int)
+        sub = [data[int(k)] for k in pick]
         ctx = torch.stack([s["context"] for s in sub]).transpose(1, 2)
         tgt = torch.stack([s["target"] for s in sub]).transpose(1, 2)
         sub_off = self.first_guess_offset(
@@ -433,8 +436,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         )
         unscaled = self._unscaled(ctx, tgt, sub_off)
         if self.scale_leads:
-            dims = [0] if self.scale_points else [0, *range(3, unscaled.ndim)]
-            self.lead_scale = unscaled.std(dim=dims).clamp_min(1e-6).double().numpy()
+            self.lead_scale = window_std(unscaled, per_point=self.scale_points)
         else:
             self.lead_scale = np.ones(unscaled.shape[1:3])
         self.sigma_data = float(self._x0(ctx, tgt, sub_off).std())

@@ -93,6 +93,25 @@ def channel_first(norm: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.swapaxes(norm, 0, 1)))[None]
 
 
+#: Evenly spaced training windows over which the scale of the generated quantity is fitted.
+SCALE_WINDOWS = 256
+
+
+def window_std(x: torch.Tensor, per_point: bool = True) -> np.ndarray:
+    """Standard deviation of the generated quantity ``x`` ``(window, C, H, *space)`` over the
+    windows, per (channel, lead, *space) (``per_point``) or pooled over space, per (channel,
+    lead); clamped at 1e-6, float64 ``(C, H[, *space])``."""
+    dims = [0] if per_point else [0, *range(3, x.ndim)]
+    return x.std(dim=dims).clamp_min(1e-6).double().numpy()
+
+
+def broadcast_scale(scale: Any, x: torch.Tensor) -> torch.Tensor:
+    """A ``(C, H[, *space])`` scale as a tensor of ``x``'s dtype that broadcasts against the
+    batch ``x`` ``(B, C, H, *space)``."""
+    scale = torch.as_tensor(np.asarray(scale), dtype=x.dtype)
+    return scale.reshape(1, *scale.shape, *([1] * (x.ndim - 1 - scale.ndim)))
+
+
 def add_shared_arrays(
     arrays: dict[str, np.ndarray], adjacency: np.ndarray | None, fg: Any
 ) -> dict[str, Any] | None:

@@ -50,10 +50,12 @@ from forecast.errors import ForecastError
 from forecast.models import MODELS
 from forecast.models.base import check_members, ensemble_dataset, member_rng
 from forecast.models.generative import (
+    SCALE_WINDOWS,
     TINY_TRAIN,
     GenerativeForecaster,
     add_shared_arrays,
     as_latents,
+    broadcast_scale,
     channel_first,
     check_format,
     check_member_batch,
@@ -62,6 +64,7 @@ from forecast.models.generative import (
     stored_first_guess,
     training_state,
     window_dataset,
+    window_std,
 )
 from forecast.models.nets import load_net_weights
 from forecast.models.spread import check_objective
@@ -161,6 +164,13 @@ class ConditionalVAE(GenerativeForecaster):
         ``first_guess``).
     member_batch : int
         Members decoded together.
+    scale_points : bool
+        Divide the generated quantity ``x`` (change from the last step, or first-guess
+        residual) by its training standard deviation per variable, lead *and grid point /
+        sensor* (fitted on evenly spaced training windows, stored in the checkpoint as the
+        array ``point_scale``): the networks learn and generate ``x / scale`` and every output
+        is multiplied back, so that the ensemble spread is allocated per point like the
+        training variability (as the diffusion's ``scale_points``).
     train : dict, optional
         Fields of :class:`forecast.training.TrainConfig`.
     """
@@ -192,6 +202,7 @@ class ConditionalVAE(GenerativeForecaster):
         first_guess: str | None = None,
         first_guess_condition: bool = False,
         member_batch: int = 64,
+        scale_points: bool = False,
         train: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(context=context, horizon=horizon)
@@ -237,6 +248,9 @@ class ConditionalVAE(GenerativeForecaster):
         self.first_guess_condition = bool(first_guess_condition)
         self.fg: Any = None
         self.member_batch = check_member_batch(member_batch)
+        self.scale_points = bool(scale_points)
+        #: Training std of ``x`` per (channel, lead, *space) with ``scale_points``, else None.
+        self.point_scale: np.ndarray | None = None
         self._init_training(train)
         self.log_scale: torch.Tensor | None = None
         self.grid_shape: tuple[int, int] | None = None
@@ -310,6 +324,15 @@ class ConditionalVAE(GenerativeForecaster):
             return torch.cat([context, first_guess], dim=2), first_guess
         return context, first_guess
 
+    def _scaled(self, x: torch.Tensor) -> torch.Tensor:
+        """What the networks model: ``x`` ``(B, C, H, *s)`` divided by ``point_scale``
+        (``x`` itself without ``scale_points``)."""
+        return x if self.point_scale is None else x / broadcast_scale(self.point_scale, x)
+
+    def _unscaled(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`_scaled`: the normalized change (or residual) of a network output."""
+        return x if self.point_scale is None else x * broadcast_scale(self.point_scale, x)
+
     def latent_shape(self) -> tuple[int, ...]:
         """Shape of one member's latent (without the member axis)."""
         self._require_fitted()
@@ -340,7 +363,7 @@ class ConditionalVAE(GenerativeForecaster):
         when ``crps_weight`` is 0) and ``n`` (target elements per window).
         """
         context, anchor = self._inputs(context, first_guess)
-        x = target - anchor
+        x = self._scaled(target - anchor)
         feats, emb = net.features(context, calendar)
         mu_p, ls_p = net.prior(feats)
         ls_p = ls_p.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX)
@@ -439,6 +462,10 @@ class ConditionalVAE(GenerativeForecaster):
         t_setup = time.perf_counter()
         self._fit_first_guess(train)
         data = self._window_dataset(train)
+        self.point_scale = None
+        if self.scale_points:
+            _, anchor, tgt, _ = self._batch(self._pick(data, SCALE_WINDOWS))
+            self.point_scale = window_std(tgt - anchor)
         seed_everything(cfg.seed)
         module = _VAEModule(
             self._build_net(layout, len(self.variables)), len(self.variables), self.horizon
@@ -562,7 +589,7 @@ class ConditionalVAE(GenerativeForecaster):
                 ctx, anchor, tgt, cal = self._batch([data[int(k)] for k in pick[a : a + 32]])
                 feats, emb = self.net.features(ctx, cal)
                 mu_p, ls_p = self.net.prior(feats)
-                mu_q, ls_q = self.net.posterior(tgt - anchor, feats, emb)
+                mu_q, ls_q = self.net.posterior(self._scaled(tgt - anchor), feats, emb)
                 kl = gaussian_kl(
                     mu_q,
                     ls_q.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX),
@@ -660,9 +687,8 @@ class ConditionalVAE(GenerativeForecaster):
             ctx, anchor, tgt, cal = self._batch([item])
             eps = self._prior_eps(self.latent_shape(), members, seed=10_000 + k)
             x = self._decode_eps(self.net, ctx, cal, eps).numpy()
-            with torch.inference_mode():
-                feats, emb = self.net.features(ctx, cal)
-                centre = self.net.decode(self.net.prior(feats)[0], feats, emb).numpy()
+            # the decoded prior mean g(mu): eps = 0
+            centre = self._decode_eps(self.net, ctx, cal, torch.zeros_like(eps[:1])).numpy()
             target = (tgt - anchor)[0].numpy()
             centres.append(centre[0])
             devs.append(x - centre)
@@ -697,7 +723,8 @@ class ConditionalVAE(GenerativeForecaster):
     ) -> torch.Tensor:
         """Normalized change ``(M, C, H, *s)`` from whitened latents under the prior of
         the (batch-1) context; with ``factor`` ``(C, H)``, members are
-        ``g(mu) + factor * (g(z) - g(mu))`` (still a deterministic function of ``eps``)."""
+        ``g(mu) + factor * (g(z) - g(mu))`` (still a deterministic function of ``eps``);
+        with ``scale_points`` multiplied by ``point_scale`` (which commutes with the factor)."""
         parts = []
         with torch.inference_mode():
             feats, emb = net.features(ctx, cal)
@@ -711,6 +738,7 @@ class ConditionalVAE(GenerativeForecaster):
                 centre = net.decode(mu, feats, emb)
                 shape = (1, *factor.shape, *([1] * (out.ndim - 3)))
                 out = centre + factor.reshape(shape) * (out - centre)
+            out = self._unscaled(out)
         return out
 
     def _cond(
@@ -775,7 +803,7 @@ class ConditionalVAE(GenerativeForecaster):
         with torch.inference_mode():
             feats, emb = self.net.features(ctx, cal)
             mu_p, ls_p = self.net.prior(feats)
-            mu_q, _ = self.net.posterior(tgt - anchor, feats, emb)
+            mu_q, _ = self.net.posterior(self._scaled(tgt - anchor), feats, emb)
             eps = (mu_q - mu_p) / torch.exp(ls_p.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX))
         return eps.clone()
 
@@ -784,6 +812,8 @@ class ConditionalVAE(GenerativeForecaster):
         self._require_fitted()
         arrays = {f"net.net.{k}": v.detach().numpy() for k, v in self.net.state_dict().items()}
         arrays["net.log_scale"] = self.log_scale.numpy()
+        if self.point_scale is not None:
+            arrays["point_scale"] = np.asarray(self.point_scale, dtype=np.float64)
         fg_state = add_shared_arrays(arrays, self.adjacency, self.fg)
         state = {
             "format": FORMAT,
@@ -809,6 +839,13 @@ class ConditionalVAE(GenerativeForecaster):
         self.spread_factor = None if factor is None else np.asarray(factor, dtype=np.float32)
         # what the stored factors were fitted by: checkpoints older than the option used CRPS
         self.calibration_objective = check_objective(state.get("calibration_objective", "crps"))
+        self.point_scale = None
+        if self.scale_points:
+            if "point_scale" not in arrays:
+                raise ForecastError(
+                    "vae checkpoint with scale_points=True lacks its point_scale array; retrain it"
+                )
+            self.point_scale = np.asarray(arrays["point_scale"], dtype=np.float64)
         self.fg = None
         if self.first_guess is not None:
             self.fg = stored_first_guess(
