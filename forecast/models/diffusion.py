@@ -129,8 +129,9 @@ class ConditionalDiffusion(GenerativeForecaster):
         Older spelling of ``first_guess="damped"`` (``target="residual"`` only).
     calibrate_spread : bool
         After training, fit one factor per variable and lead that multiplies the generated
-        quantity (the member's departure from the last step / first guess) so as to minimize
-        the CRPS on the validation windows (:meth:`calibrate_spread_on`); needs ``valid``.
+        quantity (the member's departure from the last step / first guess), chosen on the
+        validation windows by ``calibration_objective`` (:meth:`calibrate_spread_on`); needs
+        ``valid``.
     calibration_objective : str
         What those factors optimize: ``"crps"`` (lowest CRPS) or ``"spread-skill"``
         (spread-skill ratio closest to 1); :mod:`forecast.models.spread`.
