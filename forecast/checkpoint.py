@@ -7,6 +7,7 @@ reads raw arrays only, so a checkpoint cannot execute code.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -23,6 +24,15 @@ from forecast.errors import ForecastError
 
 FORMAT = 1
 _KEY = "forecast"
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 hex digest of a file's bytes, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def atomic_path(path: str | Path) -> Path:

@@ -27,6 +27,20 @@ VALID_TIME = "valid_time"
 MODEL = "model"
 METRIC = "metric"
 QUANTILE = "quantile"
+#: Values of the scorecard's ``metric`` coordinate, in column order (``crps`` and ``crps_fair``
+#: always go together); :func:`forecast.scoring.scorecard` computes them.
+SCORECARD_METRICS = (
+    "crps",
+    "crps_fair",
+    "rmse",
+    "mae_median",
+    "spread",
+    "spread_skill",
+    "energy",
+    "variogram",
+    "brier",
+    "rank_flatness",
+)
 
 GRID_DIMS = ((LAT, LON), (Y, X))
 #: Names normalized on input: anything on the left becomes the name on the right.

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from forecast.dims import LEAD_TIME, METRIC, MODEL
+from forecast.dims import LEAD_TIME, METRIC, MODEL, SCORECARD_METRICS
 from forecast.errors import ForecastError
 
 #: Metric name of the closed-form CRPS of Gaussian predictive distributions.
@@ -45,17 +45,7 @@ CRPS_GAUSSIAN = "crps_gaussian"
 #: Scorecard metrics of a protocol run by default: every metric of
 #: :data:`forecast.scoring.METRICS` except the variogram score, whose cost grows with the square
 #: of the number of points (1617 grid points of P2: over a minute per model on two cores).
-DEFAULT_METRICS = (
-    "crps",
-    "crps_fair",
-    "rmse",
-    "mae_median",
-    "spread",
-    "spread_skill",
-    "energy",
-    "brier",
-    "rank_flatness",
-)
+DEFAULT_METRICS = tuple(m for m in SCORECARD_METRICS if m != "variogram")
 
 
 #: What a checkpoint label may look like: it names the model in the scorecard and in file names.
@@ -76,14 +66,6 @@ def check_label(label: str) -> str:
             "'-' (e.g. --checkpoint diffusion=PATH)"
         )
     return label
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_checked(label: str, path: str | Path, protocol: Any, ds: xr.Dataset) -> Any:
@@ -269,6 +251,7 @@ def run_protocol(
     """
     from tqdm.auto import tqdm
 
+    from forecast.checkpoint import file_sha256
     from forecast.data import describe_dataset, open_dataset
     from forecast.data.protocols import Protocol, get_protocol
     from forecast.export import open_ensemble, to_netcdf
@@ -317,7 +300,7 @@ def run_protocol(
         timings[name] = {}
         if name in loaded:
             model = loaded[name]
-            digest = _file_sha256(given[name])
+            digest = file_sha256(given[name])
             key = _key(
                 {
                     "checkpoint_sha256": digest,

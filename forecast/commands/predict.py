@@ -134,16 +134,6 @@ def check_issue_times(ds: Any, times: Any, context: int) -> None:
             )
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _history(args: argparse.Namespace) -> str:
     import shlex
 
@@ -189,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
     thresholds = parse_thresholds(args.thresholds)
     times = issue_times(args)
 
-    from forecast.checkpoint import load_checkpoint
+    from forecast.checkpoint import file_sha256, load_checkpoint
     from forecast.data import check_compatible, context_of, open_dataset
     from forecast.export import QUANTILES, to_netcdf, to_zarr
     from forecast.models import issue_seed, load_model
@@ -223,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         "title": args.title,
         "institution": args.institution,
         "model": kind,
-        "checkpoint_sha256": _sha256(Path(args.checkpoint)),
+        "checkpoint_sha256": file_sha256(args.checkpoint),
         "sampler": sampler if isinstance(sampler, str) else None,
         "nfe": int(nfe) if isinstance(nfe, int) else None,
         "seed": args.seed,

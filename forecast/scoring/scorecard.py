@@ -12,7 +12,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
-from forecast.dims import LEAD_TIME, MEMBER, METRIC, MODEL, TIME, space_dims
+from forecast.dims import LEAD_TIME, MEMBER, METRIC, MODEL, SCORECARD_METRICS, TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.scoring._core import is_lazy
 from forecast.scoring.align import check_member, obs_for, pair_variables
@@ -33,18 +33,7 @@ from forecast.scoring.ensemble import (
 from forecast.scoring.multivariate import energy_score, variogram_score
 
 #: Metrics of the scorecard, in column order. ``crps`` and ``crps_fair`` always go together.
-METRICS = (
-    "crps",
-    "crps_fair",
-    "rmse",
-    "mae_median",
-    "spread",
-    "spread_skill",
-    "energy",
-    "variogram",
-    "brier",
-    "rank_flatness",
-)
+METRICS = SCORECARD_METRICS
 
 
 def _aligned_obs(forecast: xr.Dataset, obs: xr.Dataset) -> xr.Dataset:
