@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -60,3 +61,84 @@ def synthetic_traffic_ds():
     from forecast.data.synthetic import synthetic_traffic
 
     return synthetic_traffic(seed=0, n_sensors=20, days=7, n_corridors=2)
+
+
+# --- a tiny protocol for the protocol-runner tests ------------------------------------------
+@pytest.fixture(scope="session")
+def tiny_data():
+    """Synthetic weather on a 3 x 4 grid, 10 days hourly, seed 5: the tiny protocol's data."""
+    from forecast.data.synthetic import synthetic_weather
+
+    return synthetic_weather(seed=5, n_lat=3, n_lon=4, days=10)
+
+
+@pytest.fixture(scope="session")
+def tiny_protocol(tiny_data):
+    """A chronological protocol on :func:`tiny_data`: context 4 h, leads 1-5 h, issues 00/12."""
+    from forecast.data.protocols import chronological
+
+    return chronological(
+        "tiny",
+        "synthetic-weather",
+        tiny_data.sizes["time"],
+        4,
+        5,
+        step="1h",
+        hours=(0, 12),
+    )
+
+
+# --- interrupting a streaming writer --------------------------------------------------------
+_SLOW_WRITER = """
+import sys, time
+import numpy as np, xarray as xr
+sys.path.insert(0, {repo!r})
+from forecast.export import {writer}
+HOUR = np.timedelta64(1, 'h')
+def slabs():
+    for i in range(1000):
+        yield xr.Dataset({{'t': (('member', 'lead_time', 'lat', 'lon'),
+                               np.zeros((2, 3, 4, 5), 'f4'), {{'units': 'K'}})}},
+                        coords={{'member': [0, 1], 'lead_time': np.arange(1, 4) * HOUR,
+                                'lat': np.arange(4.0), 'lon': np.arange(5.0),
+                                'init_time': np.datetime64('2020-01-01T00') + i * HOUR}})
+        if i == 1:
+            print('writing', flush=True)
+        time.sleep(0.05)
+{writer}(slabs(), {target!r})
+"""
+
+
+def _interrupt_slow_writer(writer: str, target: Path, sig: int, timeout: float = 60) -> None:
+    """Stream 1000 slabs through ``forecast.export.<writer>`` to ``target`` in a child process,
+    send ``sig`` while it writes, and check that no (partial) target is left behind; after a
+    SIGINT the temporary file or folder is gone too (Python unwinds)."""
+    import subprocess
+    import sys
+    import time
+
+    code = _SLOW_WRITER.format(repo=str(REPO), writer=writer, target=str(target))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        time.sleep(0.2)
+        temporary = list(target.parent.glob(f".{target.name}.*.tmp"))
+        assert temporary, "the writer should be writing to a temporary name"
+        proc.send_signal(sig)
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode != 0
+    assert not target.exists()
+    if sig == signal.SIGINT:
+        assert list(target.parent.iterdir()) == []
+
+
+@pytest.fixture
+def interrupt_slow_writer():
+    """:func:`_interrupt_slow_writer`, for the export tests of each format."""
+    return _interrupt_slow_writer

@@ -54,26 +54,17 @@ def config(tmp_path):
     return path
 
 
+def train_args(nc_path, config, out) -> list[str]:
+    """``forecast train`` on the tiny file and config: context 4, horizon 3, 1 thread."""
+    return [
+        "train", "--data", str(nc_path), "--config", str(config), "--out", str(out),
+        "--context", "4", "--horizon", "3", "--no-progress", "--threads", "1",
+    ]  # fmt: skip
+
+
 def test_train_on_path(nc_path, config, tmp_path, capsys):
     out = tmp_path / "run"
-    args = [
-        "train",
-        "--data",
-        str(nc_path),
-        "--config",
-        str(config),
-        "--out",
-        str(out),
-        "--context",
-        "4",
-        "--horizon",
-        "3",
-        "--no-progress",
-        "--threads",
-        "1",
-        "--seed",
-        "3",
-    ]
+    args = [*train_args(nc_path, config, out), "--seed", "3"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "trained diffusion" in printed and "best.safetensors" in printed
@@ -91,22 +82,7 @@ def test_train_on_path(nc_path, config, tmp_path, capsys):
 
 def test_interrupt_and_resume(nc_path, config, tmp_path):
     out = tmp_path / "run"
-    base = [
-        "train",
-        "--data",
-        str(nc_path),
-        "--config",
-        str(config),
-        "--out",
-        str(out),
-        "--context",
-        "4",
-        "--horizon",
-        "3",
-        "--no-progress",
-        "--threads",
-        "1",
-    ]
+    base = train_args(nc_path, config, out)
     assert main([*base, "--max-minutes", "0"]) == 0
     _, meta = load_checkpoint(out / "last.safetensors")
     assert meta["training"]["stopped"] == "time limit" and meta["training"]["step"] == 1

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import netCDF4
@@ -375,46 +374,9 @@ def test_ncdump_reads_the_header(tmp_path):
     assert 'speed:units = "mile hour-1" ;' in out
 
 
-_SLOW_WRITER = """
-import sys, time, numpy as np, xarray as xr
-sys.path.insert(0, {repo!r})
-from forecast.export import to_netcdf
-HOUR = np.timedelta64(1, 'h')
-def slabs():
-    for i in range(1000):
-        ens = xr.Dataset({{'t': (('member', 'lead_time', 'lat', 'lon'),
-                                np.zeros((2, 3, 4, 5), 'f4'), {{'units': 'K'}})}},
-                         coords={{'member': [0, 1], 'lead_time': np.arange(1, 4) * HOUR,
-                                 'lat': np.arange(4.0), 'lon': np.arange(5.0),
-                                 'init_time': np.datetime64('2020-01-01T00') + i * HOUR}})
-        yield ens
-        if i == 1:
-            print('writing', flush=True)
-        time.sleep(0.05)
-to_netcdf(slabs(), {target!r})
-"""
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_write_leaves_no_target(tmp_path, sig):
-    target = tmp_path / "out.nc"
-    code = _SLOW_WRITER.format(repo=str(REPO), target=str(target))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "writing"
-        time.sleep(0.2)
-        assert list(tmp_path.glob(".out.nc.*.tmp")), "writer should be writing a temporary file"
-        proc.send_signal(sig)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode != 0
-    assert not target.exists()
-    if sig == signal.SIGINT:  # Python unwinds: the temporary file is removed too
-        assert list(tmp_path.iterdir()) == []
+def test_interrupted_write_leaves_no_target(tmp_path, sig, interrupt_slow_writer):
+    interrupt_slow_writer("to_netcdf", tmp_path / "out.nc", sig, timeout=30)
 
 
 def test_integer_sensor_ids_round_trip(tmp_path):

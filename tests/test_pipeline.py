@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from forecast.data.protocols import chronological
-from forecast.data.synthetic import synthetic_weather
 from forecast.dims import INIT_TIME, LEAD_TIME, MEMBER, METRIC, MODEL
 from forecast.errors import ForecastError
 from forecast.export import open_ensemble
@@ -19,32 +17,29 @@ MODELS = ["persistence", "diurnal-persistence", "gp"]
 OPTIONS = {"gp": {"n_train": 64, "iterations": 10}}
 
 
-@pytest.fixture(scope="module")
-def data() -> xr.Dataset:
-    return synthetic_weather(seed=5, n_lat=3, n_lon=4, days=10)
-
-
-@pytest.fixture(scope="module")
-def protocol(data):
-    return chronological(
-        "tiny", "synthetic-weather", data.sizes["time"], 4, 5, step="1h", hours=(0, 12)
+def run_all(protocol, data, out):
+    """The run every test here starts from: MODELS, 6 members, seed 1."""
+    return run_protocol(
+        protocol, MODELS, out, members=6, seed=1, model_options=OPTIONS, data=data, progress=False
     )
 
 
 @pytest.fixture(scope="module")
-def first_run(data, protocol, tmp_path_factory):
+def first_run(tiny_data, tiny_protocol, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    result = run_protocol(
-        protocol, MODELS, out, members=6, seed=1, model_options=OPTIONS, data=data,
-        progress=False,
-    )
-    return out, result
+    return out, run_all(tiny_protocol, tiny_data, out)
 
 
-def test_files_and_scorecard(first_run, protocol, data):
+def test_files_and_scorecard(first_run, tiny_protocol, tiny_data):
     out, result = first_run
-    for name in ("scorecard.nc", "scorecard.csv", "scorecard.md", "run.json",
-                 "crps_by_lead.png", "rank_histograms.png"):
+    for name in (
+        "scorecard.nc",
+        "scorecard.csv",
+        "scorecard.md",
+        "run.json",
+        "crps_by_lead.png",
+        "rank_histograms.png",
+    ):
         assert (out / name).is_file(), name
     assert len(list((out / "checkpoints").glob("*.safetensors"))) == 3
     card = result["scorecard"]
@@ -52,8 +47,15 @@ def test_files_and_scorecard(first_run, protocol, data):
     assert list(card[MODEL].values) == MODELS
     assert card.sizes[LEAD_TIME] == 5
     metrics = list(card[METRIC].values)
-    for m in ("crps", "crps_fair", "rmse", "mae_median", "spread_skill", "rank_flatness",
-              CRPS_GAUSSIAN):
+    for m in (
+        "crps",
+        "crps_fair",
+        "rmse",
+        "mae_median",
+        "spread_skill",
+        "rank_flatness",
+        CRPS_GAUSSIAN,
+    ):
         assert m in metrics
     gauss = card["t2m"].sel({METRIC: CRPS_GAUSSIAN})
     assert np.isfinite(gauss.sel({MODEL: "gp"})).all()
@@ -62,7 +64,7 @@ def test_files_and_scorecard(first_run, protocol, data):
     on_disk = xr.open_dataset(out / "scorecard.nc")
     np.testing.assert_allclose(on_disk["t2m"].values, card["t2m"].values)
     ens = open_ensemble(result["files"]["ensemble_persistence"])
-    n_issues = len(protocol.windows(data, "test"))
+    n_issues = len(tiny_protocol.windows(tiny_data, "test"))
     assert ens["t2m"].sizes[INIT_TIME] == n_issues
     assert ens["t2m"].sizes[MEMBER] == 6
     run = json.loads((out / "run.json").read_text())
@@ -70,14 +72,11 @@ def test_files_and_scorecard(first_run, protocol, data):
     assert set(run["trained"]) == set(MODELS) and "gpytorch" in run["versions"]
 
 
-def test_resume_reuses_cache(first_run, protocol, data):
+def test_resume_reuses_cache(first_run, tiny_protocol, tiny_data):
     out, result = first_run
     cached = sorted(p for p in out.rglob("*") if p.parent.name in ("checkpoints", "ensembles"))
     mtimes = {p: p.stat().st_mtime_ns for p in cached}
-    again = run_protocol(
-        protocol, MODELS, out, members=6, seed=1, model_options=OPTIONS, data=data,
-        progress=False,
-    )
+    again = run_all(tiny_protocol, tiny_data, out)
     assert again["trained"] == [] and again["sampled"] == []
     assert {p: p.stat().st_mtime_ns for p in cached} == mtimes
     xr.testing.assert_allclose(again["scorecard"], result["scorecard"])
@@ -85,27 +84,43 @@ def test_resume_reuses_cache(first_run, protocol, data):
     assert run["trained"] == [] and "fit_s" in run["timings_s"]["gp"]  # timings carried over
 
 
-def test_deterministic_given_seed(first_run, protocol, data, tmp_path):
+def test_deterministic_given_seed(first_run, tiny_protocol, tiny_data, tmp_path):
     _, result = first_run
-    same = run_protocol(protocol, ["persistence"], tmp_path / "a", members=6, seed=1, data=data,
-                        progress=False)
-    other = run_protocol(protocol, ["persistence"], tmp_path / "b", members=6, seed=2, data=data,
-                         progress=False)
+    same = run_protocol(
+        tiny_protocol,
+        ["persistence"],
+        tmp_path / "a",
+        members=6,
+        seed=1,
+        data=tiny_data,
+        progress=False,
+    )
+    other = run_protocol(
+        tiny_protocol,
+        ["persistence"],
+        tmp_path / "b",
+        members=6,
+        seed=2,
+        data=tiny_data,
+        progress=False,
+    )
     metrics = list(same["scorecard"][METRIC].values)
     want = result["scorecard"]["t2m"].sel({MODEL: "persistence", METRIC: metrics})
     np.testing.assert_allclose(same["scorecard"]["t2m"].sel({MODEL: "persistence"}), want)
     assert not np.allclose(other["scorecard"]["t2m"].sel({MODEL: "persistence"}), want)
 
 
-def test_bad_input(protocol, data, tmp_path, monkeypatch):
+def test_bad_input(tiny_protocol, tiny_data, tmp_path, monkeypatch):
     with pytest.raises(ForecastError, match="valid names"):
-        run_protocol(protocol, ["no-such-model"], tmp_path, data=data)
+        run_protocol(tiny_protocol, ["no-such-model"], tmp_path, data=tiny_data)
     with pytest.raises(ForecastError, match="members"):
-        run_protocol(protocol, ["persistence"], tmp_path, members=0, data=data)
+        run_protocol(tiny_protocol, ["persistence"], tmp_path, members=0, data=tiny_data)
     with pytest.raises(ForecastError, match="valid names"):
         run_protocol("P9", ["persistence"], tmp_path)
     with pytest.raises(ForecastError, match="not in the run"):
-        run_protocol(protocol, ["persistence"], tmp_path, data=data, model_options=OPTIONS)
+        run_protocol(
+            tiny_protocol, ["persistence"], tmp_path, data=tiny_data, model_options=OPTIONS
+        )
     monkeypatch.setenv("FORECAST_DATA_DIR", str(tmp_path / "empty"))
     with pytest.raises(ForecastError, match="FORECAST_DATA_DIR"):
         run_protocol("P2", ["persistence"], tmp_path)

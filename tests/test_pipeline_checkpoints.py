@@ -17,47 +17,34 @@ from forecast.models import PersistenceEnsemble
 from forecast.models.diffusion import ConditionalDiffusion
 from forecast.pipeline import load_checked, run_protocol
 
-CONTEXT, HORIZON = 4, 5
-
 
 @pytest.fixture(scope="module")
-def data() -> xr.Dataset:
-    return synthetic_weather(seed=5, n_lat=3, n_lon=4, days=10)
-
-
-@pytest.fixture(scope="module")
-def protocol(data):
-    return chronological(
-        "tiny", "synthetic-weather", data.sizes["time"], CONTEXT, HORIZON, step="1h", hours=(0, 12)
-    )
-
-
-@pytest.fixture(scope="module")
-def ckpts(data, protocol, tmp_path_factory):
+def ckpts(tiny_data, tiny_protocol, tmp_path_factory):
     """A tiny diffusion model and a persistence model, trained on the protocol's train split."""
     d = tmp_path_factory.mktemp("ckpt")
-    train, valid = protocol.split(data, "train"), protocol.split(data, "val")
-    config = ConditionalDiffusion.tiny(CONTEXT, HORIZON).config()
+    context, horizon = tiny_protocol.context, tiny_protocol.horizon
+    train, valid = tiny_protocol.split(tiny_data, "train"), tiny_protocol.split(tiny_data, "val")
+    config = ConditionalDiffusion.tiny(context, horizon).config()
     config["train"] = {**config["train"], "max_steps": 4}  # weights do not matter here
     diffusion = ConditionalDiffusion(**config)
     diffusion.fit(train, valid)
     diffusion.save(d / "diffusion.safetensors")
-    PersistenceEnsemble(context=CONTEXT, horizon=HORIZON).fit(train).save(d / "persist.safetensors")
+    PersistenceEnsemble(context=context, horizon=horizon).fit(train).save(d / "persist.safetensors")
     other = synthetic_weather(seed=5, n_lat=4, n_lon=4, days=10)
-    PersistenceEnsemble(context=CONTEXT, horizon=HORIZON).fit(other).save(d / "grid.safetensors")
-    PersistenceEnsemble(context=CONTEXT, horizon=HORIZON + 1).fit(train).save(d / "h6.safetensors")
+    PersistenceEnsemble(context=context, horizon=horizon).fit(other).save(d / "grid.safetensors")
+    PersistenceEnsemble(context=context, horizon=horizon + 1).fit(train).save(d / "h6.safetensors")
     return d
 
 
-def test_checkpoint_scored_like_a_trained_model(ckpts, protocol, data, tmp_path):
+def test_checkpoint_scored_like_a_trained_model(ckpts, tiny_protocol, tiny_data, tmp_path):
     """A saved persistence model scored by label equals the one the run trains itself."""
     result = run_protocol(
-        protocol,
+        tiny_protocol,
         ["persistence"],
         tmp_path,
         members=5,
         seed=2,
-        data=data,
+        data=tiny_data,
         progress=False,
         checkpoints={"saved-persistence": ckpts / "persist.safetensors"},
     )
@@ -70,11 +57,11 @@ def test_checkpoint_scored_like_a_trained_model(ckpts, protocol, data, tmp_path)
     assert result["trained"] == ["persistence"]
 
 
-def test_diffusion_checkpoint_run_resume_and_rerun(ckpts, protocol, data, tmp_path):
+def test_diffusion_checkpoint_run_resume_and_rerun(ckpts, tiny_protocol, tiny_data, tmp_path):
     path = ckpts / "diffusion.safetensors"
-    kwargs = dict(members=4, seed=0, data=data, progress=False)
+    kwargs = dict(members=4, seed=0, data=tiny_data, progress=False)
     first = run_protocol(
-        protocol, ["persistence"], tmp_path, checkpoints={"diffusion": path}, **kwargs
+        tiny_protocol, ["persistence"], tmp_path, checkpoints={"diffusion": path}, **kwargs
     )
     card = first["scorecard"]["t2m"]
     assert list(card[MODEL].values) == ["persistence", "diffusion"]
@@ -87,18 +74,20 @@ def test_diffusion_checkpoint_run_resume_and_rerun(ckpts, protocol, data, tmp_pa
     assert entry["path"] == str(path) and "sample_s" in run["timings_s"]["diffusion"]
 
     again = run_protocol(
-        protocol, ["persistence"], tmp_path, checkpoints={"diffusion": path}, **kwargs
+        tiny_protocol, ["persistence"], tmp_path, checkpoints={"diffusion": path}, **kwargs
     )
     assert again["sampled"] == [] and again["trained"] == []
     xr.testing.assert_allclose(again["scorecard"], first["scorecard"])
 
     # a different file under the same label is sampled again (the key hashes the file's bytes)
-    alone = run_protocol(protocol, [], tmp_path / "b", checkpoints={"diffusion": path}, **kwargs)
+    alone = run_protocol(
+        tiny_protocol, [], tmp_path / "b", checkpoints={"diffusion": path}, **kwargs
+    )
     np.testing.assert_allclose(
         alone["scorecard"]["t2m"].sel({MODEL: "diffusion"}), card.sel({MODEL: "diffusion"})
     )
     other = run_protocol(
-        protocol,
+        tiny_protocol,
         [],
         tmp_path,
         checkpoints={"diffusion": ckpts / "persist.safetensors"},
@@ -118,14 +107,14 @@ def test_diffusion_checkpoint_run_resume_and_rerun(ckpts, protocol, data, tmp_pa
         ("h6", "h6.safetensors", "horizon 6"),
     ],
 )
-def test_bad_checkpoints(ckpts, protocol, data, tmp_path, label, name, message):
+def test_bad_checkpoints(ckpts, tiny_protocol, tiny_data, tmp_path, label, name, message):
     with pytest.raises(ForecastError, match=message) as err:
         run_protocol(
-            protocol,
+            tiny_protocol,
             ["persistence"],
             tmp_path,
             members=2,
-            data=data,
+            data=tiny_data,
             progress=False,
             checkpoints={label: ckpts / name},
         )
@@ -133,9 +122,9 @@ def test_bad_checkpoints(ckpts, protocol, data, tmp_path, label, name, message):
     assert not (tmp_path / "scorecard.nc").exists()
 
 
-def test_mismatched_grid_names_the_difference(ckpts, protocol, data):
+def test_mismatched_grid_names_the_difference(ckpts, tiny_protocol, tiny_data):
     with pytest.raises(ForecastError, match=r"data is .* but checkpoint .*grid.safetensors"):
-        load_checked("grid", ckpts / "grid.safetensors", protocol, data)
+        load_checked("grid", ckpts / "grid.safetensors", tiny_protocol, tiny_data)
 
 
 def test_cli_checkpoint_errors_exit_2_in_one_line(ckpts, tmp_path, capsys):

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import dask.array as dsa
@@ -184,46 +181,9 @@ def test_zarr_targets(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.zarr", "plain"]
 
 
-_SLOW_WRITER = """
-import sys, time
-import numpy as np, xarray as xr
-sys.path.insert(0, {repo!r})
-from forecast.export import to_zarr
-HOUR = np.timedelta64(1, 'h')
-def slabs():
-    for i in range(1000):
-        yield xr.Dataset({{'t': (('member', 'lead_time', 'lat', 'lon'),
-                               np.zeros((2, 3, 4, 5), 'f4'), {{'units': 'K'}})}},
-                        coords={{'member': [0, 1], 'lead_time': np.arange(1, 4) * HOUR,
-                                'lat': np.arange(4.0), 'lon': np.arange(5.0),
-                                'init_time': np.datetime64('2020-01-01T00') + i * HOUR}})
-        if i == 1:
-            print('writing', flush=True)
-        time.sleep(0.05)
-to_zarr(slabs(), {target!r})
-"""
-
-
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupted_zarr_write_leaves_no_target(tmp_path, sig):
-    target = tmp_path / "out.zarr"
-    code = _SLOW_WRITER.format(repo=str(REPO), target=str(target))
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "writing"
-        time.sleep(0.2)
-        assert list(tmp_path.glob(".out.zarr.*.tmp")), "should write into a temporary folder"
-        proc.send_signal(sig)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode != 0
-    assert not target.exists()
-    if sig == signal.SIGINT:  # Python unwinds: the temporary folder is removed too
-        assert list(tmp_path.iterdir()) == []
+def test_interrupted_zarr_write_leaves_no_target(tmp_path, sig, interrupt_slow_writer):
+    interrupt_slow_writer("to_zarr", tmp_path / "out.zarr", sig)
 
 
 @pytest.fixture(scope="module")
