@@ -61,15 +61,38 @@ def ensemble(model_key: str, data_key: str, issue: str, members: int, seed: int,
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def export_bytes(model_key: str, data_key: str, issue: str, members: int, seed: int, _ens,
-                 model_name: str, sampler: str | None, nfe: int | None) -> bytes:
-    return q.ensemble_netcdf_bytes(_ens, model=model_name, seed=seed, sampler=sampler, nfe=nfe,
-                                   title="forecast dashboard ensemble")
+def export_bytes(
+    model_key: str,
+    data_key: str,
+    issue: str,
+    members: int,
+    seed: int,
+    _ens,
+    model_name: str,
+    sampler: str | None,
+    nfe: int | None,
+) -> bytes:
+    return q.ensemble_netcdf_bytes(
+        _ens,
+        model=model_name,
+        seed=seed,
+        sampler=sampler,
+        nfe=nfe,
+        title="forecast dashboard ensemble",
+    )
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def scores(keys: tuple, data_key: str, issues: tuple, members: int, seed: int,
-           threshold: float | None, _models, _ds):
+def scores(
+    keys: tuple,
+    data_key: str,
+    issues: tuple,
+    members: int,
+    seed: int,
+    threshold: float | None,
+    _models,
+    _ds,
+):
     bar = st.progress(0.0, text="Sampling ensembles for the scores…")
 
     def tick(done: int, total: int, text: str) -> None:
@@ -83,20 +106,41 @@ def scores(keys: tuple, data_key: str, issues: tuple, members: int, seed: int,
 
 
 @st.cache_data(show_spinner="Decoding the latent path…", max_entries=16)
-def latent_path(model_key: str, data_key: str, issue: str, members: int, seed: int, a, b,
-                steps: int, _model, _ds):
+def latent_path(
+    model_key: str,
+    data_key: str,
+    issue: str,
+    members: int,
+    seed: int,
+    a,
+    b,
+    steps: int,
+    _model,
+    _ds,
+):
     context = q.context_window(_ds, issue, _model.context)
     target = q.target_window(_ds, issue, _model.horizon)
-    z_a, z_b = q.scenario_latents(_model, context, a, b, n_members=members, seed=seed,
-                                  target=target)
+    z_a, z_b = q.scenario_latents(
+        _model, context, a, b, n_members=members, seed=seed, target=target
+    )
     return q.latent_explorer(_model, context, z_a, z_b, steps)
 
 
 #: Widgets whose values belong to one model's ensemble (leads, latent scenarios).
 MODEL_KEYS = ("lead", "path_lead", "scen_a", "scen_b", "path_pos")
 #: ... and to one data set (times, places, variables, value ranges).
-DATA_KEYS = (*MODEL_KEYS, "issue", "threshold", "sensor", "point_lat", "point_lon", "point_y",
-             "point_x", "variable", "statistic")
+DATA_KEYS = (
+    *MODEL_KEYS,
+    "issue",
+    "threshold",
+    "sensor",
+    "point_lat",
+    "point_lon",
+    "point_y",
+    "point_x",
+    "variable",
+    "statistic",
+)
 
 
 def reset_view(keys: tuple[str, ...]) -> None:
@@ -119,8 +163,9 @@ st.title("Probabilistic forecast dashboard")
 side = st.sidebar
 side.header("Data")
 choices = q.dataset_choices()
-source = side.selectbox("Data set", [*choices, OWN_FILE], key="dataset", on_change=reset_view,
-                        args=(DATA_KEYS,))
+source = side.selectbox(
+    "Data set", [*choices, OWN_FILE], key="dataset", on_change=reset_view, args=(DATA_KEYS,)
+)
 data_name: str | None = source
 try:
     if source == OWN_FILE:
@@ -128,8 +173,9 @@ try:
         roots = dp.data_roots()
         side.caption("Allowed folders: " + ", ".join(f"`{r}`" for r in roots))
         typed = side.text_input("Path of your file (inside an allowed folder)", key="path")
-        upload = side.file_uploader("…or upload a file", type=["nc", "nc4", "grib", "grb",
-                                                              "grib2", "csv"], key="upload")
+        upload = side.file_uploader(
+            "…or upload a file", type=["nc", "nc4", "grib", "grb", "grib2", "csv"], key="upload"
+        )
         if upload is not None:
             raw = upload.getvalue()
             digest = hashlib.sha256(raw).hexdigest()
@@ -171,12 +217,15 @@ default = options.index(first) if first else 0
 if st.session_state.get("model_data_key") != data_key:  # new data: default to a model that fits
     st.session_state.pop("model", None)
     st.session_state["model_data_key"] = data_key
-model_label = side.selectbox("Model", options, index=default, key="model",
-                             on_change=reset_view, args=(MODEL_KEYS,))
+model_label = side.selectbox(
+    "Model", options, index=default, key="model", on_change=reset_view, args=(MODEL_KEYS,)
+)
 how, what = labels[model_label]
 if len(fitting) > 1:
-    side.caption(f"Shown first: **{first}**, the quickest to sample of the {len(fitting)} "
-                 "checkpoints for this data set; pick another above.")
+    side.caption(
+        f"Shown first: **{first}**, the quickest to sample of the {len(fitting)} "
+        "checkpoints for this data set; pick another above."
+    )
 if checkpoints and not fitting:
     side.info(
         "None of the checkpoints found fits this data set (grid, sensors, variables or time "
@@ -210,19 +259,22 @@ except ForecastError as err:
 
 side.header("Forecast")
 issue_labels = [f"{t:%Y-%m-%d %H:%M}" for t in issues]
-issue_label = side.select_slider("Issue time (test period)", issue_labels,
-                                 value=issue_labels[0], key="issue")
+issue_label = side.select_slider(
+    "Issue time (test period)", issue_labels, value=issue_labels[0], key="issue"
+)
 issue = str(issues[issue_labels.index(issue_label)])
 members = int(side.number_input("Members", 2, 200, 20, key="members"))
 seed = int(side.number_input("Seed", 0, 2**31 - 1, 0, key="seed"))
 settings = q.sampler_settings(model)
 sampler = nfe = None
 if settings is not None:
-    sampler = side.selectbox("Sampler", settings["samplers"],
-                             index=settings["samplers"].index(settings["sampler"]),
-                             key="sampler")
-    nfe = int(side.number_input("NFE (network evaluations)", 1, 200, settings["nfe"],
-                                key="nfe"))
+    sampler = side.selectbox(
+        "Sampler",
+        settings["samplers"],
+        index=settings["samplers"].index(settings["sampler"]),
+        key="sampler",
+    )
+    nfe = int(side.number_input("NFE (network evaluations)", 1, 200, settings["nfe"], key="nfe"))
     model = q.with_sampler(model, sampler, nfe)
 model_key = f"{how}:{what}:{sampler}:{nfe}"
 
@@ -237,15 +289,19 @@ facts = q.summary(ens)
 st.caption(
     f"**{source}** ({facts['space']}) · model **{model_name}** · issued "
     f"{facts['init_time']:%Y-%m-%d %H:%M} · {facts['members']} members × "
-    f"{facts['leads']} leads · seed {seed}"
-    + (f" · {sampler}, NFE {nfe}" if sampler else "")
+    f"{facts['leads']} leads · seed {seed}" + (f" · {sampler}, NFE {nfe}" if sampler else "")
 )
 variable = side.selectbox("Variable", variables, key="variable")
 units = ds[variable].attrs.get("units", "")
 vmin, vmax = float(ens[variable].min()), float(ens[variable].max())
-threshold = side.slider(f"Event threshold ({units})", vmin, vmax,
-                        float(round((vmin + vmax) / 2, 1)), key="threshold",
-                        help="Exceedance maps, reliability diagram and Brier score use it.")
+threshold = side.slider(
+    f"Event threshold ({units})",
+    vmin,
+    vmax,
+    float(round((vmin + vmax) / 2, 1)),
+    key="threshold",
+    help="Exceedance maps, reliability diagram and Brier score use it.",
+)
 side.header("Place")
 if network:
     ids = [str(v) for v in ds[NODE].values]
@@ -256,8 +312,13 @@ else:
     point = {}
     for dim in space_dims(ds):
         values = [float(v) for v in ds[dim].values]
-        point[dim] = side.select_slider(dim, values, value=float(point_default[dim]),
-                                        key=f"point_{dim}", format_func=lambda v: f"{v:.2f}")
+        point[dim] = side.select_slider(
+            dim,
+            values,
+            value=float(point_default[dim]),
+            key=f"point_{dim}",
+            format_func=lambda v: f"{v:.2f}",
+        )
 where = q.place_text(q.point_index(ens, point))
 
 leads = ens[LEAD_TIME].values
@@ -282,14 +343,17 @@ def maps_tab() -> None:
         stats.append("truth")
     statistic = c2.radio("Show", stats, key="statistic")
     lead = lead_names.index(c2.select_slider("Lead time", lead_names, key="lead"))
-    quant = c2.slider("Quantile", 0.01, 0.99, 0.9, 0.01, key="quantile",
-                      disabled=statistic != "quantile")
-    member = int(c2.number_input("Member", 0, members - 1, 0, key="member",
-                                 disabled=statistic != "member"))
+    quant = c2.slider(
+        "Quantile", 0.01, 0.99, 0.9, 0.01, key="quantile", disabled=statistic != "quantile"
+    )
+    member = int(
+        c2.number_input("Member", 0, members - 1, 0, key="member", disabled=statistic != "member")
+    )
     c2.caption("Press Play under the map to animate the lead times.")
     try:
-        field = q.ensemble_statistic(ens, variable, statistic, quantile=quant,
-                                     threshold=threshold, member=member, truth=ds)
+        field = q.ensemble_statistic(
+            ens, variable, statistic, quantile=quant, threshold=threshold, member=member, truth=ds
+        )
         zr = q.color_range(field, statistic)
     except ForecastError as err:
         c1.error(str(err))
@@ -298,21 +362,36 @@ def maps_tab() -> None:
     title = f"{statistic} of {variable} ({what_units})"
     if network:
         x, y, how_laid = q.node_positions(ds)
-        fig = fg.network_figure(field, x, y, q.network_edges(ds), title=title,
-                                statistic=statistic, zrange=zr, layout_kind=how_laid,
-                                start=lead)
+        fig = fg.network_figure(
+            field,
+            x,
+            y,
+            q.network_edges(ds),
+            title=title,
+            statistic=statistic,
+            zrange=zr,
+            layout_kind=how_laid,
+            start=lead,
+        )
     else:
         fig = fg.map_figure(field, title=title, statistic=statistic, zrange=zr, start=lead)
     c1.plotly_chart(fig, key="main_map")
     # lazy like the tabs: the stamps are built only while the expander is open
-    stamps_box = st.expander("Postage stamps (first 12 members at this lead)", expanded=False,
-                             key="stamps_open", on_change="rerun")
+    stamps_box = st.expander(
+        "Postage stamps (first 12 members at this lead)",
+        expanded=False,
+        key="stamps_open",
+        on_change="rerun",
+    )
     if stamps_box.open:
         with stamps_box:
             stamps = q.postage_stamps(ens, variable, lead, 12)
-            st.plotly_chart(fg.stamps_figure(stamps, positions=positions,
-                                             title=f"{variable}, lead {lead_names[lead]}"),
-                            key="stamps")
+            st.plotly_chart(
+                fg.stamps_figure(
+                    stamps, positions=positions, title=f"{variable}, lead {lead_names[lead]}"
+                ),
+                key="stamps",
+            )
 
 
 # ------------------------------------------------------------------------------------------
@@ -324,14 +403,21 @@ def point_tab() -> None:
     history = q.history_series(ctx, variable, point, ctx[TIME].values[0], ctx[TIME].values[-1])
     truth = None
     if target is not None:
-        truth = q.history_series(target, variable, point, target[TIME].values[0],
-                                 target[TIME].values[-1])
+        truth = q.history_series(
+            target, variable, point, target[TIME].values[0], target[TIME].values[-1]
+        )
     st.caption(f"At {where} (change the place in the sidebar).")
     c1, c2 = st.columns(2)
-    c1.plotly_chart(fg.plume_figure(series, history=history, truth=truth,
-                                    title=f"Plume at {where}"), key="plume")
-    c2.plotly_chart(fg.fan_figure(q.fan_quantiles(series), history=history, truth=truth,
-                                  title=f"Fan chart at {where}"), key="fan")
+    c1.plotly_chart(
+        fg.plume_figure(series, history=history, truth=truth, title=f"Plume at {where}"),
+        key="plume",
+    )
+    c2.plotly_chart(
+        fg.fan_figure(
+            q.fan_quantiles(series), history=history, truth=truth, title=f"Fan chart at {where}"
+        ),
+        key="fan",
+    )
     st.plotly_chart(fg.epsgram_figure(series, title=f"EPSgram at {where}"), key="epsgram")
 
 
@@ -344,19 +430,33 @@ def scores_tab() -> None:
     src = st.selectbox("Scores from", kinds, key="score_source")
     diag = None
     if src == kinds[0]:
-        n_issues = st.slider("Test issue times", 2, min(24, len(issues)), min(6, len(issues)),
-                             key="n_issues")
+        n_issues = st.slider(
+            "Test issue times", 2, min(24, len(issues)), min(6, len(issues)), key="n_issues"
+        )
         step = max(1, len(issues) // n_issues)
         picked = tuple(str(t) for t in issues[::step][:n_issues])
-        refs = {k: fitted_model(k, data_key, ds, protocol)
-                for k in ("climatology", "persistence") if not (how == "fit" and what == k)}
+        refs = {
+            k: fitted_model(k, data_key, ds, protocol)
+            for k in ("climatology", "persistence")
+            if not (how == "fit" and what == k)
+        }
         try:
-            card, diag = scores((model_key, *refs), data_key, picked, members, seed,
-                                float(threshold), {model_name: model, **refs}, ds)
+            card, diag = scores(
+                (model_key, *refs),
+                data_key,
+                picked,
+                members,
+                seed,
+                float(threshold),
+                {model_name: model, **refs},
+                ds,
+            )
         except ForecastError as err:
             fail(err, "Fix: pick fewer issue times or another model.")
-        st.caption(f"{len(picked)} test issue times × {members} members; event threshold "
-                   f"{threshold:.3g} {units}; climatology and persistence fitted on the fly.")
+        st.caption(
+            f"{len(picked)} test issue times × {members} members; event threshold "
+            f"{threshold:.3g} {units}; climatology and persistence fitted on the fly."
+        )
         name = variable
     else:
         try:
@@ -366,27 +466,44 @@ def scores_tab() -> None:
         name = variable if variable in card else None
     c1, c2 = st.columns(2)
     crps = q.metric_by_lead(card, "crps", name)
-    c1.plotly_chart(fg.by_lead_figure(crps, title="CRPS by lead time",
-                                      ytitle=f"CRPS ({units})"), key="crps")
+    c1.plotly_chart(
+        fg.by_lead_figure(crps, title="CRPS by lead time", ytitle=f"CRPS ({units})"), key="crps"
+    )
     try:
         crpss = q.skill_score(card, "crps", "climatology", name)
-        c2.plotly_chart(fg.by_lead_figure(crpss, title="CRPSS vs climatology", ytitle="CRPSS",
-                                          reference_line=0.0), key="crpss")
+        c2.plotly_chart(
+            fg.by_lead_figure(
+                crpss, title="CRPSS vs climatology", ytitle="CRPSS", reference_line=0.0
+            ),
+            key="crpss",
+        )
     except ForecastError as err:
         c2.info(str(err))
     c3, c4 = st.columns(2)
-    c3.plotly_chart(fg.spread_skill_figure(q.metric_by_lead(card, "spread", name),
-                                           q.metric_by_lead(card, "rmse", name)),
-                    key="spread_skill")
+    c3.plotly_chart(
+        fg.spread_skill_figure(
+            q.metric_by_lead(card, "spread", name), q.metric_by_lead(card, "rmse", name)
+        ),
+        key="spread_skill",
+    )
     if diag is not None:
         d = diag[variable].sel(model=model_name)
-        c4.plotly_chart(fg.rank_histogram_figure(d["rank_frequency"].dropna("rank").values,
-                                                 title=f"Rank histogram, {model_name}"),
-                        key="rank_hist")
-        st.plotly_chart(fg.reliability_figure(
-            d["forecast_probability"].values, d["observed_frequency"].values, d["count"].values,
-            title=f"Reliability of P({variable} > {diag[variable].attrs['threshold']:.3g} "
-                  f"{units}), {model_name}"), key="reliability")
+        c4.plotly_chart(
+            fg.rank_histogram_figure(
+                d["rank_frequency"].dropna("rank").values, title=f"Rank histogram, {model_name}"
+            ),
+            key="rank_hist",
+        )
+        st.plotly_chart(
+            fg.reliability_figure(
+                d["forecast_probability"].values,
+                d["observed_frequency"].values,
+                d["count"].values,
+                title=f"Reliability of P({variable} > {diag[variable].attrs['threshold']:.3g} "
+                f"{units}), {model_name}",
+            ),
+            key="reliability",
+        )
     table = crps.to_pandas().T
     table.index = q.lead_labels(table.index.values)
     st.dataframe(table)
@@ -400,10 +517,12 @@ def scenario_name(s: object) -> str:
 
 
 def latent_tab() -> None:
-    st.caption("Generation maps a Gaussian latent to a forecast. Walk the great-circle (slerp) "
-               "path between two scenarios' latents and compare each decoded field with the "
-               "straight blend of the two end fields: the blend loses variance mid-way, the "
-               "latent path stays realistic.")
+    st.caption(
+        "Generation maps a Gaussian latent to a forecast. Walk the great-circle (slerp) "
+        "path between two scenarios' latents and compare each decoded field with the "
+        "straight blend of the two end fields: the blend loses variance mid-way, the "
+        "latent path stays realistic."
+    )
     scen: list[object] = list(range(min(members, 20)))
     if target is not None:
         scen = ["observed", *scen]
@@ -412,50 +531,81 @@ def latent_tab() -> None:
     b = c2.selectbox("Scenario B", scen, index=1, key="scen_b", format_func=scenario_name)
     steps = int(c3.number_input("Points on the path", 3, 21, 9, key="path_steps"))
     try:
-        path, blend, pr, br = latent_path(model_key, data_key, issue, members, seed, a, b,
-                                          steps, model, ds)
+        path, blend, pr, br = latent_path(
+            model_key, data_key, issue, members, seed, a, b, steps, model, ds
+        )
     except ForecastError as err:
         fail(err, "Fix: pick other scenarios or another issue time.")
     c1, c2 = st.columns(2)
     pos = c1.slider("Position along the path", 0, steps - 1, steps // 2, key="path_pos")
     plead = lead_names.index(c2.select_slider("Lead time", lead_names, key="path_lead"))
-    st.plotly_chart(fg.latent_path_figure(
-        path[variable].isel({LEAD_TIME: plead}), blend[variable].isel({LEAD_TIME: plead}), pos,
-        positions=positions, title=f"{variable}, lead {lead_names[plead]}"),
-        key="latent_panels")
+    st.plotly_chart(
+        fg.latent_path_figure(
+            path[variable].isel({LEAD_TIME: plead}),
+            blend[variable].isel({LEAD_TIME: plead}),
+            pos,
+            positions=positions,
+            title=f"{variable}, lead {lead_names[plead]}",
+        ),
+        key="latent_panels",
+    )
     t = path[PATH].values
     c1, c2 = st.columns(2)
-    c1.plotly_chart(fg.variance_ratio_figure(pr[variable].values, br[variable].values, t,
-                                             current=float(t[pos])), key="latent_ratio")
-    c2.plotly_chart(fg.path_plume_figure(path[variable].sel(q.point_index(path, point)), pos,
-                                         title=f"Path plume at {where}"), key="latent_plume")
-    st.download_button("Download the path as NetCDF", q.path_netcdf_bytes(path, blend),
-                       file_name="latent_path.nc", mime="application/x-netcdf",
-                       key="path_download")
+    c1.plotly_chart(
+        fg.variance_ratio_figure(
+            pr[variable].values, br[variable].values, t, current=float(t[pos])
+        ),
+        key="latent_ratio",
+    )
+    c2.plotly_chart(
+        fg.path_plume_figure(
+            path[variable].sel(q.point_index(path, point)), pos, title=f"Path plume at {where}"
+        ),
+        key="latent_plume",
+    )
+    st.download_button(
+        "Download the path as NetCDF",
+        q.path_netcdf_bytes(path, blend),
+        file_name="latent_path.nc",
+        mime="application/x-netcdf",
+        key="path_download",
+    )
 
 
 # ------------------------------------------------------------------------------------------
 # export
 # ------------------------------------------------------------------------------------------
 def export_tab() -> None:
-    st.write(f"The ensemble shown: {facts['members']} members × {facts['leads']} leads, "
-             f"{facts['space']}, issued {facts['init_time']:%Y-%m-%d %H:%M}, as CF-1.8 "
-             "NetCDF (`forecast.export.to_netcdf`; read it back with "
-             "`forecast.export.open_ensemble`).")
+    st.write(
+        f"The ensemble shown: {facts['members']} members × {facts['leads']} leads, "
+        f"{facts['space']}, issued {facts['init_time']:%Y-%m-%d %H:%M}, as CF-1.8 "
+        "NetCDF (`forecast.export.to_netcdf`; read it back with "
+        "`forecast.export.open_ensemble`)."
+    )
     try:
-        data = export_bytes(model_key, data_key, issue, members, seed, ens, model_name,
-                            sampler, nfe)
+        data = export_bytes(
+            model_key, data_key, issue, members, seed, ens, model_name, sampler, nfe
+        )
     except ForecastError as err:
         st.error(str(err))
         return
-    st.download_button("Download ensemble NetCDF", data,
-                       file_name=f"ensemble_{pd.Timestamp(issue):%Y%m%dT%H%M}.nc",
-                       mime="application/x-netcdf", key="download")
+    st.download_button(
+        "Download ensemble NetCDF",
+        data,
+        file_name=f"ensemble_{pd.Timestamp(issue):%Y%m%dT%H%M}.nc",
+        mime="application/x-netcdf",
+        key="download",
+    )
     st.caption(f"{len(data) / 1e6:.2f} MB; `{MEMBER}` is written as CF `realization`.")
 
 
-BODIES = {tab_names[0]: maps_tab, tab_names[1]: point_tab, "Scores": scores_tab,
-          "Latent explorer": latent_tab, "Export": export_tab}
+BODIES = {
+    tab_names[0]: maps_tab,
+    tab_names[1]: point_tab,
+    "Scores": scores_tab,
+    "Latent explorer": latent_tab,
+    "Export": export_tab,
+}
 for name, tab in tabs.items():
     if tab.open:
         with tab:

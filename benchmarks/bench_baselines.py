@@ -38,8 +38,10 @@ def main() -> None:
     train = proto.split(ds, "train")
     test_times = proto.windows(ds, "test").issue_times(ds)
     val_times = proto.windows(ds, "val").issue_times(ds)
-    print(f"{proto.name}: {dict(ds.sizes)}, train {train.sizes['time']} steps, "
-          f"{len(test_times)} test and {len(val_times)} val issue times, {args.members} members")
+    print(
+        f"{proto.name}: {dict(ds.sizes)}, train {train.sizes['time']} steps, "
+        f"{len(test_times)} test and {len(val_times)} val issue times, {args.members} members"
+    )
 
     if not args.skip_baselines:
         for name in ("persistence", "climatology", "diurnal-persistence", "gp"):
@@ -57,8 +59,12 @@ def main() -> None:
         iterations = int(rest[0]) if rest else 60
         n_inducing = int(rest[1]) if len(rest) > 1 else 128
         model = GaussianProcessForecaster(
-            context=proto.context, horizon=proto.horizon, method=method, n_train=int(n_train),
-            iterations=iterations, n_inducing=n_inducing,
+            context=proto.context,
+            horizon=proto.horizon,
+            method=method,
+            n_train=int(n_train),
+            iterations=iterations,
+            n_inducing=n_inducing,
         )
         t0 = time.perf_counter()
         model.fit(train)
@@ -70,8 +76,10 @@ def main() -> None:
         var = next(iter(mean.data_vars))
         crps = float(crps_gaussian(obs, mean, std)[var])
         rmse = float(np.sqrt(((obs[var] - mean[var]) ** 2).mean()))
-        print(f"gp {spec:12s} fit {fit_s:7.2f} s  predict {pred_s:6.2f} s  "
-              f"CRPS {crps:.4f}  RMSE {rmse:.4f}")
+        print(
+            f"gp {spec:12s} fit {fit_s:7.2f} s  predict {pred_s:6.2f} s  "
+            f"CRPS {crps:.4f}  RMSE {rmse:.4f}"
+        )
 
 
 if __name__ == "__main__":

@@ -65,12 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"only {len(times)} P2 test issue times; pass --issues {len(times)}")
     shape = (args.members, proto.horizon, *(ds.sizes[d] for d in ("lat", "lon")))
     n_bytes = len(times) * int(np.prod(shape)) * 4
-    print(f"data {args.data}: {len(times)} issue times x {args.members} members x "
-          f"{proto.horizon} leads x {shape[2]} x {shape[3]} float32 = {n_bytes / 1e6:.0f} MB raw")
+    print(
+        f"data {args.data}: {len(times)} issue times x {args.members} members x "
+        f"{proto.horizon} leads x {shape[2]} x {shape[3]} float32 = {n_bytes / 1e6:.0f} MB raw"
+    )
 
     def slab(t):
-        return model.sample(context_of(ds, t, model.context), args.members,
-                            seed=issue_seed(0, t))
+        return model.sample(context_of(ds, t, model.context), args.members, seed=issue_seed(0, t))
 
     with tempfile.TemporaryDirectory(dir=args.folder) as tmp:
         folder = Path(tmp)
@@ -85,22 +86,27 @@ def main(argv: list[str] | None = None) -> int:
             stream_s, stream_cpu = time.perf_counter() - t0, time.process_time() - c0
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-            print(f"streaming export of {n} issue times (sampling + writing, zlib 4 + shuffle): "
-                  f"{stream_s:.2f} s wall, {stream_cpu:.2f} s CPU; tracemalloc peak "
-                  f"{peak / 1e6:.0f} MB")
-        print(f"max RSS growth over both streaming runs {_rss_mb() - rss0:.0f} MB "
-              f"(one issue time is {n_bytes / len(times) / 1e6:.1f} MB)")
+            print(
+                f"streaming export of {n} issue times (sampling + writing, zlib 4 + shuffle): "
+                f"{stream_s:.2f} s wall, {stream_cpu:.2f} s CPU; tracemalloc peak "
+                f"{peak / 1e6:.0f} MB"
+            )
+        print(
+            f"max RSS growth over both streaming runs {_rss_mb() - rss0:.0f} MB "
+            f"(one issue time is {n_bytes / len(times) / 1e6:.1f} MB)"
+        )
         t0, c0 = time.perf_counter(), time.process_time()
         for t in times:
             slab(t)
-        print(f"sampling alone ({len(times)} issue times): {time.perf_counter() - t0:.2f} s "
-              f"wall, {time.process_time() - c0:.2f} s CPU")
+        print(
+            f"sampling alone ({len(times)} issue times): {time.perf_counter() - t0:.2f} s "
+            f"wall, {time.process_time() - c0:.2f} s CPU"
+        )
 
         # 2. export only, ensembles already in memory
         slabs = [slab(t) for t in times]
         sizes = {}
-        for label, compress, level in (("zlib", True, 4), ("zlib-1", True, 1),
-                                       ("none", False, 4)):
+        for label, compress, level in (("zlib", True, 4), ("zlib-1", True, 1), ("none", False, 4)):
             path = folder / f"{label}.nc"
             tracemalloc.start()
             t0, c0 = time.perf_counter(), time.process_time()
@@ -109,10 +115,12 @@ def main(argv: list[str] | None = None) -> int:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
             sizes[label] = path.stat().st_size
-            print(f"export only, compression {label} (level {level if compress else '-'}): "
-                  f"{sec:.2f} s wall, {cpu:.2f} s CPU ({n_bytes / 1e6 / cpu:.0f} MB/s raw per "
-                  f"CPU second), file {sizes[label] / 1e6:.1f} MB; writer's "
-                  f"own tracemalloc peak {peak / 1e6:.0f} MB")
+            print(
+                f"export only, compression {label} (level {level if compress else '-'}): "
+                f"{sec:.2f} s wall, {cpu:.2f} s CPU ({n_bytes / 1e6 / cpu:.0f} MB/s raw per "
+                f"CPU second), file {sizes[label] / 1e6:.1f} MB; writer's "
+                f"own tracemalloc peak {peak / 1e6:.0f} MB"
+            )
         print(f"compression ratio {sizes['none'] / sizes['zlib']:.2f}")
         del slabs
 
@@ -131,9 +139,11 @@ def main(argv: list[str] | None = None) -> int:
                 nc_s.append(time.perf_counter() - t0)
             assert one.shape == raw.shape
             np.testing.assert_array_equal(one, np.ma.filled(raw, np.nan))
-            print(f"read one member ({one.nbytes / 1e6:.1f} MB) from the {label} file: "
-                  f"open_ensemble {statistics.median(xr_s) * 1e3:.0f} ms, "
-                  f"netCDF4 {statistics.median(nc_s) * 1e3:.0f} ms (median of {args.repeat})")
+            print(
+                f"read one member ({one.nbytes / 1e6:.1f} MB) from the {label} file: "
+                f"open_ensemble {statistics.median(xr_s) * 1e3:.0f} ms, "
+                f"netCDF4 {statistics.median(nc_s) * 1e3:.0f} ms (median of {args.repeat})"
+            )
     return 0
 
 

@@ -40,8 +40,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from forecast.dims import INIT_TIME, LAT, LEAD_TIME, LON, MEMBER, TIME, VALID_TIME
 from forecast.export import to_netcdf, to_zarr
 
-METRICS = ("crps", "crps_fair", "rmse", "mae_median", "spread", "spread_skill", "brier",
-           "rank_flatness")
+METRICS = (
+    "crps",
+    "crps_fair",
+    "rmse",
+    "mae_median",
+    "spread",
+    "spread_skill",
+    "brier",
+    "rank_flatness",
+)
 
 
 def geometry(size_mb: float, members: int = 50, leads: int = 24, ny: int = 32, nx: int = 48):
@@ -60,8 +68,13 @@ def truth_and_slabs(n_init: int, members: int, leads: int, ny: int, nx: int, see
     lon = np.linspace(-8.0, 2.0, nx)
     signal = (280.0 + 3.0 * np.sin(np.arange(n_time) / 5.0))[:, None, None]
     truth = xr.Dataset(
-        {"t2m": ((TIME, LAT, LON), (signal + rng.standard_normal((n_time, ny, nx))).astype(
-            np.float32), {"units": "K"})},
+        {
+            "t2m": (
+                (TIME, LAT, LON),
+                (signal + rng.standard_normal((n_time, ny, nx))).astype(np.float32),
+                {"units": "K"},
+            )
+        },
         coords={TIME: times, LAT: lat, LON: lon},
     )
     lead = pd.to_timedelta(np.arange(1, leads + 1), "h").values.astype("timedelta64[ns]")
@@ -72,10 +85,15 @@ def truth_and_slabs(n_init: int, members: int, leads: int, ny: int, nx: int, see
             centre = signal[6 * i + 1 : 6 * i + 1 + leads]
             vals = centre[None] + rng.standard_normal((members, leads, ny, nx), np.float32)
             yield xr.Dataset(
-                {"t2m": ((MEMBER, LEAD_TIME, LAT, LON), vals.astype(np.float32),
-                         {"units": "K"})},
-                coords={MEMBER: np.arange(members), LEAD_TIME: lead, INIT_TIME: init,
-                        VALID_TIME: (LEAD_TIME, init + lead), LAT: lat, LON: lon},
+                {"t2m": ((MEMBER, LEAD_TIME, LAT, LON), vals.astype(np.float32), {"units": "K"})},
+                coords={
+                    MEMBER: np.arange(members),
+                    LEAD_TIME: lead,
+                    INIT_TIME: init,
+                    VALID_TIME: (LEAD_TIME, init + lead),
+                    LAT: lat,
+                    LON: lon,
+                },
             )
 
     return truth, slabs
@@ -131,21 +149,34 @@ def bench_scoring(args, folder: Path) -> None:
     t0 = time.perf_counter()
     to_netcdf(slabs(), path, compress=False, total=n_init)
     size = path.stat().st_size
-    print(f"ensemble file: {n_init} issue times x {members} members x {leads} leads x "
-          f"{ny}x{nx} grid = {size / 1e6:.0f} MB (written in {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"ensemble file: {n_init} issue times x {members} members x {leads} leads x "
+        f"{ny}x{nx} grid = {size / 1e6:.0f} MB (written in {time.perf_counter() - t0:.1f} s)"
+    )
     limit = args.worker_memory_mb * 1e6
-    print(f"worker memory_limit: {args.worker_memory_mb} MB per worker "
-          f"(file / limit = {size / limit:.1f}); chunk: 1 issue time = "
-          f"{size / n_init / 1e6:.1f} MB")
+    print(
+        f"worker memory_limit: {args.worker_memory_mb} MB per worker "
+        f"(file / limit = {size / limit:.1f}); chunk: 1 issue time = "
+        f"{size / n_init / 1e6:.1f} MB"
+    )
     print(f"metrics: {', '.join(args.metrics)}")
     print(f"load average before: {os.getloadavg()}, cpus: {os.cpu_count()}")
     reference = None
-    print("| workers | total memory limit (MB) | wall (s) | MB/s | peak worker RSS (MB) | "
-          "peak client RSS (MB) |")
+    print(
+        "| workers | total memory limit (MB) | wall (s) | MB/s | peak worker RSS (MB) | "
+        "peak client RSS (MB) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
     for n in args.workers:
-        with LocalCluster(n_workers=n, threads_per_worker=1, memory_limit=f"{limit:.0f}",
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                memory_limit=f"{limit:.0f}",
+                dashboard_address=None,
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             fc = open_forecast(path, issue_chunk=1)
             with PeakSampler(client) as peak:
                 t0 = time.perf_counter()
@@ -156,8 +187,10 @@ def bench_scoring(args, folder: Path) -> None:
         if reference is None:
             reference = values
         assert np.allclose(values, reference, rtol=1e-10, equal_nan=True), "scores differ"
-        print(f"| {n} | {n * args.worker_memory_mb} | {wall:.1f} | {size / 1e6 / wall:.0f} | "
-              f"{max(peak.worker_peak.values()) / 1e6:.0f} | {peak.client_peak / 1e6:.0f} |")
+        print(
+            f"| {n} | {n * args.worker_memory_mb} | {wall:.1f} | {size / 1e6 / wall:.0f} | "
+            f"{max(peak.worker_peak.values()) / 1e6:.0f} | {peak.client_peak / 1e6:.0f} |"
+        )
     print(f"load average after: {os.getloadavg()}")
     print(f"crps at lead 1h: {float(card['t2m'].sel(metric='crps').values[0, 0]):.4f}")
     path.unlink()
@@ -165,16 +198,20 @@ def bench_scoring(args, folder: Path) -> None:
 
 def bench_export(args, folder: Path) -> None:
     n_init, members, leads, ny, nx = geometry(args.export_mb)
-    print(f"export: {n_init} issue times x {members} members x {leads} leads x {ny}x{nx} "
-          f"({n_init * members * leads * ny * nx * 4 / 1e6:.0f} MB float32), from a generator")
+    print(
+        f"export: {n_init} issue times x {members} members x {leads} leads x {ny}x{nx} "
+        f"({n_init * members * leads * ny * nx * 4 / 1e6:.0f} MB float32), from a generator"
+    )
     print("| format | time (s) | size on disk (MB) | files |")
     print("|---|---:|---:|---:|")
     for name, write, target in [
         ("NetCDF zlib 4", lambda s, p: to_netcdf(s, p, total=n_init), folder / "e.nc"),
-        ("NetCDF uncompressed", lambda s, p: to_netcdf(s, p, compress=False, total=n_init),
-         folder / "u.nc"),
-        ("Zarr (v2, default codec)", lambda s, p: to_zarr(s, p, total=n_init),
-         folder / "e.zarr"),
+        (
+            "NetCDF uncompressed",
+            lambda s, p: to_netcdf(s, p, compress=False, total=n_init),
+            folder / "u.nc",
+        ),
+        ("Zarr (v2, default codec)", lambda s, p: to_zarr(s, p, total=n_init), folder / "e.zarr"),
     ]:
         _, slabs = truth_and_slabs(n_init, members, leads, ny, nx, seed=1)
         t0 = time.perf_counter()
@@ -190,8 +227,12 @@ def main() -> None:
     parser.add_argument("--worker-memory-mb", type=int, default=600)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--export-mb", type=float, default=300.0)
-    parser.add_argument("--metrics", nargs="+", default=list(METRICS),
-                        help="scorecard metrics of part 1 (default: the pointwise ones)")
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        default=list(METRICS),
+        help="scorecard metrics of part 1 (default: the pointwise ones)",
+    )
     parser.add_argument("--skip-scoring", action="store_true")
     parser.add_argument("--skip-export", action="store_true")
     args = parser.parse_args()

@@ -52,8 +52,12 @@ def _case(kind: str, factor: int, batch_size: int) -> dict:
     else:
         ds = synthetic_weather(seed=0, n_lat=33, n_lon=49, days=31 * factor, start="2019-03-01")
     data_bytes = int(ds["t2m"].nbytes)
-    out: dict = {"case": kind, "factor": factor, "steps": int(ds.sizes["time"]),
-                 "data_MiB": data_bytes / 2**20}
+    out: dict = {
+        "case": kind,
+        "factor": factor,
+        "steps": int(ds.sizes["time"]),
+        "data_MiB": data_bytes / 2**20,
+    }
 
     base = _reset_peak()
     t0 = time.perf_counter()
@@ -111,8 +115,15 @@ def main() -> None:
     cases = [("era5", 1)] + [("synthetic", f) for f in args.factors]
     rows = []
     for kind, factor in cases:
-        cmd = [sys.executable, __file__, "--case", kind, str(factor),
-               "--batch-size", str(args.batch_size)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--case",
+            kind,
+            str(factor),
+            "--batch-size",
+            str(args.batch_size),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -120,20 +131,28 @@ def main() -> None:
             continue
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
 
-    print("| case | x | steps | data MiB | windows | index KiB | materialized MiB "
-          "| windows s | windows peak MiB | fit s | fit peak MiB | loader s | loader peak MiB |")
+    print(
+        "| case | x | steps | data MiB | windows | index KiB | materialized MiB "
+        "| windows s | windows peak MiB | fit s | fit peak MiB | loader s | loader peak MiB |"
+    )
     print("|" + "---|" * 13)
     for r in rows:
-        print(f"| {r['case']} | {r['factor']} | {r['steps']} | {r['data_MiB']:.1f} "
-              f"| {r['n_windows']} | {r['index_KiB']:.1f} | {r['materialized_MiB']:.0f} "
-              f"| {r['windows_s']:.4f} | {r['windows_peak_MiB']:.1f} "
-              f"| {r['fit_s']:.2f} | {r['fit_peak_MiB']:.1f} "
-              f"| {r['loader_s']:.2f} | {r['loader_peak_MiB']:.1f} |")
+        print(
+            f"| {r['case']} | {r['factor']} | {r['steps']} | {r['data_MiB']:.1f} "
+            f"| {r['n_windows']} | {r['index_KiB']:.1f} | {r['materialized_MiB']:.0f} "
+            f"| {r['windows_s']:.4f} | {r['windows_peak_MiB']:.1f} "
+            f"| {r['fit_s']:.2f} | {r['fit_peak_MiB']:.1f} "
+            f"| {r['loader_s']:.2f} | {r['loader_peak_MiB']:.1f} |"
+        )
     for r in rows:
         if "p2_windows" in r:
             print(f"P2 windows on the real ERA5 file: {r['p2_windows']}")
-    print(f"batch size {args.batch_size}: one batch of context+target is "
-          f"{rows[-1]['batch_MiB']:.1f} MiB" if rows else "no case ran")
+    print(
+        f"batch size {args.batch_size}: one batch of context+target is "
+        f"{rows[-1]['batch_MiB']:.1f} MiB"
+        if rows
+        else "no case ran"
+    )
 
 
 if __name__ == "__main__":

@@ -89,6 +89,7 @@ class LatentForecaster(Forecaster, Protocol):
 
     def encode(self, context: xr.Dataset, target: xr.Dataset) -> Any: ...
 
+
 #: Points along a latent path (coordinate: fraction from 0 to 1); see forecast.sampling.paths.
 PATH = "path"
 

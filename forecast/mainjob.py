@@ -114,9 +114,7 @@ def shipped_record(path: str | Path) -> dict[str, Any]:
 
     _, meta = load_checkpoint(path)
     if "shipped" not in meta:
-        raise ForecastError(
-            f"{path} has no `shipped` record; make it with `{MAKE_MODELS}`"
-        )
+        raise ForecastError(f"{path} has no `shipped` record; make it with `{MAKE_MODELS}`")
     return dict(meta["shipped"])
 
 
@@ -406,9 +404,7 @@ def plot_latent_path(model: Any, ds: xr.Dataset, issue_time: Any, context: int,
     """Fields decoded along the slerp path (top) versus the straight blend (middle) between two
     prior scenarios, at one lead, and the anomaly variance ratio along both (bottom)."""
     plt = _pyplot()
-    lat_path, blend, r_path, r_blend = latent_scenarios(
-        model, ds, issue_time, context, steps, seed
-    )
+    lat_path, blend, r_path, r_blend = latent_scenarios(model, ds, issue_time, context, steps, seed)
     var = next(iter(lat_path.data_vars))
     lead = lat_path[LEAD_TIME].size // 2 if lead_index is None else int(lead_index)
     fields = [lat_path[var].isel({LEAD_TIME: lead}), blend[var].isel({LEAD_TIME: lead})]

@@ -88,8 +88,11 @@ def train_gp(data: str, dest: Path) -> dict:
         "val_crps_units": "physical units (closed-form Gaussian CRPS, validation windows)",
     }
     save_checkpoint(target, arrays, meta)
-    print(f"{name}: fitted in {seconds:.0f} s, val CRPS {meta['shipped']['val_crps']:.4f} -> "
-          f"{target.relative_to(REPO)}", flush=True)
+    print(
+        f"{name}: fitted in {seconds:.0f} s, val CRPS {meta['shipped']['val_crps']:.4f} -> "
+        f"{target.relative_to(REPO)}",
+        flush=True,
+    )
     return meta["shipped"]
 
 
@@ -166,9 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [(m, d) for m, d in SHIPPED if not args.only or name_of(m, d) in args.only]
     args.dest.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        jobs = [
-            pool.submit(train_one, m, d, args.work, args.dest, args.threads) for m, d in todo
-        ]
+        jobs = [pool.submit(train_one, m, d, args.work, args.dest, args.threads) for m, d in todo]
         failed = 0
         for job in jobs:
             try:

@@ -120,7 +120,10 @@ def test_every_tab_renders_with_the_embedded_default(weather, no_checkpoints):
     no_failure(at)
     crps = chart(at, "crps")
     assert [tr["name"] for tr in crps["data"]] == [
-        "diurnal-persistence (fitted on the fly)", "climatology", "persistence"]
+        "diurnal-persistence (fitted on the fly)",
+        "climatology",
+        "persistence",
+    ]
     assert all(np.all(values(tr["y"]) > 0) for tr in crps["data"])
     for key in ("crpss", "spread_skill", "rank_hist", "reliability"):
         assert chart(at, key)["data"]
@@ -142,7 +145,8 @@ def test_widgets_change_the_output(weather, no_checkpoints):
     no_failure(at)
     ens = q.sample_at(model, ds, issues[0], 20, 0)
     np.testing.assert_allclose(
-        map_z(at), q.ensemble_statistic(ens, "t2m", "mean", lead=5).values, rtol=1e-6)
+        map_z(at), q.ensemble_statistic(ens, "t2m", "mean", lead=5).values, rtol=1e-6
+    )
     assert chart(at, "main_map")["layout"]["sliders"][0]["active"] == 5
 
     label = f"{issues[3]:%Y-%m-%d %H:%M}"
@@ -150,14 +154,16 @@ def test_widgets_change_the_output(weather, no_checkpoints):
     no_failure(at)
     ens3 = q.sample_at(model, ds, issues[3], 20, 0)
     np.testing.assert_allclose(
-        map_z(at), q.ensemble_statistic(ens3, "t2m", "mean", lead=5).values, rtol=1e-6)
+        map_z(at), q.ensemble_statistic(ens3, "t2m", "mean", lead=5).values, rtol=1e-6
+    )
 
     at.radio(key="statistic").set_value("exceedance").run()
     at.slider(key="threshold").set_value(280.0).run()
     no_failure(at)
     p280 = map_z(at)
     np.testing.assert_allclose(
-        p280, q.ensemble_statistic(ens3, "t2m", "exceedance", lead=5, threshold=280.0).values)
+        p280, q.ensemble_statistic(ens3, "t2m", "exceedance", lead=5, threshold=280.0).values
+    )
     at.slider(key="threshold").set_value(285.0).run()
     p285 = map_z(at)
     assert np.all(p285 <= p280) and np.any(p285 < p280)
@@ -173,7 +179,8 @@ def test_widgets_change_the_output(weather, no_checkpoints):
     persistence = q.fit_on_the_fly("persistence", ds, q.protocol_for("synthetic-weather", ds))
     ens_p = q.sample_at(persistence, ds, issues[3], 20, 0)
     np.testing.assert_allclose(
-        map_z(at), q.ensemble_statistic(ens_p, "t2m", "mean", lead=0).values, rtol=1e-6)
+        map_z(at), q.ensemble_statistic(ens_p, "t2m", "mean", lead=0).values, rtol=1e-6
+    )
     assert not np.allclose(map_z(at), before)
     assert not np.allclose(map_z(at), first)
 
@@ -184,10 +191,13 @@ def write_grid(path: Path, with_time: bool = True) -> None:
     if with_time:
         ds = xr.Dataset(
             {"t2m": ((TIME, LAT, LON), 280 + rng.normal(size=(240, 4, 5)), {"units": "K"})},
-            coords={TIME: times, LAT: np.arange(4.0), LON: np.arange(5.0)})
+            coords={TIME: times, LAT: np.arange(4.0), LON: np.arange(5.0)},
+        )
     else:
-        ds = xr.Dataset({"t2m": ((LAT, LON), rng.normal(size=(4, 5)), {"units": "K"})},
-                        coords={LAT: np.arange(4.0), LON: np.arange(5.0)})
+        ds = xr.Dataset(
+            {"t2m": ((LAT, LON), rng.normal(size=(4, 5)), {"units": "K"})},
+            coords={LAT: np.arange(4.0), LON: np.arange(5.0)},
+        )
     ds.to_netcdf(path)
 
 
@@ -247,7 +257,11 @@ def test_own_netcdf_file_is_forecast(user_files):
     # the file is read, never written, and nothing is written beside it
     assert (good.stat().st_mtime_ns, good.read_bytes()) == stamp
     assert sorted(p.name for p in user_files[0].iterdir()) == [
-        "fake.nc", "good.nc", "no_time.nc", "notes.txt"]
+        "fake.nc",
+        "good.nc",
+        "no_time.nc",
+        "notes.txt",
+    ]
 
 
 def test_no_models_found_says_how_to_get_one(no_checkpoints):
@@ -266,8 +280,10 @@ def test_checkpoint_that_does_not_fit_the_data(no_checkpoints):
     (no_checkpoints / "broken.safetensors").write_bytes(b"not a checkpoint")
     at = new_app().run()
     assert not at.exception
-    assert any("broken.safetensors" in w.value and "not a forecast checkpoint" in w.value
-               for w in at.warning)
+    assert any(
+        "broken.safetensors" in w.value and "not a forecast checkpoint" in w.value
+        for w in at.warning
+    )
     at.selectbox(key="model").set_value("traffic.safetensors (persistence)").run()
     assert not at.exception
     assert len(at.error) == 1 and "does not fit this data set" in at.error[0].value
@@ -292,10 +308,24 @@ def diffusion_checkpoint(tmp_path_factory):
     ds = q.open_named("synthetic-weather")
     p = q.protocol_for("synthetic-weather", ds)
     model = MODELS.get("diffusion")(
-        context=p.context, horizon=p.horizon, base=4, mults=(1,), hidden=4, blocks=1,
-        emb_dim=8, nfe=2, latent_nfe=2, invert_refine=0,
-        train={"epochs": 1, "max_steps": 1, "batch_size": 2, "eval_every": 0,
-               "progress": False, "warmup_steps": 1},
+        context=p.context,
+        horizon=p.horizon,
+        base=4,
+        mults=(1,),
+        hidden=4,
+        blocks=1,
+        emb_dim=8,
+        nfe=2,
+        latent_nfe=2,
+        invert_refine=0,
+        train={
+            "epochs": 1,
+            "max_steps": 1,
+            "batch_size": 2,
+            "eval_every": 0,
+            "progress": False,
+            "warmup_steps": 1,
+        },
     )
     model.fit(p.split(ds, "train").isel({TIME: slice(0, 40)}))
     folder = tmp_path_factory.mktemp("diffusion")
@@ -363,7 +393,8 @@ def test_first_page_is_the_shipped_vae_ensemble(monkeypatch):
     protocol = q.protocol_for("synthetic-weather", ds, model.context, model.horizon)
     ens = q.sample_at(model, ds, q.test_issue_times(ds, protocol)[0], 20, 0)
     np.testing.assert_allclose(
-        map_z(at), q.ensemble_statistic(ens, "t2m", "mean", lead=0).values, rtol=1e-5)
+        map_z(at), q.ensemble_statistic(ens, "t2m", "mean", lead=0).values, rtol=1e-5
+    )
     # the postage stamps are built only once their expander is opened
     assert chart_keys(at) == ["main_map"]
     at.session_state["stamps_open"] = True
@@ -387,11 +418,13 @@ def test_default_is_the_fitting_checkpoint_quickest_to_sample(
     no_failure(at)
     # listed first, but slower to sample: the one-pass persistence checkpoint is shown first
     assert at.selectbox(key="model").options.index("a-micro.safetensors (diffusion)") < (
-        at.selectbox(key="model").options.index("b-persistence.safetensors (persistence)"))
+        at.selectbox(key="model").options.index("b-persistence.safetensors (persistence)")
+    )
     assert at.selectbox(key="model").value == "b-persistence.safetensors (persistence)"
     ens = q.sample_at(persistence, ds, issues[0], 20, 0)
     np.testing.assert_allclose(
-        map_z(at), q.ensemble_statistic(ens, "t2m", "mean", lead=0).values, rtol=1e-6)
+        map_z(at), q.ensemble_statistic(ens, "t2m", "mean", lead=0).values, rtol=1e-6
+    )
     at.selectbox(key="model").set_value("a-micro.safetensors (diffusion)").run()
     no_failure(at)
     assert at.selectbox(key="sampler").value == "dpmpp-2m"
@@ -414,11 +447,14 @@ def test_scores_from_a_scorecard_file(weather, user_files):
     no_failure(at)
     crps = chart(at, "crps")
     assert [tr["name"] for tr in crps["data"]] == ["diurnal-persistence", "climatology"]
-    np.testing.assert_allclose(values(crps["data"][1]["y"]),
-                               card["t2m"].sel(model="climatology", metric="crps").values)
+    np.testing.assert_allclose(
+        values(crps["data"][1]["y"]), card["t2m"].sel(model="climatology", metric="crps").values
+    )
     crpss = chart(at, "crpss")
-    expected = 1 - (card["t2m"].sel(model="diurnal-persistence", metric="crps")
-                    / card["t2m"].sel(model="climatology", metric="crps"))
+    expected = 1 - (
+        card["t2m"].sel(model="diurnal-persistence", metric="crps")
+        / card["t2m"].sel(model="climatology", metric="crps")
+    )
     np.testing.assert_allclose(values(crpss["data"][0]["y"]), expected.values)
 
 

@@ -30,8 +30,7 @@ def weather(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("weather")
     ds = synthetic_weather(seed=0, n_lat=5, n_lon=6, days=4, spinup_days=1)
     ds.to_netcdf(folder / "weather.nc")
-    model = PersistenceEnsemble(context=CONTEXT, horizon=HORIZON).fit(
-        ds.isel({TIME: slice(0, 60)}))
+    model = PersistenceEnsemble(context=CONTEXT, horizon=HORIZON).fit(ds.isel({TIME: slice(0, 60)}))
     model.save(folder / "persistence.safetensors")
     return {"data": folder / "weather.nc", "ckpt": folder / "persistence.safetensors"}
 
@@ -42,14 +41,25 @@ def traffic(tmp_path_factory) -> dict[str, Path]:
     ds = synthetic_traffic(seed=0, n_sensors=8, days=1, n_corridors=1)
     ds.to_netcdf(folder / "traffic.nc")
     model = PersistenceEnsemble(context=CONTEXT, horizon=HORIZON).fit(
-        ds.isel({TIME: slice(0, 200)}))
+        ds.isel({TIME: slice(0, 200)})
+    )
     model.save(folder / "persistence.safetensors")
     return {"data": folder / "traffic.nc", "ckpt": folder / "persistence.safetensors"}
 
 
 def predict(files: dict[str, Path], out: Path, *extra: str) -> int:
-    return main(["predict", "--checkpoint", str(files["ckpt"]), "--data", str(files["data"]),
-                 "--out", str(out), *extra])
+    return main(
+        [
+            "predict",
+            "--checkpoint",
+            str(files["ckpt"]),
+            "--data",
+            str(files["data"]),
+            "--out",
+            str(out),
+            *extra,
+        ]
+    )
 
 
 def one_line_error(capsys, *needles: str) -> str:
@@ -64,8 +74,20 @@ def one_line_error(capsys, *needles: str) -> str:
 def test_predict_writes_what_forecast_many_gives(weather, tmp_path, capsys):
     out = tmp_path / "f.nc"
     times = ["2021-01-03T00:00", "2021-01-03T06:00"]
-    code = predict(weather, out, "--init-time", times[0], "--init-time", times[1],
-                   "--members", "7", "--seed", "5", "--institution", "Test Lab")
+    code = predict(
+        weather,
+        out,
+        "--init-time",
+        times[0],
+        "--init-time",
+        times[1],
+        "--members",
+        "7",
+        "--seed",
+        "5",
+        "--institution",
+        "Test Lab",
+    )
     assert code == 0
     assert f"wrote {out}" in capsys.readouterr().out
     got = open_ensemble(out)
@@ -90,8 +112,23 @@ def test_predict_writes_what_forecast_many_gives(weather, tmp_path, capsys):
 
 def test_init_range_and_summary(weather, tmp_path):
     out = tmp_path / "r.nc"
-    assert predict(weather, out, "--init-range", "2021-01-02T00", "2021-01-02T12", "4h",
-                   "--members", "4", "--summary", "--thresholds", "t2m=275", "t2m=280") == 0
+    assert (
+        predict(
+            weather,
+            out,
+            "--init-range",
+            "2021-01-02T00",
+            "2021-01-02T12",
+            "4h",
+            "--members",
+            "4",
+            "--summary",
+            "--thresholds",
+            "t2m=275",
+            "t2m=280",
+        )
+        == 0
+    )
     got = open_ensemble(out, summary=True)
     assert list(pd.DatetimeIndex(got[INIT_TIME].values).hour) == [0, 4, 8, 12]
     np.testing.assert_allclose(got.t2m_mean.values, got.t2m.mean(MEMBER).values, rtol=1e-6)
@@ -131,20 +168,25 @@ def test_overwrite(weather, tmp_path, capsys):
 @pytest.mark.parametrize(
     ("extra", "needles"),
     [
-        (("--init-time", "2030-01-01T00:00"),
-         ("not a time step of the data", "valid issue times: 2021-01-01T02:00:00 ..")),
-        (("--init-time", "2021-01-01T01:00"),
-         ("context of 3", "valid issue times: 2021-01-01T02:00:00 .. 2021-01-04T23:00:00")),
+        (
+            ("--init-time", "2030-01-01T00:00"),
+            ("not a time step of the data", "valid issue times: 2021-01-01T02:00:00 .."),
+        ),
+        (
+            ("--init-time", "2021-01-01T01:00"),
+            ("context of 3", "valid issue times: 2021-01-01T02:00:00 .. 2021-01-04T23:00:00"),
+        ),
         (("--init-time", "yesterday-ish"), ("bad issue time",)),
         (("--init-range", "2021-01-02T00", "2021-01-01T00", "1h"), ("no issue time",)),
         (("--init-time", "2021-01-03T00", "--init-time", "2021-01-03T00"), ("twice",)),
         (("--init-time", "2021-01-03T00", "--members", "0"), ("--members must be at least 1",)),
         (("--init-time", "2021-01-03T00", "--sampler", "ddim"), ("has no sampler",)),
         (("--init-time", "2021-01-03T00", "--thresholds", "280"), ("needs --summary",)),
-        (("--init-time", "2021-01-03T00", "--summary", "--thresholds", "warm"),
-         ("not a number",)),
-        (("--init-time", "2021-01-03T00", "--summary", "--thresholds", "rain=1"),
-         ("unknown variable",)),
+        (("--init-time", "2021-01-03T00", "--summary", "--thresholds", "warm"), ("not a number",)),
+        (
+            ("--init-time", "2021-01-03T00", "--summary", "--thresholds", "rain=1"),
+            ("unknown variable",),
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(weather, tmp_path, capsys, extra, needles):
@@ -166,8 +208,14 @@ def test_bad_output_and_mismatched_checkpoint(weather, traffic, tmp_path, capsys
     ds.assign_coords(lat=ds.lat + 1.0).to_netcdf(other_grid)
     assert predict({"ckpt": weather["ckpt"], "data": other_grid}, tmp_path / "f.nc", *args) == 2
     one_line_error(capsys, "lat")
-    assert predict({"ckpt": tmp_path / "none.safetensors", "data": weather["data"]},
-                   tmp_path / "f.nc", *args) == 2
+    assert (
+        predict(
+            {"ckpt": tmp_path / "none.safetensors", "data": weather["data"]},
+            tmp_path / "f.nc",
+            *args,
+        )
+        == 2
+    )
     one_line_error(capsys, "not found")
     assert not (tmp_path / "f.nc").exists()
 
@@ -175,11 +223,27 @@ def test_bad_output_and_mismatched_checkpoint(weather, traffic, tmp_path, capsys
 @pytest.mark.slow
 def test_ctrl_c_leaves_no_file(weather, tmp_path):
     out = tmp_path / "big.nc"
-    cmd = [sys.executable, "-m", "forecast.cli", "predict", "--checkpoint", str(weather["ckpt"]),
-           "--data", str(weather["data"]), "--init-range", "2021-01-01T02", "2021-01-04T17",
-           "1h", "--members", "2000", "--out", str(out)]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "forecast.cli",
+        "predict",
+        "--checkpoint",
+        str(weather["ckpt"]),
+        "--data",
+        str(weather["data"]),
+        "--init-range",
+        "2021-01-01T02",
+        "2021-01-04T17",
+        "1h",
+        "--members",
+        "2000",
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         deadline = time.monotonic() + 120
         while not list(tmp_path.glob(".big.nc.*.tmp")):
@@ -200,10 +264,34 @@ def test_ctrl_c_leaves_no_file(weather, tmp_path):
 @pytest.mark.slow
 def test_forecast_evaluate_reads_the_file(weather, tmp_path):
     out = tmp_path / "f.nc"
-    assert predict(weather, out, "--init-range", "2021-01-03T00", "2021-01-04T00", "6h",
-                   "--members", "5", "--summary") == 0
-    assert main(["evaluate", "--forecast", f"persistence={out}", "--truth",
-                 str(weather["data"]), "--out", str(tmp_path / "eval")]) == 0
+    assert (
+        predict(
+            weather,
+            out,
+            "--init-range",
+            "2021-01-03T00",
+            "2021-01-04T00",
+            "6h",
+            "--members",
+            "5",
+            "--summary",
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "evaluate",
+                "--forecast",
+                f"persistence={out}",
+                "--truth",
+                str(weather["data"]),
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
     card = (tmp_path / "eval" / "scorecard.csv").read_text()
     assert "persistence" in card
 
@@ -216,16 +304,35 @@ def test_sampler_and_nfe_reach_a_diffusion_model(weather, tmp_path):
 
     ds = open_dataset(weather["data"])
     model = diffusion.ConditionalDiffusion.tiny(CONTEXT, HORIZON).fit(
-        ds.isel({TIME: slice(0, 60)}), ds.isel({TIME: slice(60, 80)}))
+        ds.isel({TIME: slice(0, 60)}), ds.isel({TIME: slice(60, 80)})
+    )
     ckpt = {"ckpt": tmp_path / "diffusion.safetensors", "data": weather["data"]}
     model.save(ckpt["ckpt"])
     t = "2021-01-03T06:00"
-    assert predict(ckpt, tmp_path / "d.nc", "--init-time", t, "--members", "3", "--seed", "2",
-                   "--sampler", "ddim", "--nfe", "3") == 0
+    assert (
+        predict(
+            ckpt,
+            tmp_path / "d.nc",
+            "--init-time",
+            t,
+            "--members",
+            "3",
+            "--seed",
+            "2",
+            "--sampler",
+            "ddim",
+            "--nfe",
+            "3",
+        )
+        == 0
+    )
     got = open_ensemble(tmp_path / "d.nc")
     assert got.attrs["sampler"] == "ddim" and got.attrs["nfe"] == 3
-    want = load_model(ckpt["ckpt"]).with_sampler("ddim", 3).sample(
-        context_of(ds, t, CONTEXT), 3, seed=issue_seed(2, pd.Timestamp(t)))
+    want = (
+        load_model(ckpt["ckpt"])
+        .with_sampler("ddim", 3)
+        .sample(context_of(ds, t, CONTEXT), 3, seed=issue_seed(2, pd.Timestamp(t)))
+    )
     np.testing.assert_allclose(got.t2m.isel({INIT_TIME: 0}).values, want.t2m.values, rtol=1e-6)
     assert predict(ckpt, tmp_path / "e.nc", "--init-time", t, "--members", "2") == 0
     default = open_ensemble(tmp_path / "e.nc").attrs

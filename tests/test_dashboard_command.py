@@ -42,7 +42,11 @@ def test_bad_port_and_missing_app(tmp_path, capsys):
 def test_parser_defaults():
     args = build_parser().parse_args(["app"])
     assert (args.port, args.address, args.headless, args.warm_up) == (
-        8501, "127.0.0.1", False, True)
+        8501,
+        "127.0.0.1",
+        False,
+        True,
+    )
     assert build_parser().parse_args(["app", "--no-warm-up"]).warm_up is False
     assert args.threads is None
     assert build_parser().parse_args(["app", "--threads", "2"]).threads == 2
@@ -80,14 +84,17 @@ def test_forecast_app_serves_and_stops(tmp_path):
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "forecast.cli", "app", "--headless", "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT, text=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
     try:
         deadline = time.monotonic() + 90
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health",
-                                            timeout=2) as r:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/_stcore/health", timeout=2
+                ) as r:
                     assert r.read().strip() == b"ok"
                     break
             except OSError:

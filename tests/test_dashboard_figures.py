@@ -31,11 +31,21 @@ def ensemble(members: int = 4, leads: int = 3) -> xr.Dataset:
     rng = np.random.default_rng(0)
     lead = pd.to_timedelta(np.arange(1, leads + 1), unit="h").values
     return xr.Dataset(
-        {"t2m": ((MEMBER, LEAD_TIME, LAT, LON),
-                 280 + rng.normal(size=(members, leads, 2, 3)), {"units": "K"})},
-        coords={MEMBER: np.arange(members), LEAD_TIME: lead, LAT: [50.0, 51.0],
-                LON: [0.0, 1.0, 2.0], INIT_TIME: INIT.to_datetime64(),
-                VALID_TIME: (LEAD_TIME, INIT.to_datetime64() + lead)},
+        {
+            "t2m": (
+                (MEMBER, LEAD_TIME, LAT, LON),
+                280 + rng.normal(size=(members, leads, 2, 3)),
+                {"units": "K"},
+            )
+        },
+        coords={
+            MEMBER: np.arange(members),
+            LEAD_TIME: lead,
+            LAT: [50.0, 51.0],
+            LON: [0.0, 1.0, 2.0],
+            INIT_TIME: INIT.to_datetime64(),
+            VALID_TIME: (LEAD_TIME, INIT.to_datetime64() + lead),
+        },
     )
 
 
@@ -71,16 +81,19 @@ def test_stamps():
 
 
 def test_network_figure():
-    vals = xr.DataArray([1.0, 2.0, 3.0], dims=NODE, coords={NODE: ["a", "b", "c"]},
-                        attrs={"units": "mph"})
-    fig = f.network_figure(vals, np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 0.0]),
-                           [(0, 1), (1, 2)])
+    vals = xr.DataArray(
+        [1.0, 2.0, 3.0], dims=NODE, coords={NODE: ["a", "b", "c"]}, attrs={"units": "mph"}
+    )
+    fig = f.network_figure(
+        vals, np.array([0.0, 1.0, 2.0]), np.array([0.0, 1.0, 0.0]), [(0, 1), (1, 2)]
+    )
     edges, nodes = fig.data
     assert list(edges.x) == [0.0, 1.0, None, 1.0, 2.0, None]
     np.testing.assert_allclose(nodes.marker.color, [1, 2, 3])
     assert list(nodes.text) == ["a", "b", "c"]
     over_leads = xr.concat([vals, vals * 2], dim=LEAD_TIME).assign_coords(
-        {LEAD_TIME: pd.to_timedelta([5, 10], unit="min").values})
+        {LEAD_TIME: pd.to_timedelta([5, 10], unit="min").values}
+    )
     anim = f.network_figure(over_leads, np.zeros(3), np.arange(3.0), [(0, 2)], start=1)
     assert [fr.name for fr in anim.frames] == ["+5 min", "+10 min"]
     np.testing.assert_allclose(anim.data[1].marker.color, [2, 4, 6])  # frame 1 shown first
@@ -98,19 +111,31 @@ def _history():
 def test_plume_and_fan():
     ens = ensemble(members=4)
     s = q.point_series(ens, "t2m", {LAT: 50, LON: 0})
-    truth = xr.DataArray([0.0, 0.0, 0.0], dims=TIME,
-                         coords={TIME: ens[VALID_TIME].values})
+    truth = xr.DataArray([0.0, 0.0, 0.0], dims=TIME, coords={TIME: ens[VALID_TIME].values})
     plume = f.plume_figure(s, history=_history(), truth=truth)
     names = [t.name for t in plume.data]
-    assert names == ["member 0", "member 1", "member 2", "member 3", "ensemble mean",
-                     "observed (context)", "truth"]
+    assert names == [
+        "member 0",
+        "member 1",
+        "member 2",
+        "member 3",
+        "ensemble mean",
+        "observed (context)",
+        "truth",
+    ]
     np.testing.assert_allclose(plume.data[2].y, s.values[2])
     np.testing.assert_allclose(plume.data[4].y, s.values.mean(0), rtol=1e-6)
     assert pd.Timestamp(plume.data[0].x[0]) == INIT + pd.Timedelta("1h")
     fan = f.fan_figure(q.fan_quantiles(s), history=_history())
     names = [t.name for t in fan.data]
-    assert names == ["5-95 % low", "5-95 %", "25-75 % low", "25-75 %", "median",
-                     "observed (context)"]
+    assert names == [
+        "5-95 % low",
+        "5-95 %",
+        "25-75 % low",
+        "25-75 %",
+        "median",
+        "observed (context)",
+    ]
     np.testing.assert_allclose(fan.data[1].y, np.quantile(s.values, 0.95, axis=0))
     np.testing.assert_allclose(fan.data[4].y, np.median(s.values, axis=0))
     assert fan.data[1].fill == "tonexty" and fan.data[3].fill == "tonexty"
@@ -131,8 +156,11 @@ def test_epsgram():
 
 def _by_model():
     lead = pd.to_timedelta([1, 2, 3], unit="h").values
-    return xr.DataArray([[1.0, 2.0, 3.0], [0.5, 1.0, 1.5]], dims=(MODEL, LEAD_TIME),
-                        coords={MODEL: ["climatology", "diffusion"], LEAD_TIME: lead})
+    return xr.DataArray(
+        [[1.0, 2.0, 3.0], [0.5, 1.0, 1.5]],
+        dims=(MODEL, LEAD_TIME),
+        coords={MODEL: ["climatology", "diffusion"], LEAD_TIME: lead},
+    )
 
 
 def test_score_figures():
@@ -142,8 +170,12 @@ def test_score_figures():
     np.testing.assert_allclose(fig.data[0].x, [1, 2, 3])
     np.testing.assert_allclose(fig.data[1].y, [0.5, 1.0, 1.5])
     ss = f.spread_skill_figure(arr * 0.9, arr)
-    assert [t.name for t in ss.data] == ["climatology RMSE", "climatology spread",
-                                         "diffusion RMSE", "diffusion spread"]
+    assert [t.name for t in ss.data] == [
+        "climatology RMSE",
+        "climatology spread",
+        "diffusion RMSE",
+        "diffusion spread",
+    ]
     np.testing.assert_allclose(ss.data[1].y, [0.9, 1.8, 2.7])
     rh = f.rank_histogram_figure([2, 2, 4])
     np.testing.assert_allclose(rh.data[0].y, [0.25, 0.25, 0.5])
@@ -159,9 +191,12 @@ def test_latent_path_panels():
     t = np.linspace(0, 1, 3)
     a = np.zeros((2, 3))
     b = np.ones((2, 3)) * 2
-    path = xr.DataArray(np.stack([a, b * 0.3, b]), dims=(PATH, LAT, LON),
-                        coords={PATH: t, LAT: [50.0, 51.0], LON: [0.0, 1.0, 2.0]},
-                        attrs={"units": "K"})
+    path = xr.DataArray(
+        np.stack([a, b * 0.3, b]),
+        dims=(PATH, LAT, LON),
+        coords={PATH: t, LAT: [50.0, 51.0], LON: [0.0, 1.0, 2.0]},
+        attrs={"units": "K"},
+    )
     blend = path.copy(data=np.stack([a, b * 0.5, b]))
     fig = f.latent_path_figure(path, blend, 1)
     assert len(fig.data) == 2
@@ -172,8 +207,11 @@ def test_latent_path_panels():
         f.latent_path_figure(path, blend, 3)
     vr = f.variance_ratio_figure([1, 1.1, 1], [1, 0.5, 1], t, current=0.5)
     np.testing.assert_allclose(vr.data[1].y, [1, 0.5, 1])
-    series = xr.DataArray(np.arange(6.0).reshape(3, 2), dims=(PATH, LEAD_TIME),
-                          coords={PATH: t, LEAD_TIME: pd.to_timedelta([1, 2], unit="h").values})
+    series = xr.DataArray(
+        np.arange(6.0).reshape(3, 2),
+        dims=(PATH, LEAD_TIME),
+        coords={PATH: t, LEAD_TIME: pd.to_timedelta([1, 2], unit="h").values},
+    )
     pp = f.path_plume_figure(series, 2)
     assert len(pp.data) == 3 and pp.data[2].line.width == 3 and pp.data[0].line.width == 1
     np.testing.assert_allclose(pp.data[1].y, [2, 3])

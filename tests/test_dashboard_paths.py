@@ -38,7 +38,9 @@ def test_roots_are_project_data_shared_and_user(layout):
     env = {USER_DATA_ENV: str(layout["user"])}
     roots = data_roots(layout["repo"], env)
     assert roots == [
-        (layout["repo"] / "data").resolve(), layout["shared"].resolve(), layout["user"].resolve()
+        (layout["repo"] / "data").resolve(),
+        layout["shared"].resolve(),
+        layout["user"].resolve(),
     ]
     # a user folder that does not exist is not a root
     assert len(data_roots(layout["repo"], {USER_DATA_ENV: str(layout["user"] / "nope")})) == 2

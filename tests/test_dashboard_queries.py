@@ -42,8 +42,11 @@ def grid_ensemble(members: int = 5, leads: int = 3) -> xr.Dataset:
     return xr.Dataset(
         {"t2m": ((MEMBER, LEAD_TIME, LAT, LON), values, {"units": "K"})},
         coords={
-            MEMBER: np.arange(members), LEAD_TIME: lead, LAT: [50.0, 51.0],
-            LON: [0.0, 1.0, 2.0], INIT_TIME: INIT.to_datetime64(),
+            MEMBER: np.arange(members),
+            LEAD_TIME: lead,
+            LAT: [50.0, 51.0],
+            LON: [0.0, 1.0, 2.0],
+            INIT_TIME: INIT.to_datetime64(),
             VALID_TIME: (LEAD_TIME, INIT.to_datetime64() + lead),
         },
     )
@@ -52,8 +55,10 @@ def grid_ensemble(members: int = 5, leads: int = 3) -> xr.Dataset:
 def truth_dataset() -> xr.Dataset:
     times = pd.date_range(INIT - 5 * STEP, INIT + 5 * STEP, freq=STEP)
     vals = np.arange(len(times))[:, None, None] + np.zeros((1, 2, 3))
-    return xr.Dataset({"t2m": ((TIME, LAT, LON), vals, {"units": "K"})},
-                      coords={TIME: times, LAT: [50.0, 51.0], LON: [0.0, 1.0, 2.0]})
+    return xr.Dataset(
+        {"t2m": ((TIME, LAT, LON), vals, {"units": "K"})},
+        coords={TIME: times, LAT: [50.0, 51.0], LON: [0.0, 1.0, 2.0]},
+    )
 
 
 def test_mean_spread_quantile_member_exceedance_closed_forms():
@@ -133,8 +138,9 @@ def test_point_series_history_fan_and_boxes():
     np.testing.assert_allclose(s.values[:, 0], 100.0 * np.arange(5) + 1.1)
     fan = q.fan_quantiles(s)
     assert fan.dims == (QUANTILE, LEAD_TIME)
-    np.testing.assert_allclose(fan.sel({QUANTILE: 0.25}).values,
-                               100.0 + 1.1 + np.array([0, 10, 20]))
+    np.testing.assert_allclose(
+        fan.sel({QUANTILE: 0.25}).values, 100.0 + 1.1 + np.array([0, 10, 20])
+    )
     boxes = q.box_stats(s)
     np.testing.assert_allclose(boxes["min"], 1.1 + np.array([0, 10, 20]))
     np.testing.assert_allclose(boxes["max"], 401.1 + np.array([0, 10, 20]))
@@ -152,14 +158,20 @@ def network(with_latlon: bool) -> xr.Dataset:
     for k in range(n - 1):
         adj[k, k + 1] = adj[k + 1, k] = 1.0
     ds = xr.Dataset(
-        {"speed": ((TIME, NODE), np.ones((4, n)), {"units": "mph"}),
-         ADJACENCY: ((NODE, NODE_J), adj)},
-        coords={TIME: pd.date_range("2020", periods=4, freq="5min"),
-                NODE: [f"s{k}" for k in range(n)], NODE_J: [f"s{k}" for k in range(n)]},
+        {
+            "speed": ((TIME, NODE), np.ones((4, n)), {"units": "mph"}),
+            ADJACENCY: ((NODE, NODE_J), adj),
+        },
+        coords={
+            TIME: pd.date_range("2020", periods=4, freq="5min"),
+            NODE: [f"s{k}" for k in range(n)],
+            NODE_J: [f"s{k}" for k in range(n)],
+        },
     )
     if with_latlon:
-        ds = ds.assign_coords({LAT: (NODE, np.linspace(34, 35, n)),
-                               LON: (NODE, np.linspace(-118, -117, n))})
+        ds = ds.assign_coords(
+            {LAT: (NODE, np.linspace(34, 35, n)), LON: (NODE, np.linspace(-118, -117, n))}
+        )
     return ds
 
 
@@ -192,10 +204,12 @@ def test_node_point_series():
 
 def scorecard() -> xr.Dataset:
     lead = pd.to_timedelta([1, 2], unit="h").values
-    vals = np.array([  # model x lead x metric (crps, rmse)
-        [[1.0, 2.0], [2.0, 3.0]],
-        [[0.5, 1.0], [1.5, 2.0]],
-    ])
+    vals = np.array(
+        [  # model x lead x metric (crps, rmse)
+            [[1.0, 2.0], [2.0, 3.0]],
+            [[0.5, 1.0], [1.5, 2.0]],
+        ]
+    )
     return xr.Dataset(
         {"t2m": ((MODEL, LEAD_TIME, METRIC), vals)},
         coords={MODEL: ["climatology", "diffusion"], LEAD_TIME: lead, METRIC: ["crps", "rmse"]},
@@ -240,7 +254,11 @@ def test_listing_checkpoints(tmp_path):
 
 def test_labels_and_issue_times():
     assert q.lead_labels(pd.to_timedelta(["5min", "1h", "90min", "48h"]).values) == [
-        "+5 min", "+1 h", "+90 min", "+2 d"]
+        "+5 min",
+        "+1 h",
+        "+90 min",
+        "+2 d",
+    ]
     ds = truth_dataset()
     times = q.issue_times(ds, context=3, horizon=2)
     assert times[0] == ds[TIME].values[2] and times[-1] == ds[TIME].values[-3]
@@ -263,8 +281,10 @@ def test_summary_and_color_range():
 def hourly_grid(n: int = 200) -> xr.Dataset:
     times = pd.date_range("2020-01-01", periods=n, freq="1h")
     vals = 280 + np.random.default_rng(1).normal(size=(n, 2, 3))
-    return xr.Dataset({"t2m": ((TIME, LAT, LON), vals, {"units": "K"})},
-                      coords={TIME: times, LAT: [50.0, 51.0], LON: [0.0, 1.0, 2.0]})
+    return xr.Dataset(
+        {"t2m": ((TIME, LAT, LON), vals, {"units": "K"})},
+        coords={TIME: times, LAT: [50.0, 51.0], LON: [0.0, 1.0, 2.0]},
+    )
 
 
 def test_dataset_choices_and_protocols():
@@ -306,8 +326,13 @@ def test_baseline_sampling_and_export_round_trip(tmp_path):
     back = open_ensemble(tmp_path / "e.nc")
     np.testing.assert_allclose(back["t2m"].values, ens["t2m"].values)
     many = q.forecasts_for({"persistence": model}, ds, q.test_issue_times(ds, p)[:3], 4, 0)
-    assert dict(many["persistence"].sizes) == {INIT_TIME: 3, MEMBER: 4, LEAD_TIME: 4, LAT: 2,
-                                               LON: 3}
+    assert dict(many["persistence"].sizes) == {
+        INIT_TIME: 3,
+        MEMBER: 4,
+        LEAD_TIME: 4,
+        LAT: 2,
+        LON: 3,
+    }
     card, diag = q.live_scores(many, ds, 280.0)
     crps = q.metric_by_lead(card, "crps", "t2m")
     assert crps.dims == (MODEL, LEAD_TIME) and bool((crps > 0).all())
@@ -375,9 +400,15 @@ class _LinearLatent:
         init = context[TIME].values[-1]
         return xr.Dataset(
             {"t2m": ((MEMBER, LEAD_TIME, LAT, LON), last + z, {"units": "K"})},
-            coords={MEMBER: np.arange(len(z)), LEAD_TIME: lead, LAT: context[LAT].values,
-                    LON: context[LON].values, INIT_TIME: init,
-                    VALID_TIME: (LEAD_TIME, init + lead)})
+            coords={
+                MEMBER: np.arange(len(z)),
+                LEAD_TIME: lead,
+                LAT: context[LAT].values,
+                LON: context[LON].values,
+                INIT_TIME: init,
+                VALID_TIME: (LEAD_TIME, init + lead),
+            },
+        )
 
     def encode(self, context, target):
         last = context["t2m"].isel({TIME: -1}).values
@@ -400,10 +431,13 @@ def test_latent_scenarios_and_paths(tmp_path):
     assert dict(path.sizes) == {PATH: 5, LEAD_TIME: 3, LAT: 2, LON: 3}
     # the first point decodes the observed scenario exactly (inversion), the last member 2
     np.testing.assert_allclose(path["t2m"].isel({PATH: 0}).values, tgt["t2m"].values)
-    np.testing.assert_allclose(path["t2m"].isel({PATH: -1}).values,
-                               model.sample(ctx, 4, seed=0)["t2m"].values[2])
-    np.testing.assert_allclose(blend["t2m"].isel({PATH: 2}).values,
-                               0.5 * (path["t2m"].isel({PATH: 0}) + path["t2m"].isel({PATH: -1})))
+    np.testing.assert_allclose(
+        path["t2m"].isel({PATH: -1}).values, model.sample(ctx, 4, seed=0)["t2m"].values[2]
+    )
+    np.testing.assert_allclose(
+        blend["t2m"].isel({PATH: 2}).values,
+        0.5 * (path["t2m"].isel({PATH: 0}) + path["t2m"].isel({PATH: -1})),
+    )
     # slerp keeps the anomaly variance of two independent-ish scenarios; the blend loses it
     assert float(br["t2m"].isel({PATH: 2})) < float(pr["t2m"].isel({PATH: 2}))
     raw = q.path_netcdf_bytes(path, blend)

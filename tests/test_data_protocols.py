@@ -22,8 +22,11 @@ def _axis(n: int, start: str, freq: str) -> xr.Dataset:
             "v": ((TIME, NODE), np.zeros((n, 2), np.float32), {"units": "1"}),
             ADJACENCY: ((NODE, NODE_J), np.eye(2)),
         },
-        coords={TIME: pd.date_range(start, periods=n, freq=freq), NODE: ["a", "b"],
-                NODE_J: ["a", "b"]},
+        coords={
+            TIME: pd.date_range(start, periods=n, freq=freq),
+            NODE: ["a", "b"],
+            NODE_J: ["a", "b"],
+        },
     )
 
 

@@ -146,8 +146,10 @@ def test_calendar_features_closed_form():
             [1, 0, 0, 1],  # Monday 06:00
             [-1, 0, np.sin(two_pi * 6 / 7), np.cos(two_pi * 6 / 7)],  # Sunday 18:00
             [
-                np.sin(two_pi * 12.5 / 24), np.cos(two_pi * 12.5 / 24),
-                np.sin(two_pi * 2 / 7), np.cos(two_pi * 2 / 7),
+                np.sin(two_pi * 12.5 / 24),
+                np.cos(two_pi * 12.5 / 24),
+                np.sin(two_pi * 2 / 7),
+                np.cos(two_pi * 2 / 7),
             ],  # Wednesday 12:30
         ]
     )

@@ -75,18 +75,44 @@ def test_small_run_writes_everything(tmp_path, capsys) -> None:
     from forecast.export import open_ensemble
 
     out = tmp_path / "outputs"
-    status = main(["demo", "--data", "synthetic-traffic", "--issues", "2", "--members", "4",
-                   "--out", str(out), "--threads", "1"])
+    status = main(
+        [
+            "demo",
+            "--data",
+            "synthetic-traffic",
+            "--issues",
+            "2",
+            "--members",
+            "4",
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ]
+    )
     text = capsys.readouterr().out
     assert status == 0
     base = out / "synthetic-traffic"
-    for rel in ("ensemble-diffusion.nc", "ensemble-vae.nc", "report/scorecard.nc",
-                "report/scorecard.md", "report/crps_by_lead.png", "map_mean_spread.png",
-                "plume.png", "latent_path.png"):
+    for rel in (
+        "ensemble-diffusion.nc",
+        "ensemble-vae.nc",
+        "report/scorecard.nc",
+        "report/scorecard.md",
+        "report/crps_by_lead.png",
+        "map_mean_spread.png",
+        "plume.png",
+        "latent_path.png",
+    ):
         path = base / rel
         assert path.is_file() and path.stat().st_size > 0, rel
-    for name in ("ensemble-diffusion.nc", "scorecard.md", "crps_by_lead.png", "map_mean_spread.png",
-                 "plume.png", "latent_path.png"):
+    for name in (
+        "ensemble-diffusion.nc",
+        "scorecard.md",
+        "crps_by_lead.png",
+        "map_mean_spread.png",
+        "plume.png",
+        "latent_path.png",
+    ):
         assert name in text  # the summary gives the paths
     assert "forecast app" in text and "streamlit run app.py" in text
     ens = open_ensemble(base / "ensemble-diffusion.nc")
@@ -100,5 +126,6 @@ def test_small_run_writes_everything(tmp_path, capsys) -> None:
     # the summary's mean CRPS of the diffusion model is the scorecard's
     line = next(x for x in text.splitlines() if "mean CRPS" in x)
     crps = float(line.split("diffusion ")[1].split(",")[0])
-    assert crps == pytest.approx(float(card["speed"].sel(model="diffusion", metric="crps").mean()),
-                                 abs=6e-4)
+    assert crps == pytest.approx(
+        float(card["speed"].sel(model="diffusion", metric="crps").mean()), abs=6e-4
+    )

@@ -63,35 +63,54 @@ def _ensemble(space: str, n_init: int = 2) -> xr.Dataset:
         step = np.timedelta64(1, "h")
         shape: tuple[int, ...] = (5, 6)
         dims: tuple[str, ...] = (LAT, LON)
-        coords = {LAT: (LAT, np.linspace(58.0, 50.0, 5), {"units": "degrees_north"}),
-                  LON: (LON, np.linspace(-10.0, 2.0, 6), {"units": "degrees_east"})}
+        coords = {
+            LAT: (LAT, np.linspace(58.0, 50.0, 5), {"units": "degrees_north"}),
+            LON: (LON, np.linspace(-10.0, 2.0, 6), {"units": "degrees_east"}),
+        }
         var, attrs, mean = "t2m", {"units": "K"}, 280.0
     else:
         step = np.timedelta64(5, "m")
         shape, dims = (4,), (NODE,)
-        coords = {NODE: np.array(["773869", "767541", "767542", "717447"]),
-                  LAT: (NODE, rng.uniform(34.0, 34.2, 4)),
-                  LON: (NODE, rng.uniform(-118.3, -118.0, 4))}
+        coords = {
+            NODE: np.array(["773869", "767541", "767542", "717447"]),
+            LAT: (NODE, rng.uniform(34.0, 34.2, 4)),
+            LON: (NODE, rng.uniform(-118.3, -118.0, 4)),
+        }
         var, attrs, mean = "speed", {"units": "mph", "long_name": "traffic speed"}, 60.0
-    init = (np.datetime64("2019-03-01T00", "ns") + np.arange(n_init) * 6 * step)
+    init = np.datetime64("2019-03-01T00", "ns") + np.arange(n_init) * 6 * step
     lead = (np.arange(1, n_lead + 1) * step).astype("timedelta64[ns]")
     values = rng.normal(mean, 3.0, (n_init, m, n_lead, *shape)).astype(np.float32)
     values[0, 0, 0, ...] = np.nan  # missing data -> _FillValue
     return xr.Dataset(
         {var: ((INIT_TIME, MEMBER, LEAD_TIME, *dims), values, attrs)},
-        coords={INIT_TIME: init, MEMBER: np.arange(m), LEAD_TIME: lead,
-                VALID_TIME: ((INIT_TIME, LEAD_TIME), init[:, None] + lead[None]), **coords},
+        coords={
+            INIT_TIME: init,
+            MEMBER: np.arange(m),
+            LEAD_TIME: lead,
+            VALID_TIME: ((INIT_TIME, LEAD_TIME), init[:, None] + lead[None]),
+            **coords,
+        },
     )
 
 
 CASES = {
-    "grid": lambda p: to_netcdf(_ensemble("grid"), p, summary=True, thresholds=[278.0, 283.0],
-                                seed=1, sampler="ddim", nfe=20, model="diffusion",
-                                checkpoint_sha256="0" * 64, institution="Test"),
+    "grid": lambda p: to_netcdf(
+        _ensemble("grid"),
+        p,
+        summary=True,
+        thresholds=[278.0, 283.0],
+        seed=1,
+        sampler="ddim",
+        nfe=20,
+        model="diffusion",
+        checkpoint_sha256="0" * 64,
+        institution="Test",
+    ),
     "grid-one-issue": lambda p: to_netcdf(_ensemble("grid", 1).isel({INIT_TIME: 0}), p),
     "sensors": lambda p: to_netcdf(_ensemble("sensors"), p, summary=True, thresholds=[50.0]),
     "sensors-stream": lambda p: to_netcdf(
-        (d.isel({INIT_TIME: i}) for d in [_ensemble("sensors", 3)] for i in range(3)), p),
+        (d.isel({INIT_TIME: i}) for d in [_ensemble("sensors", 3)] for i in range(3)), p
+    ),
 }
 
 
@@ -107,9 +126,19 @@ def test_cfchecks_reports_no_errors(exported):
     names = _standard_name_table()
     cfchecks = _tool("cfchecks")
     res = subprocess.run(
-        [cfchecks, "-s", str(names), "-a", str(tables / "area-type-table.xml"),
-         "-r", str(tables / "standardized-region-list.xml"), str(exported)],
-        capture_output=True, text=True, timeout=120,
+        [
+            cfchecks,
+            "-s",
+            str(names),
+            "-a",
+            str(tables / "area-type-table.xml"),
+            "-r",
+            str(tables / "standardized-region-list.xml"),
+            str(exported),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     out = res.stdout + res.stderr
     if "udunits" in out.lower() and "ERRORS detected" not in out:
@@ -125,11 +154,11 @@ def test_compliance_checker_has_no_high_priority_failures(exported, tmp_path):
     report = tmp_path / "report.json"
     subprocess.run(
         [checker, "--test=cf:1.8", "-f", "json", "-o", str(report), str(exported)],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     result = json.loads(report.read_text())["cf:1.8"]
-    failed = [
-        f"{p['name']}: {p['msgs']}" for p in result["high_priorities"] if p["msgs"]
-    ]
+    failed = [f"{p['name']}: {p['msgs']}" for p in result["high_priorities"] if p["msgs"]]
     assert result["high_count"] == 0, failed
     assert result["scored_points"] > 0

@@ -22,8 +22,9 @@ from forecast.export import open_ensemble, summarize, to_netcdf
 REPO = Path(__file__).resolve().parents[1]
 
 
-def grid_ensemble(n_init: int = 3, m: int = 4, n_lead: int = 5, ny: int = 6, nx: int = 7,
-                  seed: int = 0) -> xr.Dataset:
+def grid_ensemble(
+    n_init: int = 3, m: int = 4, n_lead: int = 5, ny: int = 6, nx: int = 7, seed: int = 0
+) -> xr.Dataset:
     """(init_time, member, lead_time, lat, lon) with hourly leads, a NaN, realistic attrs."""
     rng = np.random.default_rng(seed)
     init = pd.date_range("2019-03-01", periods=n_init, freq="6h").values.astype("datetime64[ns]")
@@ -31,8 +32,13 @@ def grid_ensemble(n_init: int = 3, m: int = 4, n_lead: int = 5, ny: int = 6, nx:
     t = rng.normal(280.0, 5.0, (n_init, m, n_lead, ny, nx)).astype(np.float32)
     t[0, 1, 2, 3, 4] = np.nan
     return xr.Dataset(
-        {"t2m": ((INIT_TIME, MEMBER, LEAD_TIME, LAT, LON), t,
-                 {"units": "K", "long_name": "2 metre temperature"})},
+        {
+            "t2m": (
+                (INIT_TIME, MEMBER, LEAD_TIME, LAT, LON),
+                t,
+                {"units": "K", "long_name": "2 metre temperature"},
+            )
+        },
         coords={
             INIT_TIME: init,
             MEMBER: np.arange(m),
@@ -48,13 +54,17 @@ def grid_ensemble(n_init: int = 3, m: int = 4, n_lead: int = 5, ny: int = 6, nx:
 def sensor_ensemble(n_init: int = 2, m: int = 3, n_lead: int = 4, n_node: int = 5) -> xr.Dataset:
     """(init_time, member, lead_time, node) with 5-minute leads, string ids, lat/lon per node."""
     rng = np.random.default_rng(1)
-    init = pd.date_range("2012-03-01", periods=n_init, freq="5min").values.astype(
-        "datetime64[ns]")
+    init = pd.date_range("2012-03-01", periods=n_init, freq="5min").values.astype("datetime64[ns]")
     lead = (np.arange(1, n_lead + 1) * np.timedelta64(5, "m")).astype("timedelta64[ns]")
     v = rng.normal(60.0, 5.0, (n_init, m, n_lead, n_node)).astype(np.float32)
     return xr.Dataset(
-        {"speed": ((INIT_TIME, MEMBER, LEAD_TIME, NODE), v,
-                   {"units": "mph", "long_name": "traffic speed"})},
+        {
+            "speed": (
+                (INIT_TIME, MEMBER, LEAD_TIME, NODE),
+                v,
+                {"units": "mph", "long_name": "traffic speed"},
+            )
+        },
         coords={
             INIT_TIME: init,
             MEMBER: np.arange(m),
@@ -92,8 +102,16 @@ def assert_round_trip(back: xr.Dataset, ens: xr.Dataset) -> None:
 
 def test_grid_round_trip_is_exact(tmp_path):
     ens = grid_ensemble()
-    path = to_netcdf(ens, tmp_path / "f.nc", seed=7, sampler="ddim", nfe=12, model="diffusion",
-                     checkpoint_sha256="ab" * 32, institution="Test Lab")
+    path = to_netcdf(
+        ens,
+        tmp_path / "f.nc",
+        seed=7,
+        sampler="ddim",
+        nfe=12,
+        model="diffusion",
+        checkpoint_sha256="ab" * 32,
+        institution="Test Lab",
+    )
     back = open_ensemble(path)
     assert_round_trip(back, ens)
     assert back.t2m.dims == (INIT_TIME, MEMBER, LEAD_TIME, LAT, LON)
@@ -152,8 +170,12 @@ def test_sensor_round_trip_and_dsg_layout(tmp_path):
     with netCDF4.Dataset(path) as nc:
         assert nc.featureType == "timeSeries"
         assert nc["station_id"].cf_role == "timeseries_id"
-        assert nc["speed"].dimensions == ("forecast_reference_time", "realization",
-                                          "forecast_period", "station")
+        assert nc["speed"].dimensions == (
+            "forecast_reference_time",
+            "realization",
+            "forecast_period",
+            "station",
+        )
         assert nc["speed"].units == "mile hour-1"  # UDUNITS reads "mph" as milli-phot
         assert "standard_name" not in nc["speed"].ncattrs()  # no CF name for traffic speed
         assert nc["forecast_period"].units == "minutes"
@@ -181,8 +203,13 @@ def test_file_layout_with_plain_netcdf4(tmp_path):
         assert nc["lat"].axis == "Y" and nc["lon"].axis == "X"
         assert nc["lat"].units == "degrees_north" and nc["lon"].units == "degrees_east"
         t = nc["t2m"]
-        assert t.dimensions == ("forecast_reference_time", "realization", "forecast_period",
-                                LAT, LON)
+        assert t.dimensions == (
+            "forecast_reference_time",
+            "realization",
+            "forecast_period",
+            LAT,
+            LON,
+        )
         assert t.standard_name == "air_temperature" and t.units == "K"
         assert t.long_name == "2 metre temperature"
         assert t.chunking() == [1, 1, 5, 6, 7]
@@ -276,9 +303,17 @@ def test_torch_is_not_imported(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda e: e.drop_vars(VALID_TIME).assign_coords(
-            {VALID_TIME: ((INIT_TIME, LEAD_TIME), e[VALID_TIME].values + np.timedelta64(1, "h"))}),
-         "valid_time != init_time"),
+        (
+            lambda e: e.drop_vars(VALID_TIME).assign_coords(
+                {
+                    VALID_TIME: (
+                        (INIT_TIME, LEAD_TIME),
+                        e[VALID_TIME].values + np.timedelta64(1, "h"),
+                    )
+                }
+            ),
+            "valid_time != init_time",
+        ),
         (lambda e: e.isel({MEMBER: 0}), "has dims"),
         (lambda e: e.drop_vars(LAT), "no 'lat' coordinate"),
         (lambda e: e.isel({INIT_TIME: [1, 0, 2]}), "must increase strictly"),
@@ -347,8 +382,9 @@ def test_read_only_folder_raises(tmp_path):
 def test_folder_without_write_permission_raises(tmp_path, monkeypatch):
     """The permission check itself (root passes os.access, so simulate a read-only folder)."""
     real = os.access
-    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path
-                        else real(p, mode))
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if Path(p) == tmp_path else real(p, mode)
+    )
     with pytest.raises(ForecastError, match="not writable"):
         to_netcdf(grid_ensemble(), tmp_path / "f.nc")
 
@@ -367,8 +403,9 @@ def test_open_ensemble_rejects_other_files(tmp_path):
 @pytest.mark.skipif(shutil.which("ncdump") is None, reason="ncdump absent (Debian netcdf-bin)")
 def test_ncdump_reads_the_header(tmp_path):
     path = to_netcdf(sensor_ensemble(), tmp_path / "s.nc", summary=True)
-    out = subprocess.run(["ncdump", "-h", str(path)], check=True, capture_output=True,
-                         text=True).stdout
+    out = subprocess.run(
+        ["ncdump", "-h", str(path)], check=True, capture_output=True, text=True
+    ).stdout
     assert "realization = 3 ;" in out
     assert ':featureType = "timeSeries" ;' in out
     assert 'speed:units = "mile hour-1" ;' in out

@@ -67,8 +67,10 @@ def test_forecaster_contract(name, kind, datasets, tmp_path):
     xr.testing.assert_identical(model.sample(ctx, 4, seed=11), ens)  # seeded
     # member m depends only on (seed, m)
     np.testing.assert_allclose(
-        model.sample(ctx, 2, seed=11)[variables[0]].values, ens[variables[0]].values[:2],
-        rtol=1e-6, atol=1e-6,
+        model.sample(ctx, 2, seed=11)[variables[0]].values,
+        ens[variables[0]].values[:2],
+        rtol=1e-6,
+        atol=1e-6,
     )
 
     path = tmp_path / f"{name}.safetensors"

@@ -20,9 +20,7 @@ NOISE = 0.1
 def _data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(2, n, 2, generator=g, dtype=torch.float64)
-    f = torch.stack(
-        [torch.sin(6 * x[0, :, 0]) + 0.5 * x[0, :, 1], torch.cos(4 * x[1].sum(-1))]
-    )
+    f = torch.stack([torch.sin(6 * x[0, :, 0]) + 0.5 * x[0, :, 1], torch.cos(4 * x[1].sum(-1))])
     y = f + NOISE * torch.randn(2, n, generator=g, dtype=torch.float64)
     return x, f, y
 

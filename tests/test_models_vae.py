@@ -123,8 +123,9 @@ def test_same_seed_same_members_whatever_the_batch(grid_model, weather):
 
     other = copy.copy(grid_model)
     other.member_batch = 2
-    np.testing.assert_allclose(other.sample(ctx, 7, seed=11)["t2m"].values, many["t2m"].values,
-                               rtol=0, atol=1e-4)
+    np.testing.assert_allclose(
+        other.sample(ctx, 7, seed=11)["t2m"].values, many["t2m"].values, rtol=0, atol=1e-4
+    )
     again = grid_model.sample(ctx, 3, seed=11)
     np.testing.assert_array_equal(again["t2m"].values, few["t2m"].values)
     diff = grid_model.sample(ctx, 3, seed=12)
@@ -172,8 +173,9 @@ def test_spread_calibration_scales_deviations_from_the_prior_mean(grid_model, we
     # with a one-value grid the fitted factor is that value
 
     items = raw._calibration_items(weather.isel(time=slice(400, 504)), max_windows=4)
-    np.testing.assert_array_equal(raw.calibrate_spread(items, members=4, grid=[1.5]),
-                                  np.full((1, 6), 1.5, np.float32))
+    np.testing.assert_array_equal(
+        raw.calibrate_spread(items, members=4, grid=[1.5]), np.full((1, 6), 1.5, np.float32)
+    )
 
 
 # -- latent paths ---------------------------------------------------------------------------------
@@ -184,18 +186,27 @@ def test_latent_path_endpoints_equal_decoded_endpoints(grid_model, weather):
     eps = grid_model.prior(ctx, 2, seed=5)
     path = latent_path(grid_model, ctx, eps[0], eps[1], steps=20)
     assert path["t2m"].dims[0] == PATH and path.sizes[PATH] == 20
-    np.testing.assert_allclose(path["t2m"].isel(path=0).values,
-                               grid_model.decode(ctx, eps[0])["t2m"].isel(member=0).values,
-                               rtol=0, atol=1e-4)
-    np.testing.assert_allclose(path["t2m"].isel(path=-1).values,
-                               grid_model.decode(ctx, eps[1])["t2m"].isel(member=0).values,
-                               rtol=0, atol=1e-4)
+    np.testing.assert_allclose(
+        path["t2m"].isel(path=0).values,
+        grid_model.decode(ctx, eps[0])["t2m"].isel(member=0).values,
+        rtol=0,
+        atol=1e-4,
+    )
+    np.testing.assert_allclose(
+        path["t2m"].isel(path=-1).values,
+        grid_model.decode(ctx, eps[1])["t2m"].isel(member=0).values,
+        rtol=0,
+        atol=1e-4,
+    )
     # an observed scenario (encode) to a member works the same way
     z_obs = grid_model.encode(ctx, target_of(weather, 440, 6))
     mixed = latent_path(grid_model, ctx, z_obs[0], eps[0], steps=3)
-    np.testing.assert_allclose(mixed["t2m"].isel(path=0).values,
-                               grid_model.decode(ctx, z_obs)["t2m"].isel(member=0).values,
-                               rtol=0, atol=1e-4)
+    np.testing.assert_allclose(
+        mixed["t2m"].isel(path=0).values,
+        grid_model.decode(ctx, z_obs)["t2m"].isel(member=0).values,
+        rtol=0,
+        atol=1e-4,
+    )
     # smooth: no step of the 20-point path jumps by more than a quarter of the end difference
     steps = np.abs(np.diff(path["t2m"].values, axis=0)).max(axis=tuple(range(1, 4)))
     ends = np.abs(path["t2m"].values[-1] - path["t2m"].values[0]).max()
@@ -221,8 +232,10 @@ def test_save_load_graph(graph_model, synthetic_traffic_ds, tmp_path):
     graph_model.save(path)
     loaded = ConditionalVAE.load(path)
     ctx = _ctx(synthetic_traffic_ds, 1500, 12)
-    np.testing.assert_array_equal(loaded.sample(ctx, 3, seed=1)["speed"].values,
-                                  graph_model.sample(ctx, 3, seed=1)["speed"].values)
+    np.testing.assert_array_equal(
+        loaded.sample(ctx, 3, seed=1)["speed"].values,
+        graph_model.sample(ctx, 3, seed=1)["speed"].values,
+    )
 
 
 def test_exact_resume(synthetic_traffic_ds, tmp_path):
@@ -239,8 +252,9 @@ def test_exact_resume(synthetic_traffic_ds, tmp_path):
     resumed.kl_warmup = 12
     resumed.fit(train, out_dir=tmp_path / "b", resume=True)
     assert resumed.training["step"] == full.training["step"] == 20
-    for (k, a), b in zip(full.net.state_dict().items(), resumed.net.state_dict().values(),
-                         strict=True):
+    for (k, a), b in zip(
+        full.net.state_dict().items(), resumed.net.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
     with pytest.raises(ForecastError, match="another configuration"):
         ConditionalVAE.tiny(12, 6).fit(train, out_dir=tmp_path / "b", resume=True)
@@ -264,10 +278,22 @@ def test_tiny_model_beats_climatology(weather):
 
     train, valid = weather.isel(time=slice(0, 380)), weather.isel(time=slice(380, 430))
     model = ConditionalVAE(
-        context=6, horizon=6, base=8, mults=(1, 2), latent_channels=2, emb_dim=16,
-        loc_channels=2, kl_warmup=50,
-        train={"epochs": 20, "max_steps": 150, "batch_size": 16, "eval_every": 0,
-               "progress": False, "warmup_steps": 10},
+        context=6,
+        horizon=6,
+        base=8,
+        mults=(1, 2),
+        latent_channels=2,
+        emb_dim=16,
+        loc_channels=2,
+        kl_warmup=50,
+        train={
+            "epochs": 20,
+            "max_steps": 150,
+            "batch_size": 16,
+            "eval_every": 0,
+            "progress": False,
+            "warmup_steps": 10,
+        },
     ).fit(train, valid)
     clim = ClimatologyEnsemble(context=6, horizon=6).fit(train)
     issues = weather["time"].values[440:496:6]
@@ -377,9 +403,24 @@ def test_train_command_vae(weather, tmp_path, capsys):
         "eval_every = 0\nval_issue_times = 2\nval_members = 4\n"
     )
     out = tmp_path / "run"
-    argv = ["train", "--data", str(data), "--model", "vae", "--config", str(config),
-            "--out", str(out), "--context", "4", "--horizon", "3", "--no-progress",
-            "--threads", "1"]
+    argv = [
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        "vae",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+        "--context",
+        "4",
+        "--horizon",
+        "3",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "trained vae" in printed and "active latent units" in printed

@@ -56,8 +56,9 @@ def test_committed_without_outputs(name: str) -> None:
     assert code, name
     assert all(not c.outputs and c.execution_count is None for c in code), name
     # notebooks use the library; they define none of their own
-    assert not any(line.lstrip().startswith(("def ", "class ")) for c in code
-                   for line in c.source.splitlines())
+    assert not any(
+        line.lstrip().startswith(("def ", "class ")) for c in code for line in c.source.splitlines()
+    )
     assert any("import forecast" in c.source or "from forecast" in c.source for c in code)
     assert "FORECAST_NOTEBOOK_SMALL" in code[0].source  # the parameters cell comes first
 

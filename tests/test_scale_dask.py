@@ -168,9 +168,7 @@ def test_zarr_targets(tmp_path):
     with pytest.raises(ForecastError, match="exists"):
         to_zarr(ens, target)
     to_zarr(ens * 2, target, overwrite=True)
-    np.testing.assert_array_equal(
-        open_ensemble(target)["t2m"].values, (ens * 2)["t2m"].values
-    )
+    np.testing.assert_array_equal(open_ensemble(target)["t2m"].values, (ens * 2)["t2m"].values)
     (tmp_path / "plain").mkdir()
     (tmp_path / "plain" / "keep.txt").write_text("x")
     with pytest.raises(ForecastError, match="not a Zarr store"):
@@ -197,8 +195,18 @@ def eval_files(tmp_path_factory):
 
 
 def _evaluate(d: Path, forecast: Path, out: str, *extra: str) -> xr.Dataset:
-    rc = main(["evaluate", "--forecast", f"m={forecast}", "--truth", str(d / "truth.nc"),
-               "--out", str(d / out), *extra])
+    rc = main(
+        [
+            "evaluate",
+            "--forecast",
+            f"m={forecast}",
+            "--truth",
+            str(d / "truth.nc"),
+            "--out",
+            str(d / out),
+            *extra,
+        ]
+    )
     assert rc == 0
     return xr.open_dataset(d / out / "scorecard.nc").load()
 
@@ -223,8 +231,15 @@ def test_evaluate_on_a_local_cluster_equals_default(eval_files):
 
 def test_evaluate_cluster_options_errors(eval_files, capsys):
     d, _, _ = eval_files
-    base = ["evaluate", "--forecast", str(d / "ens.nc"), "--truth", str(d / "truth.nc"),
-            "--out", str(d / "bad")]
+    base = [
+        "evaluate",
+        "--forecast",
+        str(d / "ens.nc"),
+        "--truth",
+        str(d / "truth.nc"),
+        "--out",
+        str(d / "bad"),
+    ]
     for extra, message in [
         (["--memory-limit", "1GB"], "need --workers"),
         (["--workers", "0"], "at least 1"),
@@ -253,10 +268,21 @@ def test_predict_out_zarr_equals_netcdf(tmp_path, capsys):
     ds = synthetic_weather(seed=0, n_lat=5, n_lon=6, days=4, spinup_days=1)
     ds.to_netcdf(tmp_path / "w.nc")
     PersistenceEnsemble(context=3, horizon=6).fit(ds.isel({TIME: slice(0, 60)})).save(
-        tmp_path / "p.safetensors")
-    base = ["predict", "--checkpoint", str(tmp_path / "p.safetensors"), "--data",
-            str(tmp_path / "w.nc"), "--init-range", "2021-01-02T06", "2021-01-02T12", "3h",
-            "--members", "4"]
+        tmp_path / "p.safetensors"
+    )
+    base = [
+        "predict",
+        "--checkpoint",
+        str(tmp_path / "p.safetensors"),
+        "--data",
+        str(tmp_path / "w.nc"),
+        "--init-range",
+        "2021-01-02T06",
+        "2021-01-02T12",
+        "3h",
+        "--members",
+        "4",
+    ]
     assert main([*base, "--out", str(tmp_path / "f.nc")]) == 0
     assert main([*base, "--out", str(tmp_path / "f.zarr")]) == 0
     nc = open_ensemble(tmp_path / "f.nc").load()

@@ -162,8 +162,9 @@ def test_first_guess_conditioning_and_train_valid_calibration(weather):
         centres.append(centre[0])
         devs.append(np.moveaxis(x - centre, 0, -1))
         obs.append((tgt - anchor)[0].numpy())
-    want = fit_spread_factors(np.stack(obs), np.stack(centres), np.stack(devs), grid,
-                              "spread-skill")
+    want = fit_spread_factors(
+        np.stack(obs), np.stack(centres), np.stack(devs), grid, "spread-skill"
+    )
     np.testing.assert_allclose(got, want)
     assert model.recalibrate(train, valid, objective="spread-skill").shape == (1, H)
     with pytest.raises(ForecastError, match="calibration_objective must be one of"):

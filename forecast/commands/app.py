@@ -48,14 +48,23 @@ def streamlit_command(
             "(pip install -e .) or use `streamlit run app.py` in it"
         )
     return [
-        sys.executable, "-m", "streamlit", "run", str(app),
-        "--server.port", str(int(port)),
-        "--server.address", address,
-        "--server.headless", "true" if headless else "false",
-        "--browser.gatherUsageStats", "false",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.port",
+        str(int(port)),
+        "--server.address",
+        address,
+        "--server.headless",
+        "true" if headless else "false",
+        "--browser.gatherUsageStats",
+        "false",
         # a server, not an editor: watching the project's files costs CPU (and inotify events
         # overflow while trainings write under runs/), and nothing reloads on save anyway
-        "--server.fileWatcherType", "none",
+        "--server.fileWatcherType",
+        "none",
     ]
 
 
@@ -103,18 +112,29 @@ def _warm_up_in_background() -> None:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``app`` sub-command."""
-    parser = subparsers.add_parser("app", help="start the dashboard in the browser",
-                                   description=__doc__)
+    parser = subparsers.add_parser(
+        "app", help="start the dashboard in the browser", description=__doc__
+    )
     parser.add_argument("--port", type=int, default=8501, help="port (default 8501)")
-    parser.add_argument("--address", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1, this machine only)")
-    parser.add_argument("--headless", action="store_true",
-                        help="do not open a browser window")
-    parser.add_argument("--no-warm-up", dest="warm_up", action="store_false",
-                        help="do not prepare the first page in the background at start-up")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads for sampling (default: $FORECAST_APP_THREADS "
-                             "or 1, the fastest on a shared CPU)")
+    parser.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1, this machine only)",
+    )
+    parser.add_argument("--headless", action="store_true", help="do not open a browser window")
+    parser.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="do not prepare the first page in the background at start-up",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads for sampling (default: $FORECAST_APP_THREADS "
+        "or 1, the fastest on a shared CPU)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -136,8 +156,7 @@ def run(args: argparse.Namespace) -> int:
         os.execv(cmd[0], cmd)
     from streamlit.web import cli as streamlit_cli
 
-    threading.Thread(target=_warm_up_in_background, name="dashboard-warm-up",
-                     daemon=True).start()
+    threading.Thread(target=_warm_up_in_background, name="dashboard-warm-up", daemon=True).start()
     sys.argv = ["streamlit", *cmd[3:]]  # as `python -m streamlit run app.py ...` sees it
     streamlit_cli.main(prog_name="streamlit")  # serves until stopped, then exits
     return 0

@@ -36,26 +36,44 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint", required=True, type=Path, help="model checkpoint")
     parser.add_argument("--data", required=True, help="named data set or path of the data")
     when = parser.add_mutually_exclusive_group(required=True)
-    when.add_argument("--init-time", action="append", metavar="T",
-                      help="issue time (ISO 8601; repeatable)")
-    when.add_argument("--init-range", nargs=3, metavar=("A", "B", "STEP"),
-                      help="issue times from A to B inclusive every STEP (e.g. 6h, 30min)")
+    when.add_argument(
+        "--init-time", action="append", metavar="T", help="issue time (ISO 8601; repeatable)"
+    )
+    when.add_argument(
+        "--init-range",
+        nargs=3,
+        metavar=("A", "B", "STEP"),
+        help="issue times from A to B inclusive every STEP (e.g. 6h, 30min)",
+    )
     parser.add_argument("--members", type=int, default=50, help="ensemble size (default 50)")
     parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     parser.add_argument("--sampler", help="sampler of a diffusion model (e.g. ddim, heun)")
     parser.add_argument("--nfe", type=int, help="number of function evaluations of the sampler")
-    parser.add_argument("--summary", action="store_true",
-                        help="also write ensemble mean, std, quantiles (and exceedances)")
-    parser.add_argument("--quantiles", nargs="+", type=float, metavar="Q",
-                        help="quantile levels of --summary (default 0.05 0.25 0.5 0.75 0.95)")
-    parser.add_argument("--thresholds", nargs="+", metavar="[VAR=]VALUE",
-                        help="exceedance thresholds of --summary in the variable's units; "
-                             "VAR=VALUE for one variable")
+    parser.add_argument(
+        "--summary",
+        action="store_true",
+        help="also write ensemble mean, std, quantiles (and exceedances)",
+    )
+    parser.add_argument(
+        "--quantiles",
+        nargs="+",
+        type=float,
+        metavar="Q",
+        help="quantile levels of --summary (default 0.05 0.25 0.5 0.75 0.95)",
+    )
+    parser.add_argument(
+        "--thresholds",
+        nargs="+",
+        metavar="[VAR=]VALUE",
+        help="exceedance thresholds of --summary in the variable's units; "
+        "VAR=VALUE for one variable",
+    )
     parser.add_argument("--institution", help="global attribute institution")
     parser.add_argument("--title", help="global attribute title")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--out", required=True, type=Path,
-                        help="output NetCDF file, or Zarr store (suffix .zarr)")
+    parser.add_argument(
+        "--out", required=True, type=Path, help="output NetCDF file, or Zarr store (suffix .zarr)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -120,13 +138,16 @@ def check_issue_times(ds: Any, times: Any, context: int) -> None:
             "pass longer data"
         )
     first, last = axis[context - 1], axis[-1]
-    valid = (f"valid issue times: {first.isoformat()} .. {last.isoformat()} every "
-             f"{pd.Timedelta(time_step(ds))}")
+    valid = (
+        f"valid issue times: {first.isoformat()} .. {last.isoformat()} every "
+        f"{pd.Timedelta(time_step(ds))}"
+    )
     pos = axis.get_indexer(times)
     for t, i in zip(times, pos, strict=True):
         if i < 0:
-            raise ForecastError(f"issue time {t.isoformat()} is not a time step of the data; "
-                                f"{valid}")
+            raise ForecastError(
+                f"issue time {t.isoformat()} is not a time step of the data; {valid}"
+            )
         if i < context - 1:
             raise ForecastError(
                 f"issue time {t.isoformat()} has only {i + 1} steps up to it, the model needs a "
@@ -235,6 +256,5 @@ def run(args: argparse.Namespace) -> int:
             **common,
         )
         size = out.stat().st_size / 1e6
-    print(f"wrote {out}: {len(times)} issue times x {args.members} members "
-          f"({kind}, {size:.1f} MB)")
+    print(f"wrote {out}: {len(times)} issue times x {args.members} members ({kind}, {size:.1f} MB)")
     return 0

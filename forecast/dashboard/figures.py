@@ -30,7 +30,14 @@ COLORSCALES = {
     "exceedance": "Blues",
 }
 MODEL_COLORS = (
-    "#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf",
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
 )
 
 
@@ -67,23 +74,29 @@ def map_figure(
     def heat(f2: xr.DataArray) -> go.Heatmap:
         f2 = f2.transpose(ydim, xdim)
         return go.Heatmap(
-            z=f2.values, x=f2[xdim].values, y=f2[ydim].values, colorscale=scale,
-            zmin=zrange[0], zmax=zrange[1], colorbar=colorbar,
+            z=f2.values,
+            x=f2[xdim].values,
+            y=f2[ydim].values,
+            colorscale=scale,
+            zmin=zrange[0],
+            zmax=zrange[1],
+            colorbar=colorbar,
             hovertemplate=f"{xdim} %{{x}}<br>{ydim} %{{y}}<br>%{{z:.3g}} {_units(field)}"
             "<extra></extra>",
         )
 
     layout = {
-        "title": {"text": title}, "xaxis": {"title": {"text": xdim}},
-        "yaxis": {"title": {"text": ydim}, "scaleanchor": "x"}, "margin": {"t": 50, "b": 40},
+        "title": {"text": title},
+        "xaxis": {"title": {"text": xdim}},
+        "yaxis": {"title": {"text": ydim}, "scaleanchor": "x"},
+        "margin": {"t": 50, "b": 40},
         "height": 560,
     }
     if LEAD_TIME not in field.dims:
         return go.Figure(heat(field), layout=layout)
     labels = lead_labels(field[LEAD_TIME].values)
     frames = [
-        go.Frame(data=[heat(field.isel({LEAD_TIME: i}))], name=lab)
-        for i, lab in enumerate(labels)
+        go.Frame(data=[heat(field.isel({LEAD_TIME: i}))], name=lab) for i, lab in enumerate(labels)
     ]
     return _animated(frames, labels, start, layout)
 
@@ -94,28 +107,60 @@ def _animated(frames: list[go.Frame], labels: list[str], start: int, layout: dic
         raise ForecastError(f"lead index {start} outside 0..{len(frames) - 1}")
     fig = go.Figure(data=frames[start].data, frames=frames, layout=layout)
     fig.update_layout(
-        updatemenus=[{
-            "type": "buttons", "showactive": False, "x": 0.0, "y": -0.22, "xanchor": "left",
-            "yanchor": "top", "direction": "right",
-            "buttons": [
-                {"label": "Play", "method": "animate",
-                 "args": [None, {"frame": {"duration": 400, "redraw": True},
-                                 "fromcurrent": True, "transition": {"duration": 0}}]},
-                {"label": "Pause", "method": "animate",
-                 "args": [[None], {"frame": {"duration": 0, "redraw": False},
-                                   "mode": "immediate"}]},
-            ],
-        }],
-        sliders=[{
-            "active": int(start), "x": 0.25, "len": 0.75, "y": -0.16, "yanchor": "top",
-            "currentvalue": {"prefix": "lead "},
-            "steps": [
-                {"label": lab, "method": "animate",
-                 "args": [[lab], {"frame": {"duration": 0, "redraw": True},
-                                  "mode": "immediate"}]}
-                for lab in labels
-            ],
-        }],
+        updatemenus=[
+            {
+                "type": "buttons",
+                "showactive": False,
+                "x": 0.0,
+                "y": -0.22,
+                "xanchor": "left",
+                "yanchor": "top",
+                "direction": "right",
+                "buttons": [
+                    {
+                        "label": "Play",
+                        "method": "animate",
+                        "args": [
+                            None,
+                            {
+                                "frame": {"duration": 400, "redraw": True},
+                                "fromcurrent": True,
+                                "transition": {"duration": 0},
+                            },
+                        ],
+                    },
+                    {
+                        "label": "Pause",
+                        "method": "animate",
+                        "args": [
+                            [None],
+                            {"frame": {"duration": 0, "redraw": False}, "mode": "immediate"},
+                        ],
+                    },
+                ],
+            }
+        ],
+        sliders=[
+            {
+                "active": int(start),
+                "x": 0.25,
+                "len": 0.75,
+                "y": -0.16,
+                "yanchor": "top",
+                "currentvalue": {"prefix": "lead "},
+                "steps": [
+                    {
+                        "label": lab,
+                        "method": "animate",
+                        "args": [
+                            [lab],
+                            {"frame": {"duration": 0, "redraw": True}, "mode": "immediate"},
+                        ],
+                    }
+                    for lab in labels
+                ],
+            }
+        ],
     )
     return fig
 
@@ -140,7 +185,10 @@ def stamps_figure(
     rows = int(np.ceil(n / cols))
     names = [f"member {int(m)}" for m in stamps[MEMBER].values]
     fig = make_subplots(
-        rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.02,
+        rows=rows,
+        cols=cols,
+        subplot_titles=names,
+        horizontal_spacing=0.02,
         vertical_spacing=0.06,
     )
     lo, hi = float(stamps.min()), float(stamps.max())
@@ -148,22 +196,43 @@ def stamps_figure(
         one = stamps.isel({MEMBER: k})
         if network:
             trace = go.Scatter(
-                x=positions[0], y=positions[1], mode="markers", name=names[k],
-                marker={"color": one.values, "cmin": lo, "cmax": hi, "colorscale": "RdBu_r",
-                        "size": 5, "showscale": k == 0,
-                        "colorbar": {"title": {"text": _units(stamps)}}},
+                x=positions[0],
+                y=positions[1],
+                mode="markers",
+                name=names[k],
+                marker={
+                    "color": one.values,
+                    "cmin": lo,
+                    "cmax": hi,
+                    "colorscale": "RdBu_r",
+                    "size": 5,
+                    "showscale": k == 0,
+                    "colorbar": {"title": {"text": _units(stamps)}},
+                },
             )
         else:
             xdim, ydim = _grid_xy(one)
             f2 = one.transpose(ydim, xdim)
-            trace = go.Heatmap(z=f2.values, x=f2[xdim].values, y=f2[ydim].values, zmin=lo,
-                               zmax=hi, colorscale="RdBu_r", showscale=k == 0, name=names[k],
-                               colorbar={"title": {"text": _units(stamps)}})
+            trace = go.Heatmap(
+                z=f2.values,
+                x=f2[xdim].values,
+                y=f2[ydim].values,
+                zmin=lo,
+                zmax=hi,
+                colorscale="RdBu_r",
+                showscale=k == 0,
+                name=names[k],
+                colorbar={"title": {"text": _units(stamps)}},
+            )
         fig.add_trace(trace, row=k // cols + 1, col=k % cols + 1)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
-    fig.update_layout(title={"text": title}, height=max(250, 180 * rows), showlegend=False,
-                      margin={"t": 60, "l": 10, "r": 10, "b": 10})
+    fig.update_layout(
+        title={"text": title},
+        height=max(250, 180 * rows),
+        showlegend=False,
+        margin={"t": 60, "l": 10, "r": 10, "b": 10},
+    )
     return fig
 
 
@@ -194,29 +263,53 @@ def network_figure(
     for i, j in edges:
         ex += [float(x[i]), float(x[j]), None]
         ey += [float(y[i]), float(y[j]), None]
-    links = go.Scatter(x=ex, y=ey, mode="lines", line={"color": "#bbbbbb", "width": 1},
-                       hoverinfo="skip", name="links", showlegend=False)
+    links = go.Scatter(
+        x=ex,
+        y=ey,
+        mode="lines",
+        line={"color": "#bbbbbb", "width": 1},
+        hoverinfo="skip",
+        name="links",
+        showlegend=False,
+    )
     ids = [str(v) for v in values[NODE].values]
 
     def sensors(v: xr.DataArray) -> go.Scatter:
         return go.Scatter(
-            x=np.asarray(x), y=np.asarray(y), mode="markers", name="sensors", text=ids,
-            marker={"color": v.values, "colorscale": COLORSCALES.get(statistic, "RdBu_r"),
-                    "cmin": zrange[0], "cmax": zrange[1], "size": 11,
-                    "line": {"width": 0.5, "color": "#333"},
-                    "colorbar": {"title": {"text": _units(values)}}},
-            hovertemplate="sensor %{text}<br>%{marker.color:.3g} " + _units(values)
+            x=np.asarray(x),
+            y=np.asarray(y),
+            mode="markers",
+            name="sensors",
+            text=ids,
+            marker={
+                "color": v.values,
+                "colorscale": COLORSCALES.get(statistic, "RdBu_r"),
+                "cmin": zrange[0],
+                "cmax": zrange[1],
+                "size": 11,
+                "line": {"width": 0.5, "color": "#333"},
+                "colorbar": {"title": {"text": _units(values)}},
+            },
+            hovertemplate="sensor %{text}<br>%{marker.color:.3g} "
+            + _units(values)
             + "<extra></extra>",
         )
 
     axis = ("lon", "lat") if layout_kind == "lat/lon" else ("graph layout 1", "graph layout 2")
-    layout = {"title": {"text": title}, "xaxis": {"title": {"text": axis[0]}},
-              "yaxis": {"title": {"text": axis[1]}}, "margin": {"t": 50}, "showlegend": False}
+    layout = {
+        "title": {"text": title},
+        "xaxis": {"title": {"text": axis[0]}},
+        "yaxis": {"title": {"text": axis[1]}},
+        "margin": {"t": 50},
+        "showlegend": False,
+    }
     if LEAD_TIME not in values.dims:
         return go.Figure([links, sensors(values)], layout=layout)
     labels = lead_labels(values[LEAD_TIME].values)
-    frames = [go.Frame(data=[links, sensors(values.isel({LEAD_TIME: i}))], name=lab)
-              for i, lab in enumerate(labels)]
+    frames = [
+        go.Frame(data=[links, sensors(values.isel({LEAD_TIME: i}))], name=lab)
+        for i, lab in enumerate(labels)
+    ]
     layout["height"] = 560
     return _animated(frames, labels, start, layout)
 
@@ -231,12 +324,26 @@ def _history_traces(
     fig: go.Figure, history: xr.DataArray | None, truth: xr.DataArray | None
 ) -> None:
     if history is not None:
-        fig.add_trace(go.Scatter(x=history[TIME].values, y=history.values, mode="lines",
-                                 name="observed (context)", line={"color": "black", "width": 2}))
+        fig.add_trace(
+            go.Scatter(
+                x=history[TIME].values,
+                y=history.values,
+                mode="lines",
+                name="observed (context)",
+                line={"color": "black", "width": 2},
+            )
+        )
     if truth is not None:
-        fig.add_trace(go.Scatter(x=truth[TIME].values, y=truth.values, mode="lines+markers",
-                                 name="truth", line={"color": "black", "width": 2, "dash": "dot"},
-                                 marker={"size": 4}))
+        fig.add_trace(
+            go.Scatter(
+                x=truth[TIME].values,
+                y=truth.values,
+                mode="lines+markers",
+                name="truth",
+                line={"color": "black", "width": 2, "dash": "dot"},
+                marker={"size": 4},
+            )
+        )
 
 
 def plume_figure(
@@ -250,17 +357,34 @@ def plume_figure(
     xs = _valid_times(series)
     fig = go.Figure()
     for k, m in enumerate(series[MEMBER].values):
-        fig.add_trace(go.Scatter(
-            x=xs, y=series.isel({MEMBER: k}).values, mode="lines", name=f"member {int(m)}",
-            line={"width": 1, "color": "rgba(31,119,180,0.45)"}, showlegend=k == 0,
-            legendgrouptitle={"text": "members"} if k == 0 else None,
-            legendgroup="members",
-        ))
-    fig.add_trace(go.Scatter(x=xs, y=series.mean(MEMBER).values, mode="lines",
-                             name="ensemble mean", line={"color": "#d62728", "width": 2.5}))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=series.isel({MEMBER: k}).values,
+                mode="lines",
+                name=f"member {int(m)}",
+                line={"width": 1, "color": "rgba(31,119,180,0.45)"},
+                showlegend=k == 0,
+                legendgrouptitle={"text": "members"} if k == 0 else None,
+                legendgroup="members",
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=xs,
+            y=series.mean(MEMBER).values,
+            mode="lines",
+            name="ensemble mean",
+            line={"color": "#d62728", "width": 2.5},
+        )
+    )
     _history_traces(fig, history, truth)
-    fig.update_layout(title={"text": title}, yaxis={"title": {"text": _units(series)}},
-                      xaxis={"title": {"text": "valid time"}}, margin={"t": 50})
+    fig.update_layout(
+        title={"text": title},
+        yaxis={"title": {"text": _units(series)}},
+        xaxis={"title": {"text": "valid time"}},
+        margin={"t": 50},
+    )
     return fig
 
 
@@ -283,17 +407,44 @@ def fan_figure(
 
     xs = _valid_times(quantiles)
     fig = go.Figure()
-    for lo, hi, color, name in ((0.05, 0.95, "rgba(31,119,180,0.18)", "5-95 %"),
-                                (0.25, 0.75, "rgba(31,119,180,0.40)", "25-75 %")):
-        fig.add_trace(go.Scatter(x=xs, y=at(lo), mode="lines", line={"width": 0},
-                                 showlegend=False, hoverinfo="skip", name=f"{name} low"))
-        fig.add_trace(go.Scatter(x=xs, y=at(hi), mode="lines", line={"width": 0}, fill="tonexty",
-                                 fillcolor=color, name=name))
-    fig.add_trace(go.Scatter(x=xs, y=at(0.5), mode="lines", name="median",
-                             line={"color": "#1f77b4", "width": 2.5}))
+    for lo, hi, color, name in (
+        (0.05, 0.95, "rgba(31,119,180,0.18)", "5-95 %"),
+        (0.25, 0.75, "rgba(31,119,180,0.40)", "25-75 %"),
+    ):
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=at(lo),
+                mode="lines",
+                line={"width": 0},
+                showlegend=False,
+                hoverinfo="skip",
+                name=f"{name} low",
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=at(hi),
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor=color,
+                name=name,
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=xs, y=at(0.5), mode="lines", name="median", line={"color": "#1f77b4", "width": 2.5}
+        )
+    )
     _history_traces(fig, history, truth)
-    fig.update_layout(title={"text": title}, yaxis={"title": {"text": _units(quantiles)}},
-                      xaxis={"title": {"text": "valid time"}}, margin={"t": 50})
+    fig.update_layout(
+        title={"text": title},
+        yaxis={"title": {"text": _units(quantiles)}},
+        xaxis={"title": {"text": "valid time"}},
+        margin={"t": 50},
+    )
     return fig
 
 
@@ -301,13 +452,26 @@ def epsgram_figure(series: xr.DataArray, *, title: str = "") -> go.Figure:
     """EPSgram: one box per lead (min, quartiles, median, max over members) and the mean."""
     stats = box_stats(series)
     labels = lead_labels(series[LEAD_TIME].values)
-    fig = go.Figure(go.Box(
-        x=labels, q1=stats["q1"], median=stats["median"], q3=stats["q3"],
-        lowerfence=stats["min"], upperfence=stats["max"], mean=stats["mean"],
-        name="members", boxpoints=False, marker={"color": "#1f77b4"},
-    ))
-    fig.update_layout(title={"text": title}, yaxis={"title": {"text": _units(series)}},
-                      xaxis={"title": {"text": "lead time"}}, margin={"t": 50})
+    fig = go.Figure(
+        go.Box(
+            x=labels,
+            q1=stats["q1"],
+            median=stats["median"],
+            q3=stats["q3"],
+            lowerfence=stats["min"],
+            upperfence=stats["max"],
+            mean=stats["mean"],
+            name="members",
+            boxpoints=False,
+            marker={"color": "#1f77b4"},
+        )
+    )
+    fig.update_layout(
+        title={"text": title},
+        yaxis={"title": {"text": _units(series)}},
+        xaxis={"title": {"text": "lead time"}},
+        margin={"t": 50},
+    )
     return fig
 
 
@@ -323,13 +487,23 @@ def by_lead_figure(
     hours = _lead_hours(arr[LEAD_TIME].values)
     fig = go.Figure()
     for k, m in enumerate(arr[MODEL].values):
-        fig.add_trace(go.Scatter(x=hours, y=arr.isel({MODEL: k}).values, mode="lines+markers",
-                                 name=str(m),
-                                 line={"color": MODEL_COLORS[k % len(MODEL_COLORS)]}))
+        fig.add_trace(
+            go.Scatter(
+                x=hours,
+                y=arr.isel({MODEL: k}).values,
+                mode="lines+markers",
+                name=str(m),
+                line={"color": MODEL_COLORS[k % len(MODEL_COLORS)]},
+            )
+        )
     if reference_line is not None:
         fig.add_hline(y=reference_line, line={"dash": "dash", "color": "grey"})
-    fig.update_layout(title={"text": title}, xaxis={"title": {"text": "lead time (h)"}},
-                      yaxis={"title": {"text": ytitle}}, margin={"t": 50})
+    fig.update_layout(
+        title={"text": title},
+        xaxis={"title": {"text": "lead time (h)"}},
+        yaxis={"title": {"text": ytitle}},
+        margin={"t": 50},
+    )
     return fig
 
 
@@ -337,11 +511,18 @@ def rank_histogram_figure(counts: Any, *, title: str = "Rank histogram") -> go.F
     """Bars of the rank counts, as relative frequency, with the flat line ``1 / bins``."""
     c = np.asarray(counts, dtype=float)
     freq = c / c.sum() if c.sum() > 0 else c
-    fig = go.Figure(go.Bar(x=np.arange(1, len(c) + 1), y=freq, name="observed rank",
-                           marker={"color": "#1f77b4"}))
+    fig = go.Figure(
+        go.Bar(
+            x=np.arange(1, len(c) + 1), y=freq, name="observed rank", marker={"color": "#1f77b4"}
+        )
+    )
     fig.add_hline(y=1.0 / len(c), line={"dash": "dash", "color": "grey"})
-    fig.update_layout(title={"text": title}, xaxis={"title": {"text": "rank of observation"}},
-                      yaxis={"title": {"text": "relative frequency"}}, margin={"t": 50})
+    fig.update_layout(
+        title={"text": title},
+        xaxis={"title": {"text": "rank of observation"}},
+        yaxis={"title": {"text": "relative frequency"}},
+        margin={"t": 50},
+    )
     return fig
 
 
@@ -355,12 +536,27 @@ def spread_skill_figure(
     fig = go.Figure()
     for k, m in enumerate(spread[MODEL].values):
         color = MODEL_COLORS[k % len(MODEL_COLORS)]
-        fig.add_trace(go.Scatter(x=hours, y=rmse.isel({MODEL: k}).values, mode="lines+markers",
-                                 name=f"{m} RMSE", line={"color": color}))
-        fig.add_trace(go.Scatter(x=hours, y=spread.isel({MODEL: k}).values, mode="lines",
-                                 name=f"{m} spread", line={"color": color, "dash": "dash"}))
-    fig.update_layout(title={"text": title}, xaxis={"title": {"text": "lead time (h)"}},
-                      margin={"t": 50})
+        fig.add_trace(
+            go.Scatter(
+                x=hours,
+                y=rmse.isel({MODEL: k}).values,
+                mode="lines+markers",
+                name=f"{m} RMSE",
+                line={"color": color},
+            )
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=hours,
+                y=spread.isel({MODEL: k}).values,
+                mode="lines",
+                name=f"{m} spread",
+                line={"color": color, "dash": "dash"},
+            )
+        )
+    fig.update_layout(
+        title={"text": title}, xaxis={"title": {"text": "lead time (h)"}}, margin={"t": 50}
+    )
     return fig
 
 
@@ -371,12 +567,21 @@ def reliability_figure(
     p = np.asarray(forecast_prob, float)
     o = np.asarray(observed_freq, float)
     n = np.asarray(counts, float)
-    fig = make_subplots(rows=2, cols=1, row_heights=[0.75, 0.25], shared_xaxes=True,
-                        vertical_spacing=0.05)
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect",
-                             line={"dash": "dash", "color": "grey"}), row=1, col=1)
-    fig.add_trace(go.Scatter(x=p, y=o, mode="lines+markers", name="forecast",
-                             line={"color": "#1f77b4"}), row=1, col=1)
+    fig = make_subplots(
+        rows=2, cols=1, row_heights=[0.75, 0.25], shared_xaxes=True, vertical_spacing=0.05
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", name="perfect", line={"dash": "dash", "color": "grey"}
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(x=p, y=o, mode="lines+markers", name="forecast", line={"color": "#1f77b4"}),
+        row=1,
+        col=1,
+    )
     fig.add_trace(go.Bar(x=p, y=n, name="count", marker={"color": "#999"}), row=2, col=1)
     fig.update_layout(title={"text": title}, margin={"t": 50})
     fig.update_xaxes(title={"text": "forecast probability"}, range=[0, 1], row=2, col=1)
@@ -402,25 +607,50 @@ def latent_path_figure(
     t = float(path[PATH].values[index])
     lo = float(min(path.min(), blend.min()))
     hi = float(max(path.max(), blend.max()))
-    fig = make_subplots(rows=1, cols=2, subplot_titles=(
-        f"latent path (slerp), t = {t:.2f}", f"straight blend, t = {t:.2f}"))
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        subplot_titles=(f"latent path (slerp), t = {t:.2f}", f"straight blend, t = {t:.2f}"),
+    )
     for col, da in ((1, path), (2, blend)):
         f = da.isel({PATH: index})
         if space_dims(f) == (NODE,):
             if positions is None:
                 raise ForecastError("sensor positions are needed to draw a network path")
-            fig.add_trace(go.Scatter(
-                x=positions[0], y=positions[1], mode="markers",
-                marker={"color": f.values, "cmin": lo, "cmax": hi, "colorscale": "RdBu_r",
-                        "size": 9, "showscale": col == 1}), row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=positions[0],
+                    y=positions[1],
+                    mode="markers",
+                    marker={
+                        "color": f.values,
+                        "cmin": lo,
+                        "cmax": hi,
+                        "colorscale": "RdBu_r",
+                        "size": 9,
+                        "showscale": col == 1,
+                    },
+                ),
+                row=1,
+                col=col,
+            )
         else:
             xdim, ydim = _grid_xy(f)
             f = f.transpose(ydim, xdim)
-            fig.add_trace(go.Heatmap(z=f.values, x=f[xdim].values, y=f[ydim].values,
-                                     zmin=lo, zmax=hi, colorscale="RdBu_r",
-                                     showscale=col == 1,
-                                     colorbar={"title": {"text": _units(path)}}),
-                          row=1, col=col)
+            fig.add_trace(
+                go.Heatmap(
+                    z=f.values,
+                    x=f[xdim].values,
+                    y=f[ydim].values,
+                    zmin=lo,
+                    zmax=hi,
+                    colorscale="RdBu_r",
+                    showscale=col == 1,
+                    colorbar={"title": {"text": _units(path)}},
+                ),
+                row=1,
+                col=col,
+            )
     fig.update_layout(title={"text": title}, showlegend=False, margin={"t": 70})
     return fig
 
@@ -430,16 +660,33 @@ def variance_ratio_figure(
 ) -> go.Figure:
     """Anomaly variance along the path relative to its ends: slerp path against straight blend."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=np.asarray(t), y=np.asarray(path_ratio), mode="lines+markers",
-                             name="latent path", line={"color": "#1f77b4"}))
-    fig.add_trace(go.Scatter(x=np.asarray(t), y=np.asarray(blend_ratio), mode="lines+markers",
-                             name="straight blend", line={"color": "#d62728"}))
+    fig.add_trace(
+        go.Scatter(
+            x=np.asarray(t),
+            y=np.asarray(path_ratio),
+            mode="lines+markers",
+            name="latent path",
+            line={"color": "#1f77b4"},
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=np.asarray(t),
+            y=np.asarray(blend_ratio),
+            mode="lines+markers",
+            name="straight blend",
+            line={"color": "#d62728"},
+        )
+    )
     fig.add_hline(y=1.0, line={"dash": "dash", "color": "grey"})
     if current is not None:
         fig.add_vline(x=current, line={"color": "black", "width": 1})
-    fig.update_layout(title={"text": "Anomaly variance relative to the ends"},
-                      xaxis={"title": {"text": "t along the path"}},
-                      yaxis={"title": {"text": "variance ratio"}}, margin={"t": 50})
+    fig.update_layout(
+        title={"text": "Anomaly variance relative to the ends"},
+        xaxis={"title": {"text": "t along the path"}},
+        yaxis={"title": {"text": "variance ratio"}},
+        margin={"t": 50},
+    )
     return fig
 
 
@@ -451,12 +698,23 @@ def path_plume_figure(path_series: xr.DataArray, index: int, *, title: str = "")
     for k in range(n):
         t = float(path_series[PATH].values[k])
         chosen = k == index
-        fig.add_trace(go.Scatter(
-            x=xs, y=path_series.isel({PATH: k}).values, mode="lines", name=f"t = {t:.2f}",
-            line={"width": 3 if chosen else 1,
-                  "color": "#d62728" if chosen else f"rgba(31,119,180,{0.25 + 0.5 * k / n:.2f})"},
-            showlegend=chosen or k in (0, n - 1),
-        ))
-    fig.update_layout(title={"text": title}, yaxis={"title": {"text": _units(path_series)}},
-                      xaxis={"title": {"text": "valid time"}}, margin={"t": 50})
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=path_series.isel({PATH: k}).values,
+                mode="lines",
+                name=f"t = {t:.2f}",
+                line={
+                    "width": 3 if chosen else 1,
+                    "color": "#d62728" if chosen else f"rgba(31,119,180,{0.25 + 0.5 * k / n:.2f})",
+                },
+                showlegend=chosen or k in (0, n - 1),
+            )
+        )
+    fig.update_layout(
+        title={"text": title},
+        yaxis={"title": {"text": _units(path_series)}},
+        xaxis={"title": {"text": "valid time"}},
+        margin={"t": 50},
+    )
     return fig

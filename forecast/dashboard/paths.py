@@ -53,9 +53,7 @@ def checkpoint_folders(env: Mapping[str, str] | None = None) -> list[Path]:
     return folders
 
 
-def data_roots(
-    repo: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> list[Path]:
+def data_roots(repo: str | Path | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
     """The folders whose files the dashboard may read, resolved, existing ones only.
 
     Parameters

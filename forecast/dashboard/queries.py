@@ -157,8 +157,9 @@ def member_quantile(da: xr.DataArray, quantiles: Sequence[float] | float) -> xr.
         res = a + (pos - lo) * (b - a)
         out[k] = np.where(n > 0, res, np.nan)
     coords = {c: da.coords[c] for c in da.coords if MEMBER not in da.coords[c].dims}
-    res = xr.DataArray(out, dims=(QUANTILE, *other), coords={**coords, QUANTILE: qs},
-                       attrs=da.attrs, name=da.name)
+    res = xr.DataArray(
+        out, dims=(QUANTILE, *other), coords={**coords, QUANTILE: qs}, attrs=da.attrs, name=da.name
+    )
     return res.isel({QUANTILE: 0}, drop=True) if scalar else res
 
 
@@ -260,9 +261,7 @@ def truth_at(ens: xr.Dataset, truth: xr.Dataset, variable: str) -> xr.DataArray:
     return obs.drop_vars([c for c in obs.coords if c not in obs.dims and c != LEAD_TIME])
 
 
-def postage_stamps(
-    ens: xr.Dataset, variable: str, lead: Any, n: int = 12
-) -> xr.DataArray:
+def postage_stamps(ens: xr.Dataset, variable: str, lead: Any, n: int = 12) -> xr.DataArray:
     """The first ``n`` members of ``variable`` at one lead: dims ``(member, *space)``."""
     check_ensemble(ens)
     da = _at_lead(ens[variable], lead)
@@ -330,9 +329,7 @@ def history_series(
     return da.sel({TIME: slice(pd.Timestamp(start), pd.Timestamp(stop))})
 
 
-def fan_quantiles(
-    series: xr.DataArray, quantiles: Sequence[float] = FAN_QUANTILES
-) -> xr.DataArray:
+def fan_quantiles(series: xr.DataArray, quantiles: Sequence[float] = FAN_QUANTILES) -> xr.DataArray:
     """Quantiles over members of a point series: dims ``(quantile, lead_time)``."""
     return member_quantile(series, list(quantiles))
 
@@ -483,7 +480,9 @@ def metric_by_lead(sc: xr.Dataset, metric: str, variable: str | None = None) -> 
 
 
 def skill_score(
-    sc: xr.Dataset, metric: str = "crps", reference: str = "climatology",
+    sc: xr.Dataset,
+    metric: str = "crps",
+    reference: str = "climatology",
     variable: str | None = None,
 ) -> xr.DataArray:
     """Skill score ``1 - S / S_ref`` against ``reference`` (CRPSS for metric crps).
@@ -581,9 +580,7 @@ def latent_explorer(
     from forecast.sampling.paths import blend_path, latent_path, variance_ratio
 
     path = latent_path(model, context, z_a, z_b, steps)
-    blend = blend_path(
-        path.isel({PATH: 0}, drop=True), path.isel({PATH: -1}, drop=True), steps
-    )
+    blend = blend_path(path.isel({PATH: 0}, drop=True), path.isel({PATH: -1}, drop=True), steps)
     for name in blend.data_vars:
         blend[name].attrs = path[name].attrs
     last = context.isel({TIME: -1}, drop=True)[list(path.data_vars)]
@@ -777,8 +774,9 @@ def check_dataset(ds: xr.Dataset) -> None:
         raise ForecastError("data has no variable over time; give a file with a data variable")
 
 
-def protocol_for(name: str | None, ds: xr.Dataset, context: int | None = None,
-                 horizon: int | None = None) -> Any:
+def protocol_for(
+    name: str | None, ds: xr.Dataset, context: int | None = None, horizon: int | None = None
+) -> Any:
     """The evaluation protocol of a named data set, or a 70/10/20 % split for other data.
 
     For data without a registered protocol the geometry comes from ``context`` / ``horizon``
@@ -790,15 +788,21 @@ def protocol_for(name: str | None, ds: xr.Dataset, context: int | None = None,
 
     for pname in PROTOCOLS.names():
         p = PROTOCOLS.get(pname)
-        if name is not None and p.dataset == name and (
-            context is None or (p.context == context and p.horizon == horizon)
+        if (
+            name is not None
+            and p.dataset == name
+            and (context is None or (p.context == context and p.horizon == horizon))
         ):
             return p if p.n_steps == ds.sizes[TIME] else p.resized(ds.sizes[TIME])
     step = time_step(ds)
     if context is None or horizon is None:
         context, horizon = (6, 24) if step >= pd.Timedelta("1h") else (12, 12)
     return chronological(
-        "user", name or "user", int(ds.sizes[TIME]), int(context), int(horizon),
+        "user",
+        name or "user",
+        int(ds.sizes[TIME]),
+        int(context),
+        int(horizon),
         step=_step_text(step),
     )
 
@@ -944,7 +948,8 @@ def path_netcdf_bytes(path: xr.Dataset, blend: xr.Dataset) -> bytes:
     for name in blend.data_vars:
         out[f"{name}_blend"] = blend[name]
         out[f"{name}_blend"].attrs = {
-            **blend[name].attrs, "comment": "straight blend (1 - t) A + t B of the path ends"
+            **blend[name].attrs,
+            "comment": "straight blend (1 - t) A + t B of the path ends",
         }
     for name in path.data_vars:
         out[name].attrs = {**path[name].attrs, "comment": "decoded along the slerp latent path"}
@@ -956,7 +961,11 @@ def path_netcdf_bytes(path: xr.Dataset, blend: xr.Dataset) -> bytes:
 
 
 def forecasts_for(
-    models: dict[str, Any], ds: xr.Dataset, issue_times: Sequence[Any], members: int, seed: int,
+    models: dict[str, Any],
+    ds: xr.Dataset,
+    issue_times: Sequence[Any],
+    members: int,
+    seed: int,
     progress: Any = None,
 ) -> dict[str, xr.Dataset]:
     """Ensembles of several models over many issue times (dims ``init_time, member, ...``).
@@ -975,8 +984,9 @@ def forecasts_for(
             done += 1
             if progress is not None:
                 progress(done, total, f"{name}: {pd.Timestamp(t):%Y-%m-%d %H:%M}")
-        out[name] = xr.concat(parts, dim=INIT_TIME, coords="different", compat="equals",
-                              join="exact")
+        out[name] = xr.concat(
+            parts, dim=INIT_TIME, coords="different", compat="equals", join="exact"
+        )
     return out
 
 
@@ -990,8 +1000,13 @@ def live_scores(
     """
     from forecast.scoring.scorecard import diagnostics, scorecard
 
-    card = scorecard(forecasts, truth, thresholds=threshold, seed=seed, progress=False,
-                     metrics=("crps", "crps_fair", "rmse", "spread", "spread_skill", "brier",
-                              "rank_flatness"))
+    card = scorecard(
+        forecasts,
+        truth,
+        thresholds=threshold,
+        seed=seed,
+        progress=False,
+        metrics=("crps", "crps_fair", "rmse", "spread", "spread_skill", "brier", "rank_flatness"),
+    )
     diag = diagnostics(forecasts, truth, thresholds=threshold, seed=seed)
     return card, diag

@@ -86,8 +86,16 @@ class Protocol:
     fractions: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
-        if not (0 == self.train[0] < self.train[1] == self.val[0] < self.val[1] == self.test[0]
-                < self.test[1] == self.n_steps):
+        if not (
+            0
+            == self.train[0]
+            < self.train[1]
+            == self.val[0]
+            < self.val[1]
+            == self.test[0]
+            < self.test[1]
+            == self.n_steps
+        ):
             raise ForecastError(
                 f"protocol {self.name!r}: splits {self.train}, {self.val}, {self.test} must be "
                 f"contiguous, non-empty and cover [0, {self.n_steps})"
@@ -111,8 +119,7 @@ class Protocol:
                 else f"open the full {self.dataset!r} data set"
             )
             raise ForecastError(
-                f"protocol {self.name} needs {self.n_steps} time steps but the data has {n}; "
-                f"{hint}"
+                f"protocol {self.name} needs {self.n_steps} time steps but the data has {n}; {hint}"
             )
         step = time_step(ds)
         if step != pd.Timedelta(self.step):
@@ -167,7 +174,11 @@ class Protocol:
             sel_hours = hours
         lo = a if split == "test" else a + self.context  # no context before a train/val split
         return make_windows(
-            ds, self.context, self.horizon, target_range=(lo, b), stride=sel_stride,
+            ds,
+            self.context,
+            self.horizon,
+            target_range=(lo, b),
+            stride=sel_stride,
             hours=sel_hours,
         )
 
@@ -235,9 +246,19 @@ def chronological(
     """
     train, val, test = _fraction_ranges(n_steps, fractions)
     return Protocol(
-        name=name, dataset=dataset, context=context, horizon=horizon, train=train, val=val,
-        test=test, hours=hours, test_stride=test_stride, n_steps=int(n_steps), step=step,
-        start=start, fractions=tuple(float(x) for x in fractions),
+        name=name,
+        dataset=dataset,
+        context=context,
+        horizon=horizon,
+        train=train,
+        val=val,
+        test=test,
+        hours=hours,
+        test_stride=test_stride,
+        n_steps=int(n_steps),
+        step=step,
+        start=start,
+        fractions=tuple(float(x) for x in fractions),
     )
 
 
@@ -245,30 +266,59 @@ PROTOCOLS: Registry[Protocol] = Registry("protocol")
 PROTOCOLS.add(
     "P1",
     Protocol(
-        name="P1", dataset="los-loop", context=12, horizon=12, train=(0, 1411),
-        val=(1411, 1613), test=(1613, 2016), hours=None, test_stride=1, n_steps=2016,
-        step="5min", start="2012-03-01T00:00:00",
+        name="P1",
+        dataset="los-loop",
+        context=12,
+        horizon=12,
+        train=(0, 1411),
+        val=(1411, 1613),
+        test=(1613, 2016),
+        hours=None,
+        test_stride=1,
+        n_steps=2016,
+        step="5min",
+        start="2012-03-01T00:00:00",
     ),
 )
 PROTOCOLS.add(
     "P2",
     Protocol(
-        name="P2", dataset="era5-uk-t2m", context=6, horizon=24, train=(0, 21 * 24),
-        val=(21 * 24, 24 * 24), test=(24 * 24, 31 * 24), hours=(0, 6, 12, 18), test_stride=1,
-        n_steps=744, step="1h", start="2019-03-01T00:00:00",
+        name="P2",
+        dataset="era5-uk-t2m",
+        context=6,
+        horizon=24,
+        train=(0, 21 * 24),
+        val=(21 * 24, 24 * 24),
+        test=(24 * 24, 31 * 24),
+        hours=(0, 6, 12, 18),
+        test_stride=1,
+        n_steps=744,
+        step="1h",
+        start="2019-03-01T00:00:00",
     ),
 )
 PROTOCOLS.add(
     "synthetic-weather",
     chronological(
-        "synthetic-weather", "synthetic-weather", 90 * 24, 6, 24, step="1h",
+        "synthetic-weather",
+        "synthetic-weather",
+        90 * 24,
+        6,
+        24,
+        step="1h",
         hours=(0, 6, 12, 18),
     ),
 )
 PROTOCOLS.add(
     "synthetic-traffic",
     chronological(
-        "synthetic-traffic", "synthetic-traffic", 28 * 288, 12, 12, step="5min", test_stride=12,
+        "synthetic-traffic",
+        "synthetic-traffic",
+        28 * 288,
+        12,
+        12,
+        step="5min",
+        test_stride=12,
     ),
 )
 

@@ -165,8 +165,11 @@ def _check_chunks(chunks: Any) -> Any:
         return chunks
     if isinstance(chunks, Mapping):
         for dim, size in chunks.items():
-            ok = size == "auto" or (isinstance(size, int | np.integer) and not isinstance(
-                size, bool) and (size > 0 or size == -1))
+            ok = size == "auto" or (
+                isinstance(size, int | np.integer)
+                and not isinstance(size, bool)
+                and (size > 0 or size == -1)
+            )
             if not ok:
                 raise ForecastError(
                     f"chunks[{dim!r}] = {size!r} is not a chunk size; give a positive integer, "

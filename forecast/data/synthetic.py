@@ -173,7 +173,11 @@ def synthetic_weather(
     {'time': 48, 'lat': 8, 'lon': 12}
     """
     _check_positive(
-        n_lat=n_lat, n_lon=n_lon, days=days, damping_h=damping_h, wind_tau_h=wind_tau_h,
+        n_lat=n_lat,
+        n_lon=n_lon,
+        days=days,
+        damping_h=damping_h,
+        wind_tau_h=wind_tau_h,
         forcing_scale_km=forcing_scale_km,
     )
     if n_lat < 2 or n_lon < 2:
@@ -228,9 +232,8 @@ def synthetic_weather(
         y0 = y0.astype(int) % ny
         x0 = x0.astype(int) % nx
         y1, x1 = (y0 + 1) % ny, (x0 + 1) % nx
-        a = (
-            (1 - fy) * ((1 - fx) * a[y0, x0] + fx * a[y0, x1])
-            + fy * ((1 - fx) * a[y1, x0] + fx * a[y1, x1])
+        a = (1 - fy) * ((1 - fx) * a[y0, x0] + fx * a[y0, x1]) + fy * (
+            (1 - fx) * a[y1, x0] + fx * a[y1, x1]
         )
         # diffusion + damping (exact in Fourier space) + spatially correlated forcing
         forcing = sigma * g * np.fft.fft2(rng.standard_normal((ny, nx)))
@@ -252,9 +255,7 @@ def synthetic_weather(
     dlat = (lat - lat_c)[None, :, None]
     mean = 283.0 - 0.7 * dlat - 6.0 * np.cos(2 * np.pi * (doy - 15) / 365.0) - 1.5 * land
     amp = (
-        (0.6 + 3.4 * land)
-        * (1 - 0.03 * dlat)
-        * (1 + 0.4 * np.sin(2 * np.pi * (doy - 80) / 365.0))
+        (0.6 + 3.4 * land) * (1 - 0.03 * dlat) * (1 + 0.4 * np.sin(2 * np.pi * (doy - 80) / 365.0))
     )
     local_hour = hour_utc + lon[None, None, :] / 15.0
     field = out + mean + amp * np.cos(2 * np.pi * (local_hour - 15.0) / 24.0)
@@ -302,9 +303,11 @@ def _network(
             f"use n_sensors >= {4 * n_corridors}"
         )
     n_main = n_sensors - (n_sensors * (n_corridors - 1)) // (n_corridors + 1)
-    sizes = [n_main] + [
-        len(c) for c in np.array_split(np.arange(n_sensors - n_main), n_corridors - 1)
-    ] if n_corridors > 1 else [n_sensors]
+    sizes = (
+        [n_main] + [len(c) for c in np.array_split(np.arange(n_sensors - n_main), n_corridors - 1)]
+        if n_corridors > 1
+        else [n_sensors]
+    )
     corridor = np.concatenate([np.full(s, c) for c, s in enumerate(sizes)])
     position = np.empty(n_sensors)
     downstream = np.full(n_sensors, -1)
@@ -345,8 +348,12 @@ def _upstream_distance(downstream: np.ndarray, position: np.ndarray, corridor: n
         cur, dist = s, 0.0
         while downstream[cur] >= 0:
             nxt = downstream[cur]
-            step = position[nxt] - position[cur] if corridor[nxt] == corridor[cur] else (
-                -position[cur]  # feeder end to the merge point: its position is negative
+            step = (
+                position[nxt] - position[cur]
+                if corridor[nxt] == corridor[cur]
+                else (
+                    -position[cur]  # feeder end to the merge point: its position is negative
+                )
             )
             dist += abs(step)
             d[s, nxt] = dist
@@ -456,7 +463,10 @@ def synthetic_traffic(
     {'time': 288, 'node': 12, 'node_j': 12}
     """
     _check_positive(
-        n_sensors=n_sensors, days=days, step_minutes=step_minutes, wave_speed_kmh=wave_speed_kmh,
+        n_sensors=n_sensors,
+        days=days,
+        step_minutes=step_minutes,
+        wave_speed_kmh=wave_speed_kmh,
         kernel_km=kernel_km,
     )
     if incident_rate_per_day < 0:

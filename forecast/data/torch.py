@@ -93,15 +93,19 @@ class WindowDataset(Dataset):
     """
 
     def __init__(self, values: np.ndarray | torch.Tensor, windows: Windows, calendar: Any):
-        tensor = values if isinstance(values, torch.Tensor) else torch.from_numpy(
-            np.ascontiguousarray(values)
+        tensor = (
+            values
+            if isinstance(values, torch.Tensor)
+            else torch.from_numpy(np.ascontiguousarray(values))
         )
         if tensor.ndim < 2:
             raise ForecastError(
                 f"values must be (time, channel, *space), got {tuple(tensor.shape)}; use to_array"
             )
-        cal = calendar if isinstance(calendar, torch.Tensor) else torch.from_numpy(
-            np.ascontiguousarray(calendar, dtype=np.float32)
+        cal = (
+            calendar
+            if isinstance(calendar, torch.Tensor)
+            else torch.from_numpy(np.ascontiguousarray(calendar, dtype=np.float32))
         )
         n_time = tensor.shape[0]
         if tuple(cal.shape) != (n_time, 4):
@@ -258,8 +262,10 @@ def ensemble_from_array(
     values = np.asarray(values, dtype=np.float32)
     variables = data_variables(context)
     space = space_dims(context)
-    leads = np.arange(1, int(lead_steps) + 1) if np.ndim(lead_steps) == 0 else np.asarray(
-        lead_steps, dtype=np.int64
+    leads = (
+        np.arange(1, int(lead_steps) + 1)
+        if np.ndim(lead_steps) == 0
+        else np.asarray(lead_steps, dtype=np.int64)
     )
     want = (len(leads), len(variables), *(context.sizes[d] for d in space))
     if values.ndim != len(want) + 1 or tuple(values.shape[1:]) != want:

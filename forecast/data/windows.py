@@ -179,7 +179,8 @@ def make_windows(
     if issue.size == 0:
         raise ForecastError(
             f"no window of context {context} and horizon {horizon} fits in target range "
-            f"({a}, {b}) of {n} steps" + (f" at hours {sorted(hours)}" if hours else "")
+            f"({a}, {b}) of {n} steps"
+            + (f" at hours {sorted(hours)}" if hours else "")
             + "; use longer data or a shorter context/horizon"
         )
     return Windows(issue, context, horizon)

@@ -94,8 +94,20 @@ KNOWN_VARIABLES: dict[str, tuple[str, str, set[str]]] = {
 }
 
 #: Attributes never copied from memory to the file (netCDF/xarray encoding, not metadata).
-_RESERVED = {"_FillValue", "missing_value", "coordinates", "dtype", "scale_factor", "add_offset",
-             "_Unsigned", "_Encoding", "calendar", "chunksizes", "zlib", "shuffle"}
+_RESERVED = {
+    "_FillValue",
+    "missing_value",
+    "coordinates",
+    "dtype",
+    "scale_factor",
+    "add_offset",
+    "_Unsigned",
+    "_Encoding",
+    "calendar",
+    "chunksizes",
+    "zlib",
+    "shuffle",
+}
 
 
 def check_target(path: Path, overwrite: bool) -> None:
@@ -238,8 +250,9 @@ def _as_slab(ds: Any, where: str) -> xr.Dataset:
         raise ForecastError(f"{where}: {LEAD_TIME} must be timedelta64, got {ds[LEAD_TIME].dtype}")
     if VALID_TIME in ds.coords:
         expect = ds[INIT_TIME].values + ds[LEAD_TIME].values
-        if not np.array_equal(ds[VALID_TIME].values.astype("datetime64[ns]"),
-                              expect.astype("datetime64[ns]")):
+        if not np.array_equal(
+            ds[VALID_TIME].values.astype("datetime64[ns]"), expect.astype("datetime64[ns]")
+        ):
             raise ForecastError(
                 f"{where}: {VALID_TIME} != {INIT_TIME} + {LEAD_TIME}; fix the coords"
             )
@@ -285,8 +298,9 @@ def _slabs(ensemble: Any) -> tuple[Iterator[xr.Dataset], int | None, bool, np.nd
     )
 
 
-def _make_layout(first: xr.Dataset, scalar: bool, n_issue: int | None,
-                 known_times: np.ndarray | None) -> _Layout:
+def _make_layout(
+    first: xr.Dataset, scalar: bool, n_issue: int | None, known_times: np.ndarray | None
+) -> _Layout:
     space = _space_dims(first)
     if not space:
         raise ForecastError("the ensemble has no space dims (lat/lon, y/x or node); cannot export")
@@ -294,9 +308,12 @@ def _make_layout(first: xr.Dataset, scalar: bool, n_issue: int | None,
     if np.any(np.diff(leads) <= 0):
         raise ForecastError(f"{LEAD_TIME} must increase strictly; sort the ensemble by lead time")
     lead_unit = _time_unit(leads, "lead times")
-    init_ns = (np.atleast_1d(
-        known_times if known_times is not None else first[INIT_TIME].values
-    ).astype("datetime64[ns]") - _EPOCH_NS).astype(np.int64)
+    init_ns = (
+        np.atleast_1d(known_times if known_times is not None else first[INIT_TIME].values).astype(
+            "datetime64[ns]"
+        )
+        - _EPOCH_NS
+    ).astype(np.int64)
     time_unit = _time_unit(np.concatenate([init_ns, leads]), "issue times and lead times")
     members = first[MEMBER].values
     if members.dtype.kind not in "iu" or np.any(np.diff(members) <= 0):
@@ -332,12 +349,14 @@ def _global_attrs(first: xr.Dataset, layout: _Layout, meta: Mapping[str, Any]) -
     kind = "sensor network" if layout.sensors else "grid"
     attrs.update(
         Conventions=CONVENTIONS,
-        title=meta.get("title") or attrs.get("title")
+        title=meta.get("title")
+        or attrs.get("title")
         or f"Ensemble forecast of {', '.join(layout.variables)} ({kind})",
         institution=meta.get("institution") or attrs.get("institution") or "unspecified",
         source="; ".join(source),
         history=hist,
-        references=meta.get("references") or attrs.get("references")
+        references=meta.get("references")
+        or attrs.get("references")
         or "CF conventions 1.8 (https://cfconventions.org); forecast docs/netcdf.md",
         ensemble_size=np.int32(layout.members.size),
     )
@@ -371,32 +390,52 @@ class _Writer:
             nc.createDimension(dim, size)
 
         v = nc.createVariable(REALIZATION, "i4", (REALIZATION,), fill_value=False)
-        v.setncatts({"standard_name": "realization", "long_name": "ensemble member number",
-                     "units": "1"})
+        v.setncatts(
+            {"standard_name": "realization", "long_name": "ensemble member number", "units": "1"}
+        )
         v[:] = lay.members.astype(np.int32)
 
         t_units = f"{lay.time_unit} since {_EPOCH}"
         v = nc.createVariable(FRT, "f8", () if lay.scalar else (FRT,), fill_value=False)
-        v.setncatts({"standard_name": "forecast_reference_time",
-                     "long_name": "forecast reference time (issue time, last observed step)",
-                     "units": t_units, "calendar": _CALENDAR})
+        v.setncatts(
+            {
+                "standard_name": "forecast_reference_time",
+                "long_name": "forecast reference time (issue time, last observed step)",
+                "units": t_units,
+                "calendar": _CALENDAR,
+            }
+        )
         v = nc.createVariable(FP, "f8", (FP,), fill_value=False)
-        v.setncatts({"standard_name": "forecast_period", "long_name": "forecast lead time",
-                     "units": lay.lead_unit})
+        v.setncatts(
+            {
+                "standard_name": "forecast_period",
+                "long_name": "forecast lead time",
+                "units": lay.lead_unit,
+            }
+        )
         v[:] = _encode_time(lay.leads_ns, lay.lead_unit)
         tdims = (FP,) if lay.scalar else (FRT, FP)
-        v = nc.createVariable(VTIME, "f8", tdims, fill_value=False,
-                              chunksizes=None if lay.scalar else (1, n_lead))
-        v.setncatts({"standard_name": "time", "long_name": "valid time (forecast_reference_time"
-                     " + forecast_period)", "units": t_units, "calendar": _CALENDAR})
+        v = nc.createVariable(
+            VTIME, "f8", tdims, fill_value=False, chunksizes=None if lay.scalar else (1, n_lead)
+        )
+        v.setncatts(
+            {
+                "standard_name": "time",
+                "long_name": "valid time (forecast_reference_time + forecast_period)",
+                "units": t_units,
+                "calendar": _CALENDAR,
+            }
+        )
 
         if lay.sensors:
             self._create_stations(first)
         else:
             self._create_grid(first)
         coords = " ".join(
-            ([FRT] if lay.scalar else []) + [VTIME]
-            + ([STATION_ID] if lay.sensors else []) + self._aux_file_names()
+            ([FRT] if lay.scalar else [])
+            + [VTIME]
+            + ([STATION_ID] if lay.sensors else [])
+            + self._aux_file_names()
         )
         # issue time first: it is the record (unlimited) dim of streamed files, and the
         # in-memory order (init_time, member, lead_time, *space), so reading needs no transpose
@@ -412,10 +451,18 @@ class _Writer:
 
     def _create_grid(self, first: xr.Dataset) -> None:
         defaults = {
-            LAT: {"standard_name": "latitude", "long_name": "latitude", "units": "degrees_north",
-                  "axis": "Y"},
-            LON: {"standard_name": "longitude", "long_name": "longitude", "units": "degrees_east",
-                  "axis": "X"},
+            LAT: {
+                "standard_name": "latitude",
+                "long_name": "latitude",
+                "units": "degrees_north",
+                "axis": "Y",
+            },
+            LON: {
+                "standard_name": "longitude",
+                "long_name": "longitude",
+                "units": "degrees_east",
+                "axis": "X",
+            },
             Y: {"axis": "Y"},
             X: {"axis": "X"},
         }
@@ -438,11 +485,19 @@ class _Writer:
         vals = np.asarray(coord.values)
         attrs = _clean_attrs(coord.attrs)
         if name == LAT:
-            attrs = {"standard_name": "latitude", "long_name": "latitude",
-                     "units": "degrees_north", **attrs}
+            attrs = {
+                "standard_name": "latitude",
+                "long_name": "latitude",
+                "units": "degrees_north",
+                **attrs,
+            }
         elif name == LON:
-            attrs = {"standard_name": "longitude", "long_name": "longitude",
-                     "units": "degrees_east", **attrs}
+            attrs = {
+                "standard_name": "longitude",
+                "long_name": "longitude",
+                "units": "degrees_east",
+                **attrs,
+            }
         if vals.dtype.kind in "US" or vals.dtype == object:
             raw = np.char.encode(vals.astype(str), "utf-8")
             width = max(1, int(raw.dtype.itemsize))
@@ -460,8 +515,11 @@ class _Writer:
 
     def _create_stations(self, first: xr.Dataset) -> None:
         ids = np.asarray(first[NODE].values)
-        attrs = {"cf_role": "timeseries_id", "long_name": "sensor id",
-                 **_clean_attrs(first[NODE].attrs)}
+        attrs = {
+            "cf_role": "timeseries_id",
+            "long_name": "sensor id",
+            **_clean_attrs(first[NODE].attrs),
+        }
         if ids.dtype.kind in "iu":
             ids = _portable_numbers(NODE, ids)
             v = self.nc.createVariable(STATION_ID, ids.dtype, (STATION,), fill_value=False)
@@ -477,19 +535,28 @@ class _Writer:
         for name in self.lay.aux_names:
             self._create_aux(name, first[name], tuple(first[name].dims))
 
-    def _create_data(self, name: str, dims: tuple[str, ...], chunk: tuple[int, ...],
-                     da: xr.DataArray, coords: str, attrs: Mapping[str, Any] | None = None,
-                     dtype: Any = None) -> None:
+    def _create_data(
+        self,
+        name: str,
+        dims: tuple[str, ...],
+        chunk: tuple[int, ...],
+        da: xr.DataArray,
+        coords: str,
+        attrs: Mapping[str, Any] | None = None,
+        dtype: Any = None,
+    ) -> None:
         import netCDF4
 
         dtype = np.dtype(dtype or da.dtype)
         if dtype.kind not in "f":
             dtype = np.dtype(np.float32)
         fill = netCDF4.default_fillvals[dtype.str[1:]]
-        v = self.nc.createVariable(name, dtype, dims, fill_value=fill, chunksizes=chunk,
-                                   **self.comp)
-        v.setncatts({**(_var_attrs(name, da.attrs) if attrs is None else attrs),
-                     "coordinates": coords})
+        v = self.nc.createVariable(
+            name, dtype, dims, fill_value=fill, chunksizes=chunk, **self.comp
+        )
+        v.setncatts(
+            {**(_var_attrs(name, da.attrs) if attrs is None else attrs), "coordinates": coords}
+        )
         self.fills[name] = dtype
 
     def _create_summary(self, first: xr.Dataset, coords: str, n_lead: int) -> None:
@@ -506,24 +573,50 @@ class _Writer:
         if lay.quantiles.size:
             self.nc.createDimension(QUANTILE, lay.quantiles.size)
             v = self.nc.createVariable(QUANTILE, "f8", (QUANTILE,), fill_value=False)
-            v.setncatts({"long_name": "quantile level of the ensemble distribution",
-                         "units": "1"})
+            v.setncatts({"long_name": "quantile level of the ensemble distribution", "units": "1"})
             v[:] = lay.quantiles
         for var in lay.variables:
             da = first[var]
             base_attrs = _var_attrs(var, da.attrs)
-            keep = {k: base_attrs[k] for k in ("units", ORIGINAL_UNITS, "standard_name")
-                    if k in base_attrs}
+            keep = {
+                k: base_attrs[k]
+                for k in ("units", ORIGINAL_UNITS, "standard_name")
+                if k in base_attrs
+            }
             long = base_attrs["long_name"]
-            self._create_data(f"{var}_mean", base, chunk, da, coords, {
-                **keep, "long_name": f"ensemble mean of {long}",
-                "cell_methods": "realization: mean"})
-            self._create_data(f"{var}_std", base, chunk, da, coords, {
-                **keep, "long_name": f"ensemble standard deviation of {long}",
-                "cell_methods": "realization: standard_deviation"})
+            self._create_data(
+                f"{var}_mean",
+                base,
+                chunk,
+                da,
+                coords,
+                {
+                    **keep,
+                    "long_name": f"ensemble mean of {long}",
+                    "cell_methods": "realization: mean",
+                },
+            )
+            self._create_data(
+                f"{var}_std",
+                base,
+                chunk,
+                da,
+                coords,
+                {
+                    **keep,
+                    "long_name": f"ensemble standard deviation of {long}",
+                    "cell_methods": "realization: standard_deviation",
+                },
+            )
             if lay.quantiles.size:
-                self._create_data(var + QUANT, dims((QUANTILE,)), chunk1, da, coords, {
-                    **keep, "long_name": f"ensemble quantiles of {long}"})
+                self._create_data(
+                    var + QUANT,
+                    dims((QUANTILE,)),
+                    chunk1,
+                    da,
+                    coords,
+                    {**keep, "long_name": f"ensemble quantiles of {long}"},
+                )
             if var in lay.thresholds:
                 tdim = threshold_dim(var)
                 levels = lay.thresholds[var]
@@ -531,10 +624,19 @@ class _Writer:
                 t = self.nc.createVariable(tdim, "f8", (tdim,), fill_value=False)
                 t.setncatts({**keep, "long_name": f"threshold of {long}"})
                 t[:] = levels
-                self._create_data(var + EXCEED, dims((tdim,)), chunk1, da, coords, {
-                    "units": "1",
-                    "long_name": f"probability that {long} exceeds the threshold"
-                                 " (fraction of members above it)"}, dtype=np.float32)
+                self._create_data(
+                    var + EXCEED,
+                    dims((tdim,)),
+                    chunk1,
+                    da,
+                    coords,
+                    {
+                        "units": "1",
+                        "long_name": f"probability that {long} exceeds the threshold"
+                        " (fraction of members above it)",
+                    },
+                    dtype=np.float32,
+                )
 
     # -- data ----------------------------------------------------------------------------
     def write(self, i: int, slab: xr.Dataset) -> None:
@@ -559,8 +661,9 @@ class _Writer:
             values = slab[var].transpose(*order).values
             self._put(var, i, values)
         if lay.summary:
-            summ = summarize(slab[lay.variables], quantiles=lay.quantiles,
-                             thresholds=lay.thresholds or None)
+            summ = summarize(
+                slab[lay.variables], quantiles=lay.quantiles, thresholds=lay.thresholds or None
+            )
             for name in summ.data_vars:
                 da = summ[name]
                 extra = [d for d in da.dims if d not in (LEAD_TIME, *lay.space)]
@@ -609,8 +712,13 @@ def _checked_slabs(
     from tqdm.auto import tqdm
 
     prev = None
-    bar = tqdm(itertools.chain([first], rest), total=total, desc="writing issue times",
-               unit="issue", disable=not progress)
+    bar = tqdm(
+        itertools.chain([first], rest),
+        total=total,
+        desc="writing issue times",
+        unit="issue",
+        disable=not progress,
+    )
     for i, slab in enumerate(bar):
         where = f"ensemble #{i}"
         if i:
@@ -728,13 +836,24 @@ def to_netcdf(
     if summary:
         lay.quantiles = np.asarray(quantiles, dtype=np.float64).ravel()
         lay.thresholds = normalize_thresholds(thresholds, lay.variables)
-        summarize(first.isel({MEMBER: slice(0, 1), LEAD_TIME: slice(0, 1)})[lay.variables],
-                  quantiles=lay.quantiles, thresholds=lay.thresholds)  # validates the levels
+        summarize(
+            first.isel({MEMBER: slice(0, 1), LEAD_TIME: slice(0, 1)})[lay.variables],
+            quantiles=lay.quantiles,
+            thresholds=lay.thresholds,
+        )  # validates the levels
     elif thresholds is not None:
         raise ForecastError("thresholds are only written with summary=True (--summary)")
-    meta = {"title": title, "institution": institution, "model": model,
-            "checkpoint_sha256": checkpoint_sha256, "sampler": sampler, "nfe": nfe,
-            "seed": seed, "references": references, "history": history}
+    meta = {
+        "title": title,
+        "institution": institution,
+        "model": model,
+        "checkpoint_sha256": checkpoint_sha256,
+        "sampler": sampler,
+        "nfe": nfe,
+        "seed": seed,
+        "references": references,
+        "history": history,
+    }
     attrs = _global_attrs(first, lay, meta)
 
     tmp = atomic_path(path)
@@ -809,20 +928,28 @@ def open_ensemble(
         if not path.is_dir():
             raise ForecastError(f"{path} not found; pass a Zarr store written by forecast predict")
         try:
-            ds = xr.open_zarr(path, decode_times=False, decode_timedelta=False,
-                              mask_and_scale=True, consolidated=None,
-                              chunks={} if file_chunks is None else file_chunks)
+            ds = xr.open_zarr(
+                path,
+                decode_times=False,
+                decode_timedelta=False,
+                mask_and_scale=True,
+                consolidated=None,
+                chunks={} if file_chunks is None else file_chunks,
+            )
         except (OSError, ValueError, KeyError) as err:
             raise ForecastError(f"{path} is not a readable Zarr store ({err})") from None
     else:
         if not path.is_file():
-            raise ForecastError(
-                f"{path} not found; pass a NetCDF file written by forecast predict"
-            )
+            raise ForecastError(f"{path} not found; pass a NetCDF file written by forecast predict")
         try:
-            ds = xr.open_dataset(path, engine="netcdf4", decode_times=False,
-                                 decode_timedelta=False, mask_and_scale=True,
-                                 chunks=file_chunks)
+            ds = xr.open_dataset(
+                path,
+                engine="netcdf4",
+                decode_times=False,
+                decode_timedelta=False,
+                mask_and_scale=True,
+                chunks=file_chunks,
+            )
         except (OSError, ValueError) as err:
             raise ForecastError(f"{path} is not a readable NetCDF file ({err})") from None
     if REALIZATION not in ds.dims or FP not in ds.variables or FRT not in ds.variables:
@@ -835,8 +962,7 @@ def open_ensemble(
     members = [str(v) for v in ds.data_vars if REALIZATION in ds[v].dims]
     keep = list(members)
     if summary:
-        keep += [str(v) for v in ds.data_vars
-                 if REALIZATION not in ds[v].dims and FP in ds[v].dims]
+        keep += [str(v) for v in ds.data_vars if REALIZATION not in ds[v].dims and FP in ds[v].dims]
     frt_ns, _ = _decode_time(ds[FRT].values, ds[FRT].attrs["units"])
     fp_ns, _ = _decode_time(ds[FP].values, ds[FP].attrs["units"])
     vt_ns, _ = _decode_time(ds[VTIME].values, ds[VTIME].attrs["units"])
@@ -846,8 +972,9 @@ def open_ensemble(
     sensors = STATION in ds.dims
     if sensors:
         rename[STATION] = NODE
-    out = ds[keep].drop_vars([c for c in ds.coords if c not in (
-        *ds.dims, *_space_vars(ds, sensors))], errors="ignore")
+    out = ds[keep].drop_vars(
+        [c for c in ds.coords if c not in (*ds.dims, *_space_vars(ds, sensors))], errors="ignore"
+    )
     out = out.drop_vars([FRT, FP, REALIZATION, VTIME], errors="ignore").rename(rename)
     init = frt_ns.astype("datetime64[ns]")
     lead = fp_ns.astype("timedelta64[ns]")
@@ -878,9 +1005,18 @@ def open_ensemble(
         if out[name].dtype.kind == "U" and name not in out.dims:
             out = out.assign_coords({name: out[name].astype(object)})
         if out[name].dtype.kind == "S":
-            out = out.assign_coords({name: (out[name].dims, np.array(
-                [b.decode("utf-8") for b in out[name].values.ravel().tolist()], dtype=object
-            ).reshape(out[name].shape), out[name].attrs)})
+            out = out.assign_coords(
+                {
+                    name: (
+                        out[name].dims,
+                        np.array(
+                            [b.decode("utf-8") for b in out[name].values.ravel().tolist()],
+                            dtype=object,
+                        ).reshape(out[name].shape),
+                        out[name].attrs,
+                    )
+                }
+            )
     for name in out.data_vars:
         attrs = dict(out[name].attrs)
         if ORIGINAL_UNITS in attrs:
@@ -904,5 +1040,6 @@ def _space_vars(ds: xr.Dataset, sensors: bool) -> list[str]:
     """Coordinates of the space dims to keep (lat/lon per station, station info)."""
     if not sensors:
         return [str(c) for c in ds.coords if set(ds[c].dims) <= {LAT, LON, Y, X} and ds[c].dims]
-    return [str(c) for c in ds.coords if ds[c].dims and ds[c].dims[0] == STATION
-            and c != STATION_ID]
+    return [
+        str(c) for c in ds.coords if ds[c].dims and ds[c].dims[0] == STATION and c != STATION_ID
+    ]

@@ -105,17 +105,33 @@ def _template(first: xr.Dataset, lay: _Layout, attrs: dict[str, Any]) -> tuple[x
     n0 = () if lay.scalar else (0,)
     t_units = f"{lay.time_unit} since {_EPOCH}"
     coords: dict[str, Any] = {
-        REALIZATION: (REALIZATION, lay.members.astype(np.int32), {
-            "standard_name": "realization", "long_name": "ensemble member number", "units": "1"}),
-        FP: (FP, _encode_time(lay.leads_ns, lay.lead_unit), {
-            "standard_name": "forecast_period", "long_name": "forecast lead time",
-            "units": lay.lead_unit}),
+        REALIZATION: (
+            REALIZATION,
+            lay.members.astype(np.int32),
+            {"standard_name": "realization", "long_name": "ensemble member number", "units": "1"},
+        ),
+        FP: (
+            FP,
+            _encode_time(lay.leads_ns, lay.lead_unit),
+            {
+                "standard_name": "forecast_period",
+                "long_name": "forecast lead time",
+                "units": lay.lead_unit,
+            },
+        ),
     }
-    frt_attrs = {"standard_name": "forecast_reference_time",
-                 "long_name": "forecast reference time (issue time, last observed step)",
-                 "units": t_units, "calendar": "standard"}
-    vt_attrs = {"standard_name": "time", "long_name": "valid time (forecast_reference_time"
-                " + forecast_period)", "units": t_units, "calendar": "standard"}
+    frt_attrs = {
+        "standard_name": "forecast_reference_time",
+        "long_name": "forecast reference time (issue time, last observed step)",
+        "units": t_units,
+        "calendar": "standard",
+    }
+    vt_attrs = {
+        "standard_name": "time",
+        "long_name": "valid time (forecast_reference_time + forecast_period)",
+        "units": t_units,
+        "calendar": "standard",
+    }
     if lay.scalar:
         coords[FRT] = ((), np.float64(np.nan), frt_attrs)
         coords[VTIME] = ((FP,), np.full(n_lead, np.nan), vt_attrs)
@@ -125,9 +141,15 @@ def _template(first: xr.Dataset, lay: _Layout, attrs: dict[str, Any]) -> tuple[x
     if lay.sensors:
         ids = np.asarray(first[NODE].values)
         ids = _portable_numbers(NODE, ids) if ids.dtype.kind in "iu" else ids.astype(str)
-        coords[STATION_ID] = ((STATION,), ids, {"cf_role": "timeseries_id",
-                                                "long_name": "sensor id",
-                                                **_clean_attrs(first[NODE].attrs)})
+        coords[STATION_ID] = (
+            (STATION,),
+            ids,
+            {
+                "cf_role": "timeseries_id",
+                "long_name": "sensor id",
+                **_clean_attrs(first[NODE].attrs),
+            },
+        )
     else:
         for dim in lay.space:
             vals = np.asarray(first[dim].values)
@@ -230,17 +252,30 @@ def to_zarr(
         raise ForecastError("no ensembles to export; pass at least one issue time") from None
     first = _as_slab(first, "the ensemble" if n_issue == 1 else "ensemble #0")
     lay = _make_layout(first, scalar, n_issue, known)
-    meta = {"title": title, "institution": institution, "model": model,
-            "checkpoint_sha256": checkpoint_sha256, "sampler": sampler, "nfe": nfe,
-            "seed": seed, "references": references,
-            "history": history or "forecast.export.to_zarr"}
+    meta = {
+        "title": title,
+        "institution": institution,
+        "model": model,
+        "checkpoint_sha256": checkpoint_sha256,
+        "sampler": sampler,
+        "nfe": nfe,
+        "seed": seed,
+        "references": references,
+        "history": history or "forecast.export.to_zarr",
+    }
     attrs = _global_attrs(first, lay, meta)
     template, encoding = _template(first, lay, attrs)
 
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
-        template.to_zarr(tmp, mode="w", compute=False, consolidated=False,
-                         zarr_format=ZARR_FORMAT, encoding=encoding)
+        template.to_zarr(
+            tmp,
+            mode="w",
+            compute=False,
+            consolidated=False,
+            zarr_format=ZARR_FORMAT,
+            encoding=encoding,
+        )
         group = zarr.open_group(str(tmp), mode="r+", zarr_format=ZARR_FORMAT)
         order = (MEMBER, LEAD_TIME, *lay.space)
         unit = _UNIT_NS[lay.time_unit]

@@ -121,7 +121,8 @@ def ensemble_dataset(
     data_vars = {}
     for c, var in enumerate(variables):
         data_vars[var] = xr.Variable(
-            dims, np.take(values, c, axis=channel_axis).astype(np.float32),
+            dims,
+            np.take(values, c, axis=channel_axis).astype(np.float32),
             attrs=dict(context[var].attrs),
         )
     return xr.Dataset(data_vars, coords=coords)
@@ -204,9 +205,7 @@ class ArrayForecaster:
         self._fit_values(values_of(train, self.variables), train[TIME].values)
         return self
 
-    def sample(
-        self, context: xr.Dataset, n_members: int, *, seed: int | None = None
-    ) -> xr.Dataset:
+    def sample(self, context: xr.Dataset, n_members: int, *, seed: int | None = None) -> xr.Dataset:
         """Draw an ensemble of ``n_members`` forecasts from the context window.
 
         Parameters
@@ -353,8 +352,12 @@ def forecast_many(
     if len(times) == 0:
         raise ForecastError("no issue times given; pass at least one issue time")
     members = []
-    for t in tqdm(times, desc=f"{getattr(model, 'kind', 'model')} forecasts",
-                  disable=not progress, leave=False):
+    for t in tqdm(
+        times,
+        desc=f"{getattr(model, 'kind', 'model')} forecasts",
+        disable=not progress,
+        leave=False,
+    ):
         context = context_of(ds, t, model.context)
         members.append(model.sample(context, n_members, seed=issue_seed(seed, t)))
     out = xr.concat(members, dim=INIT_TIME, coords="different", compat="equals", join="exact")

@@ -71,7 +71,7 @@ def valid_origins(values: np.ndarray, horizon: int, first: int = 0) -> np.ndarra
     n = len(values) - horizon
     if n <= first:
         return np.zeros(0, np.int64)
-    window_ok = np.lib.stride_tricks.sliding_window_view(ok, horizon + 1)[: n]
+    window_ok = np.lib.stride_tricks.sliding_window_view(ok, horizon + 1)[:n]
     good = window_ok.all(axis=1)
     good[:first] = False
     return np.flatnonzero(good).astype(np.int64)
@@ -83,9 +83,7 @@ def increments(values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndar
     return values[origins[:, None] + leads] - values[origins][:, None]
 
 
-def draw_origins(
-    candidates: np.ndarray, n_members: int, seed: int | None
-) -> np.ndarray:
+def draw_origins(candidates: np.ndarray, n_members: int, seed: int | None) -> np.ndarray:
     """One candidate origin per member; member ``m`` depends only on ``(seed, m)``."""
     if len(candidates) == 0:
         raise ForecastError("no training origin to draw from; pass a longer training period")

@@ -169,9 +169,7 @@ class BatchGP:
                 gpytorch.kernels.RBFKernel(ard_num_dims=dim, batch_shape=shape),
                 batch_shape=shape,
             ).to(_DTYPE)
-            self.model = torch.nn.ModuleDict(
-                {"mean": self.mean_module, "covar": self.covar_module}
-            )
+            self.model = torch.nn.ModuleDict({"mean": self.mean_module, "covar": self.covar_module})
         else:
             self.model = _svgp_model_class()(inducing).to(_DTYPE)
 
@@ -258,9 +256,7 @@ class BatchGP:
             if self.method == "exact":
                 k_star = self.covar_module(xs, self.train_x).to_dense()  # (B, M, N)
                 mean = self.mean_module(xs) + (k_star @ self.alpha_)[..., 0]
-                v = torch.linalg.solve_triangular(
-                    self.chol_, k_star.transpose(-1, -2), upper=False
-                )
+                v = torch.linalg.solve_triangular(self.chol_, k_star.transpose(-1, -2), upper=False)
                 prior = self.covar_module.outputscale.reshape(-1, 1)
                 var = prior - (v**2).sum(-2) + self.likelihood.noise.reshape(-1, 1)
             else:
@@ -403,7 +399,11 @@ class GaussianProcessForecaster(ArrayForecaster):
 
     # -- features ----------------------------------------------------------------------------
     def _features(
-        self, now: np.ndarray, lagged: np.ndarray, t0: np.ndarray, channel: int,
+        self,
+        now: np.ndarray,
+        lagged: np.ndarray,
+        t0: np.ndarray,
+        channel: int,
         points: np.ndarray,
     ) -> np.ndarray:
         """Inputs ``(lead, K, D)`` for K samples at times ``t0`` (K,) and flat points (K,).
@@ -471,8 +471,12 @@ class GaussianProcessForecaster(ArrayForecaster):
             leads = np.arange(1, self.horizon + 1)
             y = (series[o[None, :] + leads[:, None], p[None, :]] - now[None]) / self.scale_[c, p]
             start = time.perf_counter()
-            gp = BatchGP(self.method, iterations=self.iterations, n_inducing=self.n_inducing,
-                         seed=self.seed + c)
+            gp = BatchGP(
+                self.method,
+                iterations=self.iterations,
+                n_inducing=self.n_inducing,
+                seed=self.seed + c,
+            )
             gp.fit(torch.from_numpy(x.copy()), torch.from_numpy(y))
             self.fit_seconds_ += time.perf_counter() - start
             self.gps_.append(gp)
@@ -567,9 +571,13 @@ class GaussianProcessForecaster(ArrayForecaster):
         self.gps_ = []
         for c in range(int(state["n_channels"])):
             prefix = f"gp{c}."
-            sub = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
-            gp = BatchGP(self.method, iterations=self.iterations, n_inducing=self.n_inducing,
-                         seed=self.seed + c)
+            sub = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+            gp = BatchGP(
+                self.method,
+                iterations=self.iterations,
+                n_inducing=self.n_inducing,
+                seed=self.seed + c,
+            )
             self.gps_.append(gp.restore(sub))
 
 

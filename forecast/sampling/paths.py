@@ -123,4 +123,3 @@ def variance_ratio(path: xr.Dataset, last: xr.Dataset) -> xr.Dataset:
     t = xr.DataArray(np.asarray(path[PATH].values, dtype=float), dims=PATH)
     ends = (1 - t) * var.isel({PATH: 0}, drop=True) + t * var.isel({PATH: -1}, drop=True)
     return var / ends
-
