@@ -46,6 +46,22 @@ def atomic_path(path: str | Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{token}.tmp")
 
 
+def umask_mode(directory: bool = False) -> int:
+    """The permission bits a new file (or folder) gets under this process's umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
+def publish(tmp: str | Path, path: str | Path) -> None:
+    """Give the finished temporary file (or folder) ``tmp`` the umask's permissions and rename
+    it to ``path``. Temporary files are created private (``mkstemp``, safetensors), and the
+    result would otherwise stay unreadable to the group and others."""
+    tmp = Path(tmp)
+    os.chmod(tmp, umask_mode(tmp.is_dir()))
+    os.replace(tmp, path)
+
+
 def save_checkpoint(
     path: str | Path, arrays: Mapping[str, Any], metadata: Mapping[str, Any]
 ) -> Path:
@@ -66,7 +82,7 @@ def save_checkpoint(
     tmp = atomic_path(path)
     try:
         save_file(plain, str(tmp), metadata={_KEY: json.dumps(meta)})
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -819,7 +819,7 @@ def to_netcdf(
     """
     import netCDF4
 
-    from forecast.checkpoint import atomic_path
+    from forecast.checkpoint import atomic_path, publish
 
     path = Path(path)
     check_target(path, overwrite)
@@ -863,7 +863,7 @@ def to_netcdf(
             writer.create(first, attrs)
             for i, slab, _ in _checked_slabs(first, slabs, lay, n_issue or total, progress):
                 writer.write(i, slab)
-        os.replace(tmp, path)
+        publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from forecast.checkpoint import umask_mode
 from forecast.dims import LAT, LEAD_TIME, LON, MEMBER, NODE, X, Y
 from forecast.errors import ForecastError
 from forecast.export.netcdf import (
@@ -316,6 +317,7 @@ def to_zarr(
 
 def _replace_dir(tmp: Path, path: Path) -> None:
     """Move the finished store ``tmp`` to ``path``, replacing an old store there."""
+    os.chmod(tmp, umask_mode(directory=True))  # mkdtemp made it private
     if not path.exists() and not path.is_symlink():
         os.replace(tmp, path)
         return

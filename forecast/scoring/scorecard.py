@@ -12,6 +12,7 @@ import pandas as pd
 import xarray as xr
 from tqdm.auto import tqdm
 
+from forecast.checkpoint import publish
 from forecast.dims import LEAD_TIME, MEMBER, METRIC, MODEL, SCORECARD_METRICS, TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.scoring._core import is_lazy
@@ -270,7 +271,7 @@ def _atomic(path: Path, write: object) -> Path:
     os.close(fd)
     try:
         write(tmp)  # type: ignore[operator]
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
