@@ -88,7 +88,7 @@ def build_model(name: str, context: int, horizon: int, model_kw: dict, train_kw:
     kw = dict(model_kw)
     if "train" in params:
         kw["train"] = train_kw
-    elif train_kw:
+    elif set(train_kw) - {"progress"}:  # --no-progress is harmless for a quick fit
         raise ForecastError(f"model {name} takes no [train] settings; remove the table")
     return cls(context=context, horizon=horizon, **kw)
 
