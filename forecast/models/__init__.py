@@ -2,7 +2,8 @@
 
 Every model satisfies :class:`forecast.dims.Forecaster`. Registered names: ``persistence``,
 ``climatology``, ``diurnal-persistence`` and ``gp`` here; the generative models register
-themselves as ``diffusion`` and ``vae`` when their modules are imported at the end of this file.
+themselves as ``diffusion`` and ``vae`` when their modules are imported at the end of this file;
+``pooled`` (:class:`~forecast.models.pooled.PooledEnsemble`, a multi-model ensemble) comes last.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ MODELS.add(GaussianProcessForecaster.kind, GaussianProcessForecaster)
 
 # The generative models register themselves on import (they need MODELS defined above).
 from forecast.models import diffusion, vae  # noqa: E402, F401
+from forecast.models.pooled import PooledEnsemble  # noqa: E402
+
+MODELS.add(PooledEnsemble.kind, PooledEnsemble)
 
 __all__ = [
     "MODELS",
@@ -60,6 +64,7 @@ __all__ = [
     "DiurnalPersistenceEnsemble",
     "GaussianProcessForecaster",
     "PersistenceEnsemble",
+    "PooledEnsemble",
     "forecast_many",
     "issue_seed",
     "load_model",

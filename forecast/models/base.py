@@ -256,8 +256,17 @@ class ArrayForecaster:
     ) -> None:
         """Write the model's state (plus ``extra`` arrays and a ``training`` record, as the
         training loop's checkpoints carry) to ``path``."""
-        arrays, state = self._state()
+        arrays, meta = self.checkpoint_content(training)
         arrays.update(extra or {})
+        save_checkpoint(path, arrays, meta)
+
+    def checkpoint_content(
+        self, training: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """What :meth:`save` writes: ``(arrays, metadata)`` of the fitted model."""
+        if self.description is None:
+            raise ForecastError(f"{self.kind} model is not fitted; call fit(train) before save")
+        arrays, state = self._state()
         meta = {
             "kind": self.kind,
             "config": self.config(),
@@ -268,15 +277,22 @@ class ArrayForecaster:
         }
         if training is not None:
             meta["training"] = training
-        save_checkpoint(path, arrays, meta)
+        return dict(arrays), meta
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
         """Read a model written by :meth:`save` (refuses a checkpoint of another kind)."""
         arrays, meta = load_checkpoint(path)
+        return cls.from_checkpoint(arrays, meta, where=str(path))
+
+    @classmethod
+    def from_checkpoint(
+        cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], where: str = "checkpoint"
+    ) -> Self:
+        """Rebuild a model from :meth:`checkpoint_content` (``where`` names it in errors)."""
         if meta.get("kind") != cls.kind:
             raise ForecastError(
-                f"{path} holds a {meta.get('kind')!r} model, not {cls.kind!r}; "
+                f"{where} holds a {meta.get('kind')!r} model, not {cls.kind!r}; "
                 "use forecast.models.load_model(path)"
             )
         model = cls(**meta["config"])

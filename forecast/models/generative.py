@@ -314,12 +314,14 @@ class GenerativeForecaster(ArrayForecaster):
         self.training = training_of(state)
 
     @classmethod
-    def load(cls, path: str | Path) -> Self:
-        """Read a model (or a ``best``/``last`` training checkpoint) written by this class."""
+    def from_checkpoint(
+        cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], where: str = "checkpoint"
+    ) -> Self:
+        """Rebuild a model (or a ``best``/``last`` training checkpoint) written by this class."""
         try:
-            return super().load(path)
+            return super().from_checkpoint(arrays, meta, where)
         except (KeyError, TypeError) as err:
             raise ForecastError(
-                f"{path} is not a readable {cls.kind} checkpoint ({type(err).__name__}: {err}); "
+                f"{where} is not a readable {cls.kind} checkpoint ({type(err).__name__}: {err}); "
                 "retrain it with `forecast train`"
             ) from None

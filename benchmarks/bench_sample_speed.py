@@ -1,0 +1,75 @@
+"""Seconds for one full-horizon ensemble of any checkpoint (pools included), on its protocol's
+first test issue time.
+
+Prints the median over ``--repeat`` runs (after one warm-up) of ``model.sample(context,
+members)``, members per second, and for a pooled checkpoint the same for each of its models
+with the members it draws; then the peak resident memory of the process.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_sample_speed.py --checkpoint POOL.safetensors \
+        [--data era5-uk-t2m] [--members 50] [--repeat 3] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def median_seconds(model: Any, ctx: Any, members: int, repeat: int) -> float:
+    """Median wall seconds of ``model.sample(ctx, members)`` over ``repeat`` seeds."""
+    model.sample(ctx, members, seed=0)  # warm-up
+    runs = []
+    for r in range(repeat):
+        t = time.perf_counter()
+        model.sample(ctx, members, seed=r)
+        runs.append(time.perf_counter() - t)
+    return float(np.median(runs))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", default="era5-uk-t2m")
+    p.add_argument("--members", type=int, default=50)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+
+    from forecast.data import open_dataset
+    from forecast.data.protocols import PROTOCOLS, get_protocol
+    from forecast.data.windows import context_of
+    from forecast.models import PooledEnsemble, load_model
+    from forecast.models.pooled import member_sources
+
+    ds = open_dataset(args.data)
+    proto = next(get_protocol(n) for n in PROTOCOLS.names() if get_protocol(n).dataset == args.data)
+    model = load_model(args.checkpoint)
+    issue = proto.windows(ds, "test").issue_times(ds)[0]
+    ctx = context_of(ds, issue, model.context)
+    print(
+        f"{args.checkpoint}: {model.kind}, data {args.data} {dict(ds.sizes)}, horizon "
+        f"{model.horizon}, {args.members} members, {args.threads} threads, issue {issue}"
+    )
+    s = median_seconds(model, ctx, args.members, args.repeat)
+    print(f"whole ensemble: {s:.3f} s ({args.members / s:.1f} members/s)")
+    if isinstance(model, PooledEnsemble):
+        sources = member_sources(model.weights, args.members)
+        counts = np.bincount(sources, minlength=len(model.models))
+        for label, part, n in zip(model.labels, model.models, counts, strict=True):
+            if n:
+                t = median_seconds(part, ctx, int(n), args.repeat)
+                print(f"  {label} ({part.kind}): {n} members in {t:.3f} s")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory of the process: {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,313 @@
+"""Multi-model ensembles: members drawn from several forecasters in fixed shares.
+
+A :class:`PooledEnsemble` holds fitted forecasters of the same data and window geometry (e.g.
+two VAEs and two diffusion models trained with different seeds) and draws each ensemble member
+from one of them. Which model member ``m`` comes from follows a smooth weighted round robin of
+the weights, so the first ``n`` members hold each model's share as closely as ``n`` allows
+and member ``m`` depends only on ``(seed, m)``, as for every forecaster. Each model samples with
+its own seed derived from the pool's, so two models never share their random draws (models
+sampled with one seed start from the same noise for the same member index, which would make
+pooled members correlated).
+
+The pool is one checkpoint file: every model's arrays under a ``c<k>/`` prefix and its
+metadata in the pool's. ``forecast pool`` builds one from trained checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from forecast.checkpoint import load_checkpoint, save_checkpoint
+from forecast.dims import MEMBER
+from forecast.errors import ForecastError
+from forecast.models.base import check_members
+
+
+def member_sources(weights: Sequence[float], n_members: int) -> np.ndarray:
+    """The model index of each of ``n_members`` pooled members (smooth weighted round robin).
+
+    Prefix-stable: the first ``n`` entries are the same for every ``n_members >= n``. With equal
+    weights it is ``0, 1, ..., K-1, 0, 1, ...``.
+    """
+    w = np.asarray(weights, dtype=float)
+    current = np.zeros_like(w)
+    out = np.empty(n_members, dtype=int)
+    for m in range(n_members):
+        current += w
+        k = int(np.argmax(current))
+        current[k] -= w.sum()
+        out[m] = k
+    return out
+
+
+def model_seed(seed: int | None, k: int) -> int:
+    """The sampling seed of pooled model ``k`` under the pool's ``seed`` (distinct per model)."""
+    state = np.random.SeedSequence([0 if seed is None else int(seed), 0x504F4F4C, int(k)])
+    return int(state.generate_state(1, np.uint64)[0] >> np.uint64(2))
+
+
+def _check_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    if weights is None:
+        return [1.0] * n
+    weights = [float(w) for w in weights]
+    if len(weights) != n:
+        raise ForecastError(f"{len(weights)} weights for {n} models; give one weight per model")
+    if not all(math.isfinite(w) and w > 0 for w in weights):
+        raise ForecastError(f"pool weights must be positive numbers, got {weights}")
+    return weights
+
+
+class PooledEnsemble:
+    """A multi-model ensemble of fitted forecasters sharing data and window geometry.
+
+    Parameters
+    ----------
+    context, horizon
+        Window geometry; every model must have the same.
+    components
+        The models as ``{"kind": registry name, "config": constructor keywords}``; :meth:`fit`
+        builds and fits them. Use :meth:`from_models` for models that are already fitted.
+    weights
+        Relative share of the members per model (default: equal).
+    labels
+        A name per model (default ``kind-k``), shown in messages and the checkpoint.
+    """
+
+    kind: ClassVar[str] = "pooled"
+
+    def __init__(
+        self,
+        *,
+        context: int,
+        horizon: int,
+        components: Sequence[Mapping[str, Any]] = (),
+        weights: Sequence[float] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> None:
+        if not components:
+            raise ForecastError(
+                "a pooled ensemble needs at least one model; build it from trained checkpoints "
+                "with `forecast pool --checkpoint A --checkpoint B --out POOL.safetensors`"
+            )
+        for spec in components:
+            if not isinstance(spec, Mapping) or set(spec) != {"kind", "config"}:
+                raise ForecastError(
+                    f"pool component {spec!r} is not {{'kind': NAME, 'config': {{...}}}}"
+                )
+        self.context = int(context)
+        self.horizon = int(horizon)
+        self.components = [{"kind": s["kind"], "config": dict(s["config"])} for s in components]
+        self.weights = _check_weights(weights, len(self.components))
+        labels = list(labels) if labels is not None else None
+        if labels is None:
+            labels = [f"{s['kind']}-{k}" for k, s in enumerate(self.components)]
+        if len(labels) != len(self.components) or len(set(labels)) != len(labels):
+            raise ForecastError(f"pool labels {labels} must be unique, one per model")
+        self.labels = labels
+        self.models: list[Any] = []
+        self.description: dict[str, Any] | None = None
+        self.variables: list[str] = []
+        self.step: pd.Timedelta | None = None
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_models(
+        cls,
+        models: Sequence[Any],
+        weights: Sequence[float] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> Self:
+        """A pool of already-fitted models (they must share data description and geometry)."""
+        if not models:
+            raise ForecastError("a pooled ensemble needs at least one model")
+        first = models[0]
+        specs = [{"kind": m.kind, "config": m.config()} for m in models]
+        pool = cls(
+            context=first.context,
+            horizon=first.horizon,
+            components=specs,
+            weights=weights,
+            labels=labels,
+        )
+        pool._adopt(list(models))
+        return pool
+
+    @classmethod
+    def from_checkpoints(
+        cls,
+        paths: Sequence[str | Path],
+        weights: Sequence[float] | None = None,
+        labels: Sequence[str] | None = None,
+    ) -> Self:
+        """A pool of the models saved at ``paths`` (labels default to the file stems)."""
+        from forecast.models import load_model
+
+        paths = [Path(p) for p in paths]
+        if labels is None:
+            labels = [p.parent.name if p.stem == "model" else p.stem for p in paths]
+            if len(set(labels)) != len(labels):
+                labels = [f"{name}-{k}" for k, name in enumerate(labels)]
+        return cls.from_models([load_model(p) for p in paths], weights, labels)
+
+    @classmethod
+    def tiny(cls, context: int, horizon: int) -> Self:
+        """Persistence and climatology in equal shares (for the contract test)."""
+        geometry = {"context": context, "horizon": horizon}
+        return cls(
+            context=context,
+            horizon=horizon,
+            components=[
+                {"kind": "persistence", "config": geometry},
+                {"kind": "climatology", "config": geometry},
+            ],
+        )
+
+    def config(self) -> dict[str, Any]:
+        """The constructor keywords that rebuild this pool (JSON-able)."""
+        return {
+            "context": self.context,
+            "horizon": self.horizon,
+            "components": self.components,
+            "weights": self.weights,
+            "labels": self.labels,
+        }
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{lab} x{w:g}" for lab, w in zip(self.labels, self.weights, strict=True))
+        return f"PooledEnsemble({parts})"
+
+    def _adopt(self, models: list[Any]) -> None:
+        """Take fitted ``models`` as the pool's, after checking that they fit together."""
+        first = models[0]
+        for label, model in zip(self.labels, models, strict=True):
+            if isinstance(model, PooledEnsemble):
+                raise ForecastError(
+                    f"pool model {label!r} is a pool itself; a pool cannot hold another pool, "
+                    "pool the models themselves"
+                )
+            if getattr(model, "description", None) is None:
+                raise ForecastError(f"pool model {label!r} is not fitted; fit or load it first")
+            geometry = (model.context, model.horizon)
+            if geometry != (self.context, self.horizon):
+                raise ForecastError(
+                    f"pool model {label!r} has context {geometry[0]} and horizon {geometry[1]}, "
+                    f"the pool {self.context} and {self.horizon}; pool models of one geometry"
+                )
+            if list(model.variables) != list(first.variables):
+                raise ForecastError(
+                    f"pool model {label!r} forecasts {list(model.variables)}, "
+                    f"{self.labels[0]!r} {list(first.variables)}; pool models of one data set"
+                )
+            if model is not first:
+                _check_same_data(first.description, model.description, label)
+        self.models = models
+        self.description = first.description
+        self.variables = list(first.variables)
+        self.step = first.step
+
+    # -- protocol ----------------------------------------------------------------------------
+    def fit(self, train: xr.Dataset, valid: xr.Dataset | None = None) -> Self:
+        """Build and fit every model of the pool on ``train`` (and ``valid``); a component's
+        config without ``context``/``horizon`` gets the pool's."""
+        from forecast.models import MODELS
+
+        geometry = {"context": self.context, "horizon": self.horizon}
+        models = [
+            MODELS.get(spec["kind"])(**{**geometry, **spec["config"]}).fit(train, valid)
+            for spec in self.components
+        ]
+        self._adopt(models)
+        return self
+
+    def sample(self, context: xr.Dataset, n_members: int, *, seed: int | None = None) -> xr.Dataset:
+        """Draw ``n_members`` pooled members: member ``m`` from model ``member_sources(m)``.
+
+        Returns the standard ensemble layout with members numbered ``0 .. n_members - 1``;
+        member ``m`` depends only on ``(seed, m)``.
+        """
+        n = check_members(n_members)
+        if not self.models:
+            raise ForecastError("pooled model is not fitted; call fit(train) or load it first")
+        sources = member_sources(self.weights, n)
+        parts: dict[int, xr.Dataset] = {}
+        for k, model in enumerate(self.models):
+            count = int((sources == k).sum())
+            if count:
+                parts[k] = model.sample(context, count, seed=model_seed(seed, k))
+        taken = dict.fromkeys(parts, 0)
+        members = []
+        for k in sources:
+            members.append(parts[k].isel({MEMBER: taken[k]}, drop=True))
+            taken[k] += 1
+        out = xr.concat(members, dim=MEMBER, coords="minimal", compat="override", join="exact")
+        out = out.assign_coords({MEMBER: np.arange(n)})
+        first = next(iter(parts.values()))
+        dims = first[self.variables[0]].dims
+        return out.transpose(*dims)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write the pool, with every model's weights and metadata, to one checkpoint file."""
+        if not self.models:
+            raise ForecastError("pooled model is not fitted; call fit(train) before save")
+        arrays: dict[str, np.ndarray] = {}
+        metas = []
+        for k, model in enumerate(self.models):
+            content, meta = model.checkpoint_content()
+            arrays.update({f"c{k}/{name}": value for name, value in content.items()})
+            metas.append(meta)
+        meta = {
+            "kind": self.kind,
+            "config": self.config(),
+            "data": self.description,
+            "variables": self.variables,
+            "time_step": str(self.step),
+            "state": {"models": metas},
+        }
+        save_checkpoint(path, arrays, meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        """Read a pool written by :meth:`save`."""
+        from forecast.models import MODELS
+
+        arrays, meta = load_checkpoint(path)
+        if meta.get("kind") != cls.kind:
+            raise ForecastError(
+                f"{path} holds a {meta.get('kind')!r} model, not {cls.kind!r}; "
+                "use forecast.models.load_model(path)"
+            )
+        try:
+            pool = cls(**meta["config"])
+            metas = meta["state"]["models"]
+        except (KeyError, TypeError) as err:
+            raise ForecastError(
+                f"{path} is not a readable pooled checkpoint ({type(err).__name__}: {err}); "
+                "rebuild it with `forecast pool`"
+            ) from None
+        models = []
+        for k, (label, sub) in enumerate(zip(pool.labels, metas, strict=True)):
+            prefix = f"c{k}/"
+            own = {n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix)}
+            where = f"{path} (pool model {label!r})"
+            models.append(MODELS.get(sub.get("kind")).from_checkpoint(own, sub, where=where))
+        pool._adopt(models)
+        return pool
+
+
+def _check_same_data(a: Mapping[str, Any], b: Mapping[str, Any], label: str) -> None:
+    """Refuse pooling models whose stored data descriptions differ (grid, sensors, units...)."""
+    if a == b:
+        return
+    keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    raise ForecastError(
+        f"pool model {label!r} was trained on different data (description differs in "
+        f"{', '.join(map(str, keys))}); pool models trained on the same data set"
+    )

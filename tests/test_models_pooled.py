@@ -1,0 +1,173 @@
+"""Multi-model ensembles (``forecast.models.pooled``) and the ``forecast pool`` command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from forecast.cli import main
+from forecast.data.synthetic import synthetic_weather
+from forecast.data.windows import context_of
+from forecast.dims import MEMBER, TIME
+from forecast.errors import ForecastError
+from forecast.models import (
+    ClimatologyEnsemble,
+    PersistenceEnsemble,
+    PooledEnsemble,
+    load_model,
+)
+from forecast.models.diffusion import ConditionalDiffusion
+from forecast.models.pooled import member_sources, model_seed
+from forecast.models.vae import ConditionalVAE
+from forecast.pipeline import run_protocol
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def split(tiny_data, tiny_protocol):
+    return tiny_protocol.split(tiny_data, "train"), tiny_protocol.split(tiny_data, "val")
+
+
+@pytest.fixture(scope="module")
+def baselines(split, tiny_protocol):
+    geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
+    return [
+        PersistenceEnsemble(**geometry).fit(split[0]),
+        ClimatologyEnsemble(**geometry).fit(split[0]),
+    ]
+
+
+@pytest.fixture(scope="module")
+def generative(split, tiny_protocol, tmp_path_factory):
+    """A tiny diffusion model and a tiny VAE (4 optimizer steps each), saved."""
+    folder = tmp_path_factory.mktemp("generative")
+    paths = []
+    for cls in (ConditionalDiffusion, ConditionalVAE):
+        config = cls.tiny(tiny_protocol.context, tiny_protocol.horizon).config()
+        config["train"] = {**config["train"], "max_steps": 4}
+        model = cls(**config).fit(*split)
+        path = folder / cls.kind / "model.safetensors"
+        path.parent.mkdir()
+        model.save(path)
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="module")
+def context(tiny_data, tiny_protocol):
+    issue = tiny_protocol.windows(tiny_data, "test").issue_times(tiny_data)[0]
+    return context_of(tiny_data, issue, tiny_protocol.context)
+
+
+def test_member_sources_round_robin_and_shares():
+    np.testing.assert_array_equal(member_sources([1, 1, 1], 7), [0, 1, 2, 0, 1, 2, 0])
+    sources = member_sources([2.0, 1.0, 1.0], 50)
+    counts = np.bincount(sources, minlength=3)
+    np.testing.assert_allclose(counts, [25, 12.5, 12.5], atol=1)
+    for n in (1, 5, 13, 49):  # prefix-stable: member m's model does not depend on n
+        np.testing.assert_array_equal(member_sources([2.0, 1.0, 1.0], n), sources[:n])
+    assert model_seed(0, 0) != model_seed(0, 1) and model_seed(0, 1) != model_seed(1, 1)
+
+
+def test_members_come_from_their_models(baselines, context):
+    pool = PooledEnsemble.from_models(baselines, weights=[2, 1], labels=["pers", "clim"])
+    ens = pool.sample(context, 9, seed=3)
+    np.testing.assert_array_equal(ens[MEMBER].values, np.arange(9))
+    sources = member_sources([2, 1], 9)
+    for k, model in enumerate(baselines):
+        own = model.sample(context, int((sources == k).sum()), seed=model_seed(3, k))
+        np.testing.assert_array_equal(ens["t2m"].values[sources == k], own["t2m"].values)
+    single = baselines[0].sample(context, 9, seed=3)
+    assert ens["t2m"].dims == single["t2m"].dims
+    assert set(ens.coords) == set(single.coords)
+
+
+def test_save_load_is_self_contained(generative, context, tmp_path):
+    pool = PooledEnsemble.from_checkpoints(generative)
+    assert pool.labels == ["diffusion", "vae"]
+    want = pool.sample(context, 6, seed=1)
+    path = tmp_path / "pool.safetensors"
+    pool.save(path)
+    for p in generative:  # the pool file carries the models' weights itself
+        p.rename(p.with_suffix(".moved"))
+    try:
+        loaded = load_model(path)
+    finally:
+        for p in generative:
+            p.with_suffix(".moved").rename(p)
+    assert isinstance(loaded, PooledEnsemble)
+    assert [m.kind for m in loaded.models] == ["diffusion", "vae"]
+    xr.testing.assert_allclose(loaded.sample(context, 6, seed=1), want, rtol=1e-6, atol=1e-5)
+
+
+def test_protocol_runner_scores_a_pool(generative, tiny_data, tiny_protocol, tmp_path):
+    path = tmp_path / "pool.safetensors"
+    PooledEnsemble.from_checkpoints(generative).save(path)
+    result = run_protocol(
+        tiny_protocol,
+        ["persistence"],
+        tmp_path / "run",
+        members=4,
+        data=tiny_data,
+        progress=False,
+        checkpoints={"pool": path},
+        metrics=("crps", "spread_skill"),
+    )
+    card = result["scorecard"]["t2m"]
+    assert list(card["model"].values) == ["persistence", "pool"]
+    assert np.isfinite(card.sel(model="pool")).all()
+
+
+def test_bad_pools(baselines, split, tiny_protocol, tmp_path):
+    with pytest.raises(ForecastError, match="at least one model"):
+        PooledEnsemble(context=4, horizon=5)
+    with pytest.raises(ForecastError, match="one weight per model"):
+        PooledEnsemble.from_models(baselines, weights=[1])
+    with pytest.raises(ForecastError, match="positive"):
+        PooledEnsemble.from_models(baselines, weights=[1, 0])
+    with pytest.raises(ForecastError, match="unique"):
+        PooledEnsemble.from_models(baselines, labels=["a", "a"])
+    longer = PersistenceEnsemble(context=4, horizon=6).fit(split[0])
+    with pytest.raises(ForecastError, match="'persistence-1' has context 4 and horizon 6"):
+        PooledEnsemble.from_models([baselines[0], longer])
+    other = synthetic_weather(seed=5, n_lat=4, n_lon=4, days=10)
+    elsewhere = PersistenceEnsemble(context=4, horizon=5).fit(other)
+    with pytest.raises(ForecastError, match=r"different data .*coords"):
+        PooledEnsemble.from_models([baselines[0], elsewhere])
+    with pytest.raises(ForecastError, match="not fitted"):
+        PooledEnsemble.from_models([baselines[0], PersistenceEnsemble(context=4, horizon=5)])
+    pool = PooledEnsemble.from_models(baselines)
+    with pytest.raises(ForecastError, match="cannot hold another pool"):
+        PooledEnsemble.from_models([pool, baselines[0]])
+    ctx = context_of(other, other[TIME].values[100], 4)
+    with pytest.raises(ForecastError, match="expects"):  # a grid the models do not know
+        pool.sample(ctx, 2, seed=0)
+    with pytest.raises(ForecastError, match="n_members"):
+        pool.sample(ctx, 0, seed=0)
+
+
+def test_cli_pool(generative, tmp_path, capsys):
+    out = tmp_path / "pool.safetensors"
+    d, v = (str(p) for p in generative)
+    assert main(["pool", "--checkpoint", f"d={d}", "--checkpoint", f"v={v}", "--weights", "3,1",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert "pooled 2 models (d x3, v x1)" in capsys.readouterr().out
+    pool = load_model(out)
+    assert pool.labels == ["d", "v"] and pool.weights == [3.0, 1.0]
+    cases = [
+        (["--checkpoint", d], "at least two"),
+        (["--checkpoint", d, "--checkpoint", str(tmp_path / "no.safetensors")], "not found"),
+        (["--checkpoint", f"d={d}", "--checkpoint", v], "label all"),
+        (["--checkpoint", d, "--checkpoint", v, "--weights", "1,x"], "not comma-separated"),
+        (["--checkpoint", d, "--checkpoint", v, "--weights", "1"], "1 values for 2"),
+        (["--checkpoint", d, "--checkpoint", v], "exists; pass --overwrite"),
+    ]
+    for extra, message in cases:
+        assert main(["pool", *extra, "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    missing = tmp_path / "no" / "pool.safetensors"
+    assert main(["pool", "--checkpoint", d, "--checkpoint", v, "--out", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err
