@@ -150,3 +150,26 @@ def test_bad_input_one_line(extra, toml, message, tmp_path, capsys):
 def test_missing_config(tmp_path, capsys):
     assert main(["train", "--data", "synthetic-traffic", "--config", str(tmp_path / "x.toml")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_baseline_and_pool_without_train_table(nc_path, tmp_path, capsys):
+    """--no-progress is accepted for models without [train] settings; a [train] table is not."""
+    base = ["train", "--data", str(nc_path), "--context", "4", "--horizon", "3", "--no-progress"]
+    assert main([*base, "--model", "persistence", "--out", str(tmp_path / "p")]) == 0
+    assert load_model(tmp_path / "p" / "model.safetensors").kind == "persistence"
+    pool = tmp_path / "pool.toml"
+    pool.write_text(
+        '[model]\ncomponents = [{kind = "persistence", config = {}}, '
+        '{kind = "climatology", config = {}}]\nweights = [3, 1]\n'
+    )
+    out = tmp_path / "pool"
+    assert main([*base, "--model", "pooled", "--config", str(pool), "--out", str(out)]) == 0
+    model = load_model(out / "model.safetensors")
+    assert [m.kind for m in model.models] == ["persistence", "climatology"]
+    assert model.weights == [3.0, 1.0] and model.horizon == 3
+    capsys.readouterr()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[train]\nmax_steps = 3\n")
+    args = [*base, "--model", "persistence", "--config", str(bad), "--out", str(tmp_path / "b")]
+    assert main(args) == 2
+    assert "takes no [train] settings" in capsys.readouterr().err
