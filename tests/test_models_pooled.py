@@ -84,6 +84,14 @@ def test_members_come_from_their_models(baselines, context):
     assert set(ens.coords) == set(single.coords)
 
 
+def test_same_model_twice_gives_distinct_members(generative, context):
+    """Each pooled model samples with its own seed: no member is drawn twice."""
+    model = load_model(generative[0])
+    ens = PooledEnsemble.from_models([model, model], labels=["a", "b"]).sample(context, 6, seed=2)
+    values = ens["t2m"].values.reshape(6, -1)
+    assert min(np.abs(values[i] - values[j]).max() for i in range(6) for j in range(i)) > 1e-3
+
+
 def test_save_load_is_self_contained(generative, context, tmp_path):
     pool = PooledEnsemble.from_checkpoints(generative)
     assert pool.labels == ["diffusion", "vae"]

@@ -627,7 +627,7 @@ DEFAULT_MODEL = "diurnal-persistence"
 #: Relative cost of a first ensemble by model kind (higher: slower), for the default checkpoint:
 #: a VAE or a baseline samples in one pass; the GP needs ``gpytorch`` imported (about 1 s) on
 #: top; diffusion runs its network NFE times per member batch (seconds on a CPU).
-SAMPLING_COST = {"gp": 1, "diffusion": 2}
+SAMPLING_COST = {"gp": 1, "diffusion": 2, "pooled": 2}  # a pool may hold diffusion models
 
 
 def quickest(kinds: Sequence[str]) -> int:
