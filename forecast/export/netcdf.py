@@ -183,6 +183,19 @@ def _decode_time(values: np.ndarray, units: str) -> tuple[np.ndarray, bool]:
     return ns + ref, True
 
 
+def encode_issue(init_time: Any, lay: _Layout) -> tuple[np.float64, np.ndarray]:
+    """``forecast_reference_time`` and ``time`` (per lead) of one issue time, in the file's
+    time unit; an issue time that is not a whole number of that unit is refused."""
+    init_ns = int((np.datetime64(init_time, "ns") - _EPOCH_NS).astype(np.int64))
+    unit = _UNIT_NS[lay.time_unit]
+    if init_ns % unit:
+        raise ForecastError(
+            f"issue time {init_time} is not a whole number of {lay.time_unit} like the first "
+            "one; pass all ensembles as one Dataset or a list"
+        )
+    return np.float64(init_ns // unit), _encode_time(init_ns + lay.leads_ns, lay.time_unit)
+
+
 def _var_attrs(name: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
     """File attributes of a forecast variable: units (UDUNITS), long_name, standard_name."""
     out = _clean_attrs(attrs)
@@ -641,15 +654,7 @@ class _Writer:
     # -- data ----------------------------------------------------------------------------
     def write(self, i: int, slab: xr.Dataset) -> None:
         lay, nc = self.lay, self.nc
-        init_ns = int((np.datetime64(slab[INIT_TIME].values, "ns") - _EPOCH_NS).astype(np.int64))
-        unit = _UNIT_NS[lay.time_unit]
-        if init_ns % unit:
-            raise ForecastError(
-                f"issue time {slab[INIT_TIME].values} is not a whole number of {lay.time_unit}"
-                " like the first one; pass all ensembles as one Dataset or a list"
-            )
-        frt = np.float64(init_ns // unit)
-        times = _encode_time(init_ns + lay.leads_ns, lay.time_unit)
+        frt, times = encode_issue(slab[INIT_TIME].values, lay)
         if lay.scalar:
             nc[FRT].assignValue(frt)
             nc[VTIME][:] = times

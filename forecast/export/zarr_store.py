@@ -28,8 +28,6 @@ from forecast.dims import LAT, LEAD_TIME, LON, MEMBER, NODE, X, Y
 from forecast.errors import ForecastError
 from forecast.export.netcdf import (
     _EPOCH,
-    _EPOCH_NS,
-    _UNIT_NS,
     FP,
     FRT,
     REALIZATION,
@@ -46,6 +44,7 @@ from forecast.export.netcdf import (
     _portable_numbers,
     _slabs,
     _var_attrs,
+    encode_issue,
 )
 
 #: Zarr format of the stores (2: readable by every Zarr and xarray version; ``.zmetadata``).
@@ -279,16 +278,8 @@ def to_zarr(
         )
         group = zarr.open_group(str(tmp), mode="r+", zarr_format=ZARR_FORMAT)
         order = (MEMBER, LEAD_TIME, *lay.space)
-        unit = _UNIT_NS[lay.time_unit]
         for i, slab, t in _checked_slabs(first, slabs, lay, n_issue or total, progress):
-            init_ns = int((t - _EPOCH_NS).astype(np.int64))
-            if init_ns % unit:
-                raise ForecastError(
-                    f"issue time {t} is not a whole number of {lay.time_unit} like the first "
-                    "one; pass all ensembles as one Dataset or a list"
-                )
-            frt = np.float64(init_ns // unit)
-            times = _encode_time(init_ns + lay.leads_ns, lay.time_unit)
+            frt, times = encode_issue(t, lay)
             if lay.scalar:
                 group[FRT][...] = frt
                 group[VTIME][:] = times
