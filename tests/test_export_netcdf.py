@@ -424,3 +424,21 @@ def test_integer_sensor_ids_round_trip(tmp_path):
     with netCDF4.Dataset(tmp_path / "i.nc") as nc:
         assert nc["station_id"].dtype == np.int32
         assert nc["station_id"].cf_role == "timeseries_id"
+
+
+@pytest.mark.parametrize("writer", ["netcdf", "zarr"])
+def test_streamed_issue_time_off_the_time_unit(writer, tmp_path):
+    """Issue times are stored in the first one's unit; a later one between units is refused."""
+    from forecast.export import to_zarr
+
+    ens = grid_ensemble(n_init=2)
+    first = ens.isel({INIT_TIME: 0})
+    late = ens.isel({INIT_TIME: 1}).assign_coords(
+        {INIT_TIME: first[INIT_TIME].values + np.timedelta64(30, "m")}
+    )
+    late = late.assign_coords({VALID_TIME: late[INIT_TIME] + late[LEAD_TIME]})
+    write = to_netcdf if writer == "netcdf" else to_zarr
+    target = tmp_path / f"e.{'nc' if writer == 'netcdf' else 'zarr'}"
+    with pytest.raises(ForecastError, match="not a whole number of hours"):
+        write(iter([first, late]), target)
+    assert not target.exists()
