@@ -109,6 +109,19 @@ def slabs():
 """
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` for a child that must react to Ctrl-C: a shell's background job starts
+    with SIGINT ignored, and the child would inherit that (Python then never raises
+    KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def child_sigint():
+    """:func:`default_sigint`, for tests that interrupt a child process."""
+    return default_sigint
+
+
 def _interrupt_slow_writer(writer: str, target: Path, sig: int, timeout: float = 60) -> None:
     """Stream 1000 slabs through ``forecast.export.<writer>`` to ``target`` in a child process,
     send ``sig`` while it writes, and check that no (partial) target is left behind; after a
@@ -119,7 +132,11 @@ def _interrupt_slow_writer(writer: str, target: Path, sig: int, timeout: float =
 
     code = _SLOW_WRITER.format(repo=str(REPO), writer=writer, target=str(target))
     proc = subprocess.Popen(
-        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
     )
     try:
         assert proc.stdout.readline().strip() == "writing"

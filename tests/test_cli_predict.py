@@ -221,7 +221,7 @@ def test_bad_output_and_mismatched_checkpoint(weather, traffic, tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_ctrl_c_leaves_no_file(weather, tmp_path):
+def test_ctrl_c_leaves_no_file(weather, tmp_path, child_sigint):
     out = tmp_path / "big.nc"
     cmd = [
         sys.executable,
@@ -242,7 +242,12 @@ def test_ctrl_c_leaves_no_file(weather, tmp_path):
         str(out),
     ]
     proc = subprocess.Popen(
-        cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        cmd,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=child_sigint,
     )
     try:
         deadline = time.monotonic() + 120
