@@ -11,6 +11,7 @@ from forecast.data.synthetic import synthetic_weather
 from forecast.data.windows import context_of
 from forecast.dims import MEMBER, TIME
 from forecast.errors import ForecastError
+from forecast.export import open_ensemble
 from forecast.models import (
     ClimatologyEnsemble,
     PersistenceEnsemble,
@@ -156,14 +157,22 @@ def test_bad_pools(baselines, split, tiny_protocol, tmp_path):
         pool.sample(ctx, 0, seed=0)
 
 
-def test_cli_pool(generative, tmp_path, capsys):
+def test_cli_pool(generative, tiny_data, tiny_protocol, tmp_path, capsys):
+    data_path = tmp_path / "data.nc"
+    tiny_data.to_netcdf(data_path)
+    issue = tiny_protocol.windows(tiny_data, "test").issue_times(tiny_data)[0]
     out = tmp_path / "pool.safetensors"
     d, v = (str(p) for p in generative)
     assert main(["pool", "--checkpoint", f"d={d}", "--checkpoint", f"v={v}", "--weights", "3,1",
                  "--out", str(out)]) == 0  # fmt: skip
-    assert "pooled 2 models (d x3, v x1)" in capsys.readouterr().out
+    assert "pooled 2 models (d (diffusion) x3, v (vae) x1)" in capsys.readouterr().out
     pool = load_model(out)
     assert pool.labels == ["d", "v"] and pool.weights == [3.0, 1.0]
+    nc = tmp_path / "pool.nc"
+    args = ["predict", "--checkpoint", str(out), "--data", str(data_path), "--out", str(nc)]
+    assert main([*args, "--init-time", str(issue), "--members", "4"]) == 0
+    assert open_ensemble(nc).attrs["model"] == "pooled: d (diffusion) x3, v (vae) x1"
+    capsys.readouterr()
     cases = [
         (["--checkpoint", d], "at least two"),
         (["--checkpoint", d, "--checkpoint", str(tmp_path / "no.safetensors")], "not found"),

@@ -90,6 +90,5 @@ def run(args: argparse.Namespace) -> int:
         raise ForecastError(f"folder {out.parent} does not exist; create it first")
     pool = PooledEnsemble.from_checkpoints(paths, weights, labels)
     pool.save(out)
-    shares = ", ".join(f"{lab} x{w:g}" for lab, w in zip(pool.labels, pool.weights, strict=True))
-    print(f"pooled {len(paths)} models ({shares}) into {out}")
+    print(f"pooled {len(paths)} models ({pool.composition}) into {out}")
     return 0

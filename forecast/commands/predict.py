@@ -230,10 +230,11 @@ def run(args: argparse.Namespace) -> int:
 
     sampler = getattr(model, "sampler", None)
     nfe = getattr(model, "nfe", None)
+    composition = getattr(model, "composition", None)  # a pool names its models
     common = {
         "title": args.title,
         "institution": args.institution,
-        "model": kind,
+        "model": f"{kind}: {composition}" if composition else kind,
         "checkpoint_sha256": file_sha256(args.checkpoint),
         "sampler": sampler if isinstance(sampler, str) else None,
         "nfe": int(nfe) if isinstance(nfe, int) else None,

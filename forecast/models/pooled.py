@@ -179,9 +179,17 @@ class PooledEnsemble:
             "labels": self.labels,
         }
 
+    @property
+    def composition(self) -> str:
+        """The models and their shares, e.g. ``vae-s0 (vae) x1, diff-s0 (diffusion) x1``."""
+        kinds = [s["kind"] for s in self.components]
+        return ", ".join(
+            f"{lab} ({kind}) x{w:g}"
+            for lab, kind, w in zip(self.labels, kinds, self.weights, strict=True)
+        )
+
     def __repr__(self) -> str:
-        parts = ", ".join(f"{lab} x{w:g}" for lab, w in zip(self.labels, self.weights, strict=True))
-        return f"PooledEnsemble({parts})"
+        return f"PooledEnsemble({self.composition})"
 
     def _adopt(self, models: list[Any]) -> None:
         """Take fitted ``models`` as the pool's, after checking that they fit together."""
