@@ -197,3 +197,12 @@ def test_bad_input(weather):
         PersistenceEnsemble(context=6, horizon=4).fit(weather.isel({TIME: slice(0, 8)}))
     with pytest.raises(ForecastError, match="min_candidates"):
         ClimatologyEnsemble(context=6, horizon=4, min_candidates=0)
+
+
+@pytest.mark.parametrize("cls", BASELINES)
+def test_no_complete_training_trajectory(cls):
+    """Every third step missing everywhere: no origin has a complete 4-step trajectory."""
+    values = np.random.default_rng(0).normal(size=(60, 5))
+    values[::3] = np.nan
+    with pytest.raises(ForecastError, match=r"no complete \(origin, horizon\) trajectory"):
+        cls(context=2, horizon=4).fit(_sensor_ds(values))

@@ -158,6 +158,26 @@ class _TrainingHistory(ArrayForecaster):
         self.times_ = np.asarray(times, dtype="datetime64[ns]")
         self.flat_ = self.values_.reshape(len(values), -1)
 
+    def _store_cyclic(self, values: np.ndarray, times: np.ndarray, weekly: bool | None) -> None:
+        """:meth:`_store`, then the cycle (``period_``: day or week) and its ``n_slots_``."""
+        from forecast.dims import NODE
+
+        self._store(values, times)
+        span = pd.Timestamp(self.times_[-1]) - pd.Timestamp(self.times_[0]) + self.step
+        has_nodes = bool(self.description and NODE in self.description.get("space_dims", []))
+        self.period_ = _choose_period(weekly, span, has_nodes)
+        self.n_slots_ = n_slots(self.step, self.period_)
+
+    def _complete_origins(self, flat: np.ndarray) -> np.ndarray:
+        """Training origins with a complete (origin, horizon) trajectory in ``flat``."""
+        origins = valid_origins(flat, self.horizon)
+        if len(origins) == 0:
+            raise ForecastError(
+                "training data have no complete (origin, horizon) trajectory; "
+                "pass a longer training period with fewer missing values"
+            )
+        return origins
+
 
 # --------------------------------------------------------------------------------------------
 # forecasters
@@ -183,12 +203,7 @@ class PersistenceEnsemble(_TrainingHistory):
 
     def _fit_values(self, values: np.ndarray, times: np.ndarray) -> None:
         self._store(values, times)
-        self.origins_ = valid_origins(self.flat_, self.horizon)
-        if len(self.origins_) == 0:
-            raise ForecastError(
-                "training data have no complete (origin, horizon) trajectory; "
-                "pass a longer training period with fewer missing values"
-            )
+        self.origins_ = self._complete_origins(self.flat_)
 
     def _sample_values(
         self, values: np.ndarray, times: np.ndarray, n_members: int, seed: int | None
@@ -228,19 +243,8 @@ class ClimatologyEnsemble(_TrainingHistory):
         self.min_candidates = int(min_candidates)
 
     def _fit_values(self, values: np.ndarray, times: np.ndarray) -> None:
-        from forecast.dims import NODE
-
-        self._store(values, times)
-        span = pd.Timestamp(self.times_[-1]) - pd.Timestamp(self.times_[0]) + self.step
-        has_nodes = bool(self.description and NODE in self.description.get("space_dims", []))
-        self.period_ = _choose_period(self.weekly, span, has_nodes)
-        self.n_slots_ = n_slots(self.step, self.period_)
-        self.origins_ = valid_origins(self.flat_, self.horizon)
-        if len(self.origins_) == 0:
-            raise ForecastError(
-                "training data have no complete (origin, horizon) trajectory; "
-                "pass a longer training period"
-            )
+        self._store_cyclic(values, times, self.weekly)
+        self.origins_ = self._complete_origins(self.flat_)
         self.slots_ = slot_of(self.times_[self.origins_], self.step, self.period_)
 
     def _extra_state(self) -> dict[str, Any]:
@@ -294,24 +298,13 @@ class DiurnalPersistenceEnsemble(_TrainingHistory):
         self.min_samples = int(min_samples)
 
     def _fit_values(self, values: np.ndarray, times: np.ndarray) -> None:
-        from forecast.dims import NODE
-
-        self._store(values, times)
-        span = pd.Timestamp(self.times_[-1]) - pd.Timestamp(self.times_[0]) + self.step
-        has_nodes = bool(self.description and NODE in self.description.get("space_dims", []))
-        self.period_ = _choose_period(self.weekly, span, has_nodes)
-        self.n_slots_ = n_slots(self.step, self.period_)
+        self._store_cyclic(values, times, self.weekly)
         slots = slot_of(self.times_, self.step, self.period_)
         self.means_, self.half_width_ = slot_means(
             self.values_, slots, self.n_slots_, self.min_samples
         )
         self.anomaly_ = (self.values_ - self.means_[slots]).reshape(len(self.values_), -1)
-        self.origins_ = valid_origins(self.anomaly_, self.horizon)
-        if len(self.origins_) == 0:
-            raise ForecastError(
-                "training data have no complete (origin, horizon) trajectory; "
-                "pass a longer training period"
-            )
+        self.origins_ = self._complete_origins(self.anomaly_)
 
     def _extra_state(self) -> dict[str, Any]:
         return {"period": str(self.period_), "half_width": self.half_width_}
