@@ -244,8 +244,6 @@ class ArrayForecaster:
     # -- checkpoints -------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         """Write the fitted model to one checkpoint file (safetensors + JSON metadata)."""
-        if self.description is None:
-            raise ForecastError(f"{self.kind} model is not fitted; call fit(train) before save")
         self._write(Path(path))
 
     def _write(
