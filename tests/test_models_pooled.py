@@ -188,3 +188,17 @@ def test_cli_pool(generative, tiny_data, tiny_protocol, tmp_path, capsys):
     missing = tmp_path / "no" / "pool.safetensors"
     assert main(["pool", "--checkpoint", d, "--checkpoint", v, "--out", str(missing)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_dashboard_lists_and_samples_a_pool(generative, tiny_data, context, tmp_path):
+    from forecast.dashboard import queries
+
+    path = tmp_path / "pool.safetensors"
+    PooledEnsemble.from_checkpoints(generative).save(path)
+    readable, unreadable, _ = queries.scan_checkpoints([path], tiny_data)
+    assert [(info["kind"], fits) for _, info, fits in readable] == [("pooled", True)]
+    assert unreadable == []
+    pool = load_model(path)
+    assert not queries.is_latent(pool)  # no common latent space: no latent path offered
+    ens = queries.sample_at(pool, tiny_data, context["time"].values[-1], 4, 0)
+    assert ens.sizes[MEMBER] == 4
