@@ -265,14 +265,7 @@ class ArrayForecaster:
         if self.description is None:
             raise ForecastError(f"{self.kind} model is not fitted; call fit(train) before save")
         arrays, state = self._state()
-        meta = {
-            "kind": self.kind,
-            "config": self.config(),
-            "data": self.description,
-            "variables": self.variables,
-            "time_step": str(self.step),
-            "state": state,
-        }
+        meta = checkpoint_meta(self, state)
         if training is not None:
             meta["training"] = training
         return dict(arrays), meta
@@ -314,6 +307,19 @@ class ArrayForecaster:
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
         raise NotImplementedError
+
+
+def checkpoint_meta(model: Any, state: dict[str, Any]) -> dict[str, Any]:
+    """The metadata every model checkpoint carries: kind, constructor config, data
+    description, variables, time step and the model's own ``state``."""
+    return {
+        "kind": model.kind,
+        "config": model.config(),
+        "data": model.description,
+        "variables": model.variables,
+        "time_step": str(model.step),
+        "state": state,
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -27,7 +27,7 @@ import xarray as xr
 from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import MEMBER
 from forecast.errors import ForecastError
-from forecast.models.base import check_members
+from forecast.models.base import check_members, checkpoint_meta
 
 
 def member_sources(weights: Sequence[float], n_members: int) -> np.ndarray:
@@ -271,15 +271,7 @@ class PooledEnsemble:
             content, meta = model.checkpoint_content()
             arrays.update({f"c{k}/{name}": value for name, value in content.items()})
             metas.append(meta)
-        meta = {
-            "kind": self.kind,
-            "config": self.config(),
-            "data": self.description,
-            "variables": self.variables,
-            "time_step": str(self.step),
-            "state": {"models": metas},
-        }
-        save_checkpoint(path, arrays, meta)
+        save_checkpoint(path, arrays, checkpoint_meta(self, {"models": metas}))
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
