@@ -5,7 +5,9 @@ Usage::
     .venv/bin/python benchmarks/results_tables.py outputs/p2-baselines
 
 Models that joined the run as checkpoints (``forecast evaluate --checkpoint LABEL=PATH``) are
-listed with their file, kind, checksum and sampler, and appear in the tables under LABEL.
+listed with their file, kind, checksum and sampler, and appear in the tables under LABEL; a last
+table counts, for each of them, the leads where its CRPS is below every baseline the run
+trained itself.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import xarray as xr
 
-from forecast.dims import LEAD_TIME, METRIC
+from forecast.dims import LEAD_TIME, METRIC, MODEL
 from forecast.scoring.scorecard import to_markdown
 
 COLUMNS = [
@@ -60,6 +62,34 @@ def main(folder: str) -> None:
     print(to_markdown(mean.transpose(*card.dims), digits=4))
     print("Per lead time:\n")
     print(to_markdown(card, digits=4))
+    against_baselines(card, list(run["models"]), list(run.get("checkpoints", {})))
+
+
+def against_baselines(card: xr.Dataset, baselines: list[str], models: list[str]) -> None:
+    """Per checkpoint model: leads below every baseline of the run, the range of its CRPS over
+    the best baseline's, and its spread-skill range (leads within 0.8-1.2)."""
+    if not baselines or not models or "crps" not in card[METRIC].values:
+        return
+    print("Checkpoints against the run's baselines (" + ", ".join(baselines) + "):\n")
+    for var in card.data_vars:
+        crps = card[var].sel({METRIC: "crps"})
+        best = crps.sel({MODEL: baselines}).min(MODEL)
+        print(f"### {var}\n")
+        head = ["model", "leads below every baseline", "CRPS / best baseline"]
+        print("| " + " | ".join([*head, "spread-skill (leads in 0.8-1.2)"]) + " |")
+        print("|---|---:|---|---|")
+        for name in models:
+            ratio = (crps.sel({MODEL: name}) / best).values
+            cells = [
+                f"{int((ratio < 1).sum())} of {ratio.size}",
+                f"{ratio.min():.3f}-{ratio.max():.3f}",
+            ]
+            if "spread_skill" in card[METRIC].values:
+                ssr = card[var].sel({METRIC: "spread_skill", MODEL: name}).values
+                inside = int(((ssr >= 0.8) & (ssr <= 1.2)).sum())
+                cells.append(f"{ssr.min():.2f}-{ssr.max():.2f} ({inside})")
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        print()
 
 
 if __name__ == "__main__":
