@@ -244,21 +244,17 @@ class PooledEnsemble:
         if not self.models:
             raise ForecastError("pooled model is not fitted; call fit(train) or load it first")
         sources = member_sources(self.weights, n)
-        parts: dict[int, xr.Dataset] = {}
-        for k, model in enumerate(self.models):
-            count = int((sources == k).sum())
-            if count:
-                parts[k] = model.sample(context, count, seed=model_seed(seed, k))
-        taken = dict.fromkeys(parts, 0)
-        members = []
-        for k in sources:
-            members.append(parts[k].isel({MEMBER: taken[k]}, drop=True))
-            taken[k] += 1
-        out = xr.concat(members, dim=MEMBER, coords="minimal", compat="override", join="exact")
-        out = out.assign_coords({MEMBER: np.arange(n)})
-        first = next(iter(parts.values()))
-        dims = first[self.variables[0]].dims
-        return out.transpose(*dims)
+        parts = [
+            model.sample(context, int((sources == k).sum()), seed=model_seed(seed, k))
+            for k, model in enumerate(self.models)
+            if (sources == k).any()
+        ]
+        stacked = xr.concat(parts, dim=MEMBER, coords="minimal", compat="override", join="exact")
+        # stacked holds the models' members block by block; pooled member m sits at inv[m]
+        by_model = np.argsort(sources, kind="stable")
+        inv = np.empty(n, dtype=int)
+        inv[by_model] = np.arange(n)
+        return stacked.isel({MEMBER: inv}).assign_coords({MEMBER: np.arange(n)})
 
     # -- checkpoints -------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
