@@ -52,6 +52,15 @@ def _grid_xy(field: xr.DataArray) -> tuple[str, str]:
     return space[1], space[0]  # x = lon / x, y = lat / y
 
 
+def grid_heatmap(field: xr.DataArray, lo: float, hi: float, **kw: object) -> go.Heatmap:
+    """Heatmap trace of a 2-D grid field (x = lon / x, y = lat / y) on the colour range
+    ``lo..hi``; ``kw`` go to ``go.Heatmap`` (colour scale ``RdBu_r`` unless given)."""
+    xdim, ydim = _grid_xy(field)
+    f2 = field.transpose(ydim, xdim)
+    kw.setdefault("colorscale", "RdBu_r")
+    return go.Heatmap(z=f2.values, x=f2[xdim].values, y=f2[ydim].values, zmin=lo, zmax=hi, **kw)
+
+
 def map_figure(
     field: xr.DataArray,
     *,
@@ -72,14 +81,10 @@ def map_figure(
     colorbar = {"title": {"text": _units(field)}}
 
     def heat(f2: xr.DataArray) -> go.Heatmap:
-        f2 = f2.transpose(ydim, xdim)
-        return go.Heatmap(
-            z=f2.values,
-            x=f2[xdim].values,
-            y=f2[ydim].values,
+        return grid_heatmap(
+            f2,
+            *zrange,
             colorscale=scale,
-            zmin=zrange[0],
-            zmax=zrange[1],
             colorbar=colorbar,
             hovertemplate=f"{xdim} %{{x}}<br>{ydim} %{{y}}<br>%{{z:.3g}} {_units(field)}"
             "<extra></extra>",
@@ -211,15 +216,10 @@ def stamps_figure(
                 },
             )
         else:
-            xdim, ydim = _grid_xy(one)
-            f2 = one.transpose(ydim, xdim)
-            trace = go.Heatmap(
-                z=f2.values,
-                x=f2[xdim].values,
-                y=f2[ydim].values,
-                zmin=lo,
-                zmax=hi,
-                colorscale="RdBu_r",
+            trace = grid_heatmap(
+                one,
+                lo,
+                hi,
                 showscale=k == 0,
                 name=names[k],
                 colorbar={"title": {"text": _units(stamps)}},
@@ -635,16 +635,11 @@ def latent_path_figure(
                 col=col,
             )
         else:
-            xdim, ydim = _grid_xy(f)
-            f = f.transpose(ydim, xdim)
             fig.add_trace(
-                go.Heatmap(
-                    z=f.values,
-                    x=f[xdim].values,
-                    y=f[ydim].values,
-                    zmin=lo,
-                    zmax=hi,
-                    colorscale="RdBu_r",
+                grid_heatmap(
+                    f,
+                    lo,
+                    hi,
                     showscale=col == 1,
                     colorbar={"title": {"text": _units(path)}},
                 ),
