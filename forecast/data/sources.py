@@ -814,21 +814,7 @@ def read_sensor_csv(
         frame = frame.drop(columns=time_column)
     else:
         times = _regular_times(start, step, len(frame), where)
-    values = _numeric_frame(frame, where)
-    nodes = [str(c) for c in frame.columns]
-    adj = (
-        read_adjacency(adjacency, nodes) if isinstance(adjacency, (str, os.PathLike)) else adjacency
-    )
-    return sensor_dataset(
-        values,
-        times,
-        nodes,
-        variable=variable,
-        units=units,
-        adjacency=adj,
-        zeros_as_missing=zeros_as_missing,
-        where=where,
-    )
+    return _frame_dataset(frame, times, variable, units, adjacency, zeros_as_missing, where)
 
 
 def read_sensor_hdf(
@@ -900,18 +886,31 @@ def read_sensor_hdf(
         times = _parse_times(frame.index, where, "index")
     else:
         times = _regular_times(start, step, len(frame), where)
+    return _frame_dataset(frame, times, variable, units, adjacency, zeros_as_missing, where)
+
+
+def _frame_dataset(
+    frame: pd.DataFrame,
+    times: np.ndarray,
+    variable: str,
+    units: str | None,
+    adjacency: Any,
+    zeros_as_missing: bool,
+    where: str,
+) -> xr.Dataset:
+    """The standard sensor data set of a wide (time x sensor) frame whose times are parsed;
+    ``adjacency`` is a matrix, a file to read (ordered by the frame's columns) or None."""
     values = _numeric_frame(frame, where)
     nodes = [str(c) for c in frame.columns]
-    adj = (
-        read_adjacency(adjacency, nodes) if isinstance(adjacency, (str, os.PathLike)) else adjacency
-    )
+    if isinstance(adjacency, (str, os.PathLike)):
+        adjacency = read_adjacency(adjacency, nodes)
     return sensor_dataset(
         values,
         times,
         nodes,
         variable=variable,
         units=units,
-        adjacency=adj,
+        adjacency=adjacency,
         zeros_as_missing=zeros_as_missing,
         where=where,
     )
