@@ -79,15 +79,13 @@ def parse_weights(text: str | None, n: int) -> list[float] | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``forecast pool``; returns the exit status."""
+    from forecast.export.netcdf import check_target
     from forecast.models.pooled import PooledEnsemble
 
     labels, paths = parse_checkpoints(args.checkpoint)
     weights = parse_weights(args.weights, len(paths))
     out = Path(args.out)
-    if out.exists() and not args.overwrite:
-        raise ForecastError(f"{out} exists; pass --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise ForecastError(f"folder {out.parent} does not exist; create it first")
+    check_target(out, args.overwrite)  # before loading the models: fail fast
     pool = PooledEnsemble.from_checkpoints(paths, weights, labels)
     pool.save(out)
     print(f"pooled {len(paths)} models ({pool.composition}) into {out}")
