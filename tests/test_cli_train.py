@@ -122,6 +122,7 @@ def test_named_sensor_data(config, tmp_path):
         ([], TINY.replace("nfe = 2", "nfe = 0"), "NFE must be an integer >= 1"),
         (["--resume"], TINY, "nothing to resume"),
         (["--context", "4"], TINY, "--context/--horizon are fixed by protocol"),
+        (["--device", "gpu0"], TINY, "train.device 'gpu0' is not a torch device"),
     ],
 )
 def test_bad_input_one_line(extra, toml, message, tmp_path, capsys):

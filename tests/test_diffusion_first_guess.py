@@ -159,3 +159,26 @@ def test_checkpoint_of_the_older_first_guess_layout_loads(weather, ctx, tmp_path
     np.testing.assert_allclose(old.fg.rho, m.fg.rho, atol=1e-6)
     a, b = old.sample(ctx, 3, seed=0)["t2m"].values, m.sample(ctx, 3, seed=0)["t2m"].values
     np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+def test_gp_clim_first_guess_needs_validation_and_round_trips(weather, ctx, tmp_path):
+    m = _tiny(target="residual", first_guess="gp-clim", condition_on_first_guess=True)
+    train = weather.isel({TIME: slice(0, 170)})
+    with pytest.raises(ForecastError, match="fits its shrinkage weights on validation data"):
+        m.fit(train)
+    m.fit(train, weather.isel({TIME: slice(170, 220)}))
+    assert m.fg.kind == "gp-clim" and m.fg.weights.shape == (1, H)
+    # a zero residual decodes to the shrunk first guess
+    cond = m._cond(ctx["t2m"].values[:, None], ctx[TIME].values)
+    zero = m._physical(cond, torch.zeros(1, 1, H, 10, 14))[0]
+    want = m.fg.predict(ctx["t2m"].values[:, None], ctx[TIME].values, np.array([K - 1]))[0]
+    np.testing.assert_allclose(zero, want, atol=2e-3)
+    ens = m.sample(ctx, 3, seed=2)
+    m.save(tmp_path / "s.safetensors")
+    arrays, meta = load_checkpoint(tmp_path / "s.safetensors")
+    assert meta["state"]["first_guess"]["kind"] == "gp-clim"
+    assert "first_guess.weights" in arrays and "first_guess.means" in arrays
+    assert any(k.startswith("first_guess.gp.") for k in arrays)
+    back = load_model(tmp_path / "s.safetensors")
+    np.testing.assert_array_equal(back.fg.weights, m.fg.weights)
+    xr.testing.assert_identical(back.sample(ctx, 3, seed=2), ens)

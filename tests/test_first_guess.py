@@ -13,9 +13,12 @@ from forecast.dims import TIME
 from forecast.errors import ForecastError
 from forecast.models.first_guess import (
     FIRST_GUESSES,
+    DiurnalFirstGuess,
     GPFirstGuess,
+    ShrunkGPFirstGuess,
     fit_first_guess,
     restore_first_guess,
+    shrink_weights,
 )
 from forecast.models.gp import GaussianProcessForecaster
 
@@ -45,7 +48,12 @@ def _values(ds: xr.Dataset) -> np.ndarray:
 
 
 def _guess(kind: str, train: xr.Dataset, gp_guess: GPFirstGuess):
-    return gp_guess if kind == "gp" else fit_first_guess(kind, train, context=K, horizon=H)
+    if kind == "gp":
+        return gp_guess
+    if kind == "gp-clim":  # the fixture's GP, weights 0..1 across the leads
+        clim = fit_first_guess("climatology", train, context=K, horizon=H)
+        return ShrunkGPFirstGuess(gp_guess, clim, np.linspace(0, 1, H)[None])
+    return fit_first_guess(kind, train, context=K, horizon=H)
 
 
 @pytest.mark.parametrize("kind", FIRST_GUESSES)
@@ -119,6 +127,62 @@ def test_damped_learns_ar1_decay():
     assert float(np.abs(fp - clim).max()) > 0.1  # the anomaly is not zero here
 
 
+def test_climatology_is_the_slot_mean(weather, train):
+    clim = fit_first_guess("climatology", train, context=K, horizon=H)
+    damped = fit_first_guess("damped", train, context=K, horizon=H)
+    np.testing.assert_array_equal(clim.rho, 0.0)
+    np.testing.assert_array_equal(clim.means, damped.means)
+    times = weather[TIME].values
+    got = clim.predict(_values(weather), times, np.array([200]))[0]
+    from forecast.models.baselines import slot_of
+
+    valid = times[200] + np.arange(1, H + 1) * (times[1] - times[0])
+    np.testing.assert_allclose(got, clim.means[slot_of(valid, clim.step, clim.period)], atol=1e-4)
+
+
+def test_shrink_weights_closed_form():
+    rng = np.random.default_rng(0)
+    c = rng.normal(size=(40, 4, 2, 3, 5))
+    g = c + rng.normal(size=c.shape)
+    # target = c + w (g - c) exactly, per lead and channel; w outside [0, 1] is clipped
+    w = np.array([[0.0, 0.3, 1.0, 1.7], [-0.5, 0.5, 0.9, 0.2]])  # (channel, lead)
+    target = c + w.T[None, :, :, None, None] * (g - c)
+    np.testing.assert_allclose(shrink_weights(target, g, c), np.clip(w, 0, 1), atol=1e-12)
+    # with noise independent of g - c the estimate stays near w; a NaN target is skipped
+    noisy = target + 0.1 * rng.normal(size=c.shape)
+    noisy[0, 0, 0, 0, 0] = np.nan
+    np.testing.assert_allclose(shrink_weights(noisy, g, c), np.clip(w, 0, 1), atol=0.03)
+    # a lead where the guess equals the climatology keeps w = 1
+    g[:, 2] = c[:, 2]
+    assert shrink_weights(target, g, c)[0, 2] == 1.0
+
+
+def test_gp_clim_fits_its_weights_on_validation(weather, train, one_thread):
+    valid = weather.isel({TIME: slice(170, 240)})
+    fg = fit_first_guess("gp-clim", train, context=K, horizon=H, seed=1, valid=valid)
+    assert fg.kind == "gp-clim" and fg.weights.shape == (1, H) and fg.gp.gp.seed == 1
+    assert np.all((fg.weights >= 0) & (fg.weights <= 1))
+    # the weights are shrink_weights of the fitted parts on every validation window
+    v, t = _values(valid), valid[TIME].values
+    o = np.arange(fg.gp.gp.n_lags, len(v) - H)
+    target = np.stack([v[i + 1 : i + 1 + H] for i in o])
+    g, c = fg.gp.predict(v, t, o), fg.climatology.predict(v, t, o)
+    want = shrink_weights(target.astype(np.float64), g.astype(np.float64), c.astype(np.float64))
+    np.testing.assert_allclose(fg.weights, want, atol=1e-6)
+    # and the guess is c + w (g - c) on any window
+    args = (_values(weather), weather[TIME].values, np.array([200, 230]))
+    g, c = fg.gp.predict(*args), fg.climatology.predict(*args)
+    np.testing.assert_allclose(
+        fg.predict(*args), c + fg.weights.T[None, :, :, None, None] * (g - c), atol=1e-4
+    )
+    with pytest.raises(ForecastError, match="fits its shrinkage weights on validation data"):
+        fit_first_guess("gp-clim", train, context=K, horizon=H)
+    with pytest.raises(ForecastError, match="validation part has 10 steps"):
+        fit_first_guess(
+            "gp-clim", train, context=K, horizon=H, valid=weather.isel({TIME: slice(170, 180)})
+        )
+
+
 @pytest.mark.parametrize("method", ["svgp", "exact"])
 def test_gp_matches_forecaster_mean(method, weather, train, gp_guess):
     if method == "exact":
@@ -167,8 +231,13 @@ def test_state_restore_round_trip(kind, weather, train, gp_guess, tmp_path):
 
 
 def test_unknown_kind_and_missing_state(train):
-    with pytest.raises(ForecastError, match=r"unknown first guess 'nope'.*diurnal, damped, gp"):
+    with pytest.raises(
+        ForecastError,
+        match=r"unknown first guess 'nope'.*diurnal, damped, climatology, gp, gp-clim",
+    ):
         fit_first_guess("nope", train, context=K, horizon=H)
+    with pytest.raises(ForecastError, match="kind must be one of diurnal, damped, climatology"):
+        DiurnalFirstGuess("gp", np.zeros((24, 1, 2)), np.ones((1, H)), "1D", "1h")
     with pytest.raises(ForecastError, match="unknown first guess"):
         restore_first_guess("nope", {}, {})
     with pytest.raises(ForecastError, match="lacks"):

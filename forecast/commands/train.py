@@ -41,6 +41,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--context", type=int, help="context steps (path data; default 6)")
     p.add_argument("--horizon", type=int, help="horizon steps (path data; default 24)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--device",
+        help="where the optimizer steps run, e.g. cuda (overrides [train] device; default CPU, "
+        "or each rank's GPU under torchrun)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
 
@@ -121,6 +126,7 @@ def _run(args: argparse.Namespace, info: Any) -> int:
         ("seed", args.seed),
         ("max_minutes", args.max_minutes),
         ("max_steps", args.max_steps),
+        ("device", args.device),
     ):
         if value is not None:
             train_kw[key] = value

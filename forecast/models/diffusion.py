@@ -90,13 +90,15 @@ class ConditionalDiffusion(GenerativeForecaster):
     target : {"change", "raw", "residual"}
         Generate the change from the last observed step, the field itself, or the residual from
         a first guess (deterministic mean forecast fitted on the training part).
-    first_guess : {"diurnal", "damped", "gp"}, optional
+    first_guess : {"diurnal", "damped", "climatology", "gp", "gp-clim"}, optional
         ``target="residual"`` only (default there: ``"diurnal"``): the first guess
         (:data:`forecast.models.first_guess.FIRST_GUESSES`). ``"diurnal"``: the
         diurnal-persistence mean ``c(slot(t + h)) + a(t)``; ``"damped"``:
-        ``c(slot(t + h)) + rho_h a(t)``; ``"gp"``: the predictive mean of
-        :class:`forecast.models.gp.GaussianProcessForecaster` (default settings, seeded by the
-        training seed). The first guesses of all training and validation windows are computed
+        ``c(slot(t + h)) + rho_h a(t)``; ``"climatology"``: ``c(slot(t + h))``; ``"gp"``: the
+        predictive mean of :class:`forecast.models.gp.GaussianProcessForecaster` (default
+        settings, seeded by the training seed); ``"gp-clim"``: that mean shrunk towards
+        ``c(slot(t + h))`` by per-lead weights fitted on the validation split (``fit`` then
+        needs ``valid``). The first guesses of all training and validation windows are computed
         once before training; the fitted first guess is stored in the checkpoint.
     condition_on_first_guess : bool
         Feed the normalized first guess ``(channel, lead, *space)`` to the denoiser as extra
@@ -349,10 +351,12 @@ class ConditionalDiffusion(GenerativeForecaster):
         where[issues] = np.arange(len(issues))
 
         def lookup(index: Any) -> torch.Tensor:
+            if torch.is_tensor(index):
+                index = index.cpu().numpy()
             pos = where[np.asarray(index, dtype=np.int64)]
             if (pos < 0).any():
                 raise ForecastError("first guess of a window outside its precomputed table")
-            return rows[torch.as_tensor(pos)]
+            return rows[torch.from_numpy(pos)]
 
         return lookup
 
@@ -425,7 +429,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         layout, out = self._start_fit(train, out_dir)
         cfg = self.train_config
         self.spread_scale = None  # training sees the uncalibrated quantity
-        self._fit_first_guess(train)
+        self._fit_first_guess(train, valid)
         data = self._window_dataset(train)
         guesses = self._guess_table(train, data.windows.issue_index)  # all windows, once
         pick = np.linspace(0, len(data) - 1, min(len(data), SCALE_WINDOWS)).astype(int)
@@ -445,12 +449,12 @@ class ConditionalDiffusion(GenerativeForecaster):
         net = self._build_net(layout, len(self.variables))
         ema = resume_arrays = None
         if resume:
-            resume_arrays, ema = self._resume(out, net, _resume_key)
+            resume_arrays, ema = self._resume(out, net)
         validate = self._validator(valid) if valid is not None else None
 
         def loss_fn(module, batch, gen):
             c = batch["context"].transpose(1, 2)
-            guess = None if guesses is None else guesses(batch["issue_index"].numpy())
+            guess = None if guesses is None else guesses(batch["issue_index"]).to(c.device)
             cond = self._conditioning(c, batch["calendar"], guess)
             x0 = self._x0(c, batch["target"].transpose(1, 2), cond.get("offset"))
             return self.process.loss(module, x0, cond, gen)
@@ -745,14 +749,3 @@ class ConditionalDiffusion(GenerativeForecaster):
         rho = arrays.get("first_guess_rho", np.ones((len(self.variables), self.horizon)))
         period = pd.Timedelta(state["first_guess_period"])
         return DiurnalFirstGuess(self.first_guess, means, rho, period, self.step)
-
-
-def _resume_key(config: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A configuration without the settings that may change on resume (time limit, display)."""
-    if config is None:
-        return None
-    out = dict(config)
-    out["train"] = {
-        k: v for k, v in dict(out.get("train", {})).items() if k not in ("max_minutes", "progress")
-    }
-    return out

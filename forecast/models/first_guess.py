@@ -2,7 +2,7 @@
 
 A first guess is fitted on the training split; a generative model (diffusion, VAE) then
 generates the residual ``target - first guess`` (regression + generative residual, as CorrDiff
-does). Three kinds (:data:`FIRST_GUESSES`):
+does). Five kinds (:data:`FIRST_GUESSES`):
 
 - ``"diurnal"``: the diurnal-persistence mean forecast ``c(slot(t + h)) + a(t)``, with ``c`` the
   time-of-day (or -week) climatology of
@@ -11,9 +11,16 @@ does). Three kinds (:data:`FIRST_GUESSES`):
 - ``"damped"``: ``c(slot(t + h)) + rho_h a(t)``, the persisted anomaly damped per lead by the
   least-squares regression coefficient ``rho_h`` of ``a(t + h)`` on ``a(t)`` over the training
   split (pooled over space, per variable);
+- ``"climatology"``: ``c(slot(t + h))`` alone (``rho_h = 0``);
 - ``"gp"``: the predictive mean of :class:`forecast.models.gp.GaussianProcessForecaster`
   (default sparse variational settings), computed mean-only and batched over all
-  (issue time, point) pairs.
+  (issue time, point) pairs;
+- ``"gp-clim"``: the GP mean shrunk towards the climatology per lead,
+  ``c(slot(t + h)) + w_h (gp(t, h) - c(slot(t + h)))``, with ``w_h`` in [0, 1] the least-squares
+  weight on the *validation* windows (pooled over space, per variable). Where the GP's
+  state-dependent part stops paying (long leads on a fast-advecting field), ``w_h`` drops
+  towards 0. In-sample GP predictions on the training split would overrate the GP, hence the
+  validation split.
 
 All work on physical arrays ``(time, channel, *space)``; :meth:`FirstGuess.predict` returns
 ``(n, horizon, channel, *space)`` float32 for the issue indices ``origins``.
@@ -30,7 +37,9 @@ import xarray as xr
 
 from forecast.errors import ForecastError
 
-FIRST_GUESSES: tuple[str, ...] = ("diurnal", "damped", "gp")
+FIRST_GUESSES: tuple[str, ...] = ("diurnal", "damped", "climatology", "gp", "gp-clim")
+#: First guesses fitted with the validation split as well as the training split.
+NEEDS_VALIDATION: tuple[str, ...] = ("gp-clim",)
 #: Prefix of a first guess's arrays inside a model checkpoint.
 CHECKPOINT_PREFIX = "first_guess."
 
@@ -81,13 +90,17 @@ def _origins(values: np.ndarray, times: np.ndarray, origins: Any, first: int) ->
     return o
 
 
+_DIURNAL_KINDS = ("diurnal", "damped", "climatology")
+
+
 class DiurnalFirstGuess:
-    """``c(slot(t + h)) + rho_h (x(t) - c(slot(t)))``; ``rho_h = 1`` for ``kind="diurnal"``.
+    """``c(slot(t + h)) + rho_h (x(t) - c(slot(t)))``; ``rho_h = 1`` for ``kind="diurnal"``,
+    ``0`` for ``kind="climatology"``.
 
     Parameters
     ----------
     kind
-        ``"diurnal"`` or ``"damped"``.
+        ``"diurnal"``, ``"damped"`` or ``"climatology"``.
     means
         Climatology ``(slot, channel, *space)`` in physical units.
     rho
@@ -104,8 +117,10 @@ class DiurnalFirstGuess:
         period: pd.Timedelta,
         step: pd.Timedelta,
     ) -> None:
-        if kind not in ("diurnal", "damped"):
-            raise ForecastError(f"DiurnalFirstGuess kind must be diurnal or damped, got {kind!r}")
+        if kind not in _DIURNAL_KINDS:
+            raise ForecastError(
+                f"DiurnalFirstGuess kind must be one of {', '.join(_DIURNAL_KINDS)}, got {kind!r}"
+            )
         self.kind = kind
         self.means = np.asarray(means, dtype=np.float64)
         self.rho = np.asarray(rho, dtype=np.float64)
@@ -120,7 +135,7 @@ class DiurnalFirstGuess:
 
         dp = DiurnalPersistenceEnsemble(context=context, horizon=horizon).fit(train)
         n_ch = len(dp.variables)
-        rho = np.ones((n_ch, horizon))
+        rho = np.full((n_ch, horizon), 0.0 if kind == "climatology" else 1.0)
         if kind == "damped":
             a = dp.anomaly_.reshape(len(dp.anomaly_), n_ch, -1)  # (time, channel, space)
             a0 = a[dp.origins_]
@@ -286,12 +301,109 @@ class GPFirstGuess:
         return cls(gp)
 
 
+class ShrunkGPFirstGuess:
+    """``c(slot(t + h)) + w_h (gp(t, h) - c(slot(t + h)))``: the GP mean shrunk towards the
+    time-of-day climatology by per-variable, per-lead weights ``w`` ``(channel, horizon)``
+    fitted on validation windows (:meth:`fit`)."""
+
+    kind: ClassVar[str] = "gp-clim"
+
+    def __init__(
+        self, gp: GPFirstGuess, climatology: DiurnalFirstGuess, weights: np.ndarray
+    ) -> None:
+        self.gp = gp
+        self.climatology = climatology
+        self.weights = np.asarray(weights, dtype=np.float64)
+
+    @classmethod
+    def fit(
+        cls, train: xr.Dataset, valid: xr.Dataset, *, context: int, horizon: int, seed: int = 0
+    ) -> ShrunkGPFirstGuess:
+        """Fit the GP and the climatology on ``train``, then the weights on every window of
+        ``valid`` (least squares pooled over space, clipped to [0, 1])."""
+        from forecast.data import data_variables
+        from forecast.data.torch import to_array
+        from forecast.dims import TIME
+
+        gp = GPFirstGuess.fit(train, context=context, horizon=horizon, seed=seed)
+        clim = DiurnalFirstGuess.fit("climatology", train, context=context, horizon=horizon)
+        values = to_array(valid[list(data_variables(valid))]).astype(np.float64)
+        first = gp.gp.n_lags
+        origins = np.arange(first, len(values) - horizon)
+        if len(origins) == 0:
+            raise ForecastError(
+                f"first guess 'gp-clim' fits its weights on validation windows, but the "
+                f"validation part has {len(values)} steps (needs more than {first + horizon}); "
+                "use a longer validation split or another first guess"
+            )
+        times = valid[TIME].values
+        g = gp.predict(values, times, origins).astype(np.float64)
+        c = clim.predict(values, times, origins).astype(np.float64)
+        target = np.stack([values[o + 1 : o + 1 + horizon] for o in origins])
+        return cls(gp, clim, shrink_weights(target, g, c))
+
+    def predict(self, values: np.ndarray, times: np.ndarray, origins: np.ndarray) -> np.ndarray:
+        """See :meth:`FirstGuess.predict`."""
+        g = self.gp.predict(values, times, origins)
+        c = self.climatology.predict(values, times, origins)
+        w = self.weights.T.reshape(1, *self.weights.T.shape, *([1] * (g.ndim - 3)))
+        return (c + w * (g - c)).astype(np.float32)
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The GP's arrays under ``gp.``, the climatology ``means`` and the ``weights``."""
+        gp_arrays, gp_meta = self.gp.state()
+        clim_arrays, clim_meta = self.climatology.state()
+        arrays = {f"gp.{k}": v for k, v in gp_arrays.items()}
+        arrays.update(means=clim_arrays["means"], weights=self.weights.copy())
+        return arrays, {"gp": gp_meta, **clim_meta}
+
+    @classmethod
+    def restore(cls, kind: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
+        """Inverse of :meth:`state`."""
+        gp = GPFirstGuess.restore(
+            "gp", {k[3:]: v for k, v in arrays.items() if k.startswith("gp.")}, meta["gp"]
+        )
+        weights = np.asarray(arrays["weights"])
+        clim = DiurnalFirstGuess(
+            "climatology", arrays["means"], np.zeros_like(weights), meta["period"], meta["step"]
+        )
+        return cls(gp, clim, weights)
+
+
+def shrink_weights(target: np.ndarray, guess: np.ndarray, climatology: np.ndarray) -> np.ndarray:
+    """Least-squares ``w`` ``(channel, lead)`` of ``target - c ~ w (guess - c)`` over windows and
+    space (NaN-safe), clipped to [0, 1]; arrays ``(n, lead, channel, *space)``. A lead where
+    the guess never departs from the climatology gets ``w = 1`` (the two agree there)."""
+    d = guess - climatology
+    y = target - climatology
+    ok = np.isfinite(d) & np.isfinite(y)
+    axes = (0, *range(3, d.ndim))
+    num = np.where(ok, d * y, 0.0).sum(axis=axes)
+    den = np.where(ok, d * d, 0.0).sum(axis=axes)
+    w = np.where(den > 0, num / np.maximum(den, 1e-30), 1.0)
+    return np.clip(w, 0.0, 1.0).T  # (channel, lead)
+
+
 def fit_first_guess(
-    kind: str, train: xr.Dataset, *, context: int, horizon: int, seed: int = 0
+    kind: str,
+    train: xr.Dataset,
+    *,
+    context: int,
+    horizon: int,
+    seed: int = 0,
+    valid: xr.Dataset | None = None,
 ) -> FirstGuess:
     """Fit a first guess of ``kind`` (:data:`FIRST_GUESSES`) on the training split ``train``
-    (standard data set, physical units); ``seed`` seeds the GP's subsample and optimizer."""
+    (standard data set, physical units); ``seed`` seeds the GP's subsample and optimizer.
+    The kinds in :data:`NEEDS_VALIDATION` also fit on the validation split ``valid``."""
     _check_kind(kind)
+    if kind in NEEDS_VALIDATION and valid is None:
+        raise ForecastError(
+            f"first guess {kind!r} fits its shrinkage weights on validation data; pass valid "
+            "(forecast train does) or use first_guess 'gp'"
+        )
+    if kind == "gp-clim":
+        return ShrunkGPFirstGuess.fit(train, valid, context=context, horizon=horizon, seed=seed)
     if kind == "gp":
         return GPFirstGuess.fit(train, context=context, horizon=horizon, seed=seed)
     return DiurnalFirstGuess.fit(kind, train, context=context, horizon=horizon)
@@ -302,10 +414,9 @@ def restore_first_guess(
 ) -> FirstGuess:
     """Rebuild a first guess from :meth:`FirstGuess.state`'s arrays and metadata."""
     _check_kind(kind)
+    restorer = {"gp": GPFirstGuess, "gp-clim": ShrunkGPFirstGuess}.get(kind, DiurnalFirstGuess)
     try:
-        if kind == "gp":
-            return GPFirstGuess.restore(kind, arrays, meta)
-        return DiurnalFirstGuess.restore(kind, arrays, meta)
+        return restorer.restore(kind, arrays, meta)
     except KeyError as err:
         raise ForecastError(
             f"first guess {kind!r} state lacks {err}; retrain the model that stored it"

@@ -10,7 +10,6 @@ pieces that need the model (``self``). Each model keeps its own network, loss an
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -184,6 +183,21 @@ def as_latents(latents: Any, want: tuple[int, ...]) -> torch.Tensor:
     return z
 
 
+#: [train] settings a resumed run may change: the time limit, the display, the device (the
+#: loop itself refuses a device of another type with its own message).
+RESUMABLE_CHANGES = ("max_minutes", "progress", "device")
+
+
+def resume_key(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A model configuration without the [train] settings in :data:`RESUMABLE_CHANGES`."""
+    if config is None:
+        return None
+    out = dict(config)
+    train = dict(out.get("train", {}))
+    out["train"] = {k: v for k, v in train.items() if k not in RESUMABLE_CHANGES}
+    return out
+
+
 class GenerativeForecaster(ArrayForecaster):
     """Thin base class of the trained generative forecasters (see the module docstring).
 
@@ -221,8 +235,9 @@ class GenerativeForecaster(ArrayForecaster):
         self.normalizer = Normalizer.fit(train, per_node=layout == "graph")
         return layout, out
 
-    def _fit_first_guess(self, train: xr.Dataset) -> None:
-        """Fit the configured first guess on ``train`` (``fg``: None without one)."""
+    def _fit_first_guess(self, train: xr.Dataset, valid: xr.Dataset | None) -> None:
+        """Fit the configured first guess on ``train`` (and ``valid`` for the kinds that need
+        it; ``fg``: None without one)."""
         self.fg = None
         if self.first_guess is not None:
             from forecast.models.first_guess import fit_first_guess
@@ -233,22 +248,21 @@ class GenerativeForecaster(ArrayForecaster):
                 context=self.context,
                 horizon=self.horizon,
                 seed=self.train_config.seed,
+                valid=valid,
             )
 
-    def _resume(
-        self,
-        out: Path | None,
-        module: torch.nn.Module,
-        key: Callable[[Any], Any] = lambda config: config,
-    ) -> tuple[Any, torch.nn.Module]:
+    def _resume(self, out: Path | None, module: torch.nn.Module) -> tuple[Any, torch.nn.Module]:
         """Training state and EMA weights (a copy of ``module``) of ``out/last.safetensors``;
-        refused when it was written by another kind or a configuration with another ``key``."""
+        refused when it was written by another kind or another configuration (apart from
+        the settings that may change on resume, :func:`resume_key`)."""
         if out is None or not (out / "last.safetensors").is_file():
             raise ForecastError(
                 f"nothing to resume: {out}/last.safetensors not found; train without --resume"
             )
         arrays, meta = load_checkpoint(out / "last.safetensors")
-        if meta.get("kind") != self.kind or key(meta.get("config")) != key(self.config()):
+        if meta.get("kind") != self.kind or resume_key(meta.get("config")) != resume_key(
+            self.config()
+        ):
             raise ForecastError(
                 f"{out}/last.safetensors was trained with another configuration; use a new "
                 "--out folder or the same config"

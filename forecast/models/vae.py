@@ -157,8 +157,9 @@ class ConditionalVAE(GenerativeForecaster):
         four data sets (docs/vae.md); checkpoints written before it existed used ``"crps"``.
     first_guess : str, optional
         Generate the residual from this first guess (:data:`forecast.models.first_guess.
-        FIRST_GUESSES`: ``"diurnal"``, ``"damped"``, ``"gp"``) instead of the change from the
-        last step (None).
+        FIRST_GUESSES`: ``"diurnal"``, ``"damped"``, ``"climatology"``, ``"gp"``,
+        ``"gp-clim"``; the last fits on the validation split too, so ``fit`` needs ``valid``)
+        instead of the change from the last step (None).
     first_guess_condition : bool
         Also give the normalized first guess to the networks as conditioning (needs
         ``first_guess``).
@@ -460,7 +461,7 @@ class ConditionalVAE(GenerativeForecaster):
             space = space_dims(train)
             self.grid_shape = (int(train.sizes[space[0]]), int(train.sizes[space[1]]))
         t_setup = time.perf_counter()
-        self._fit_first_guess(train)
+        self._fit_first_guess(train, valid)
         data = self._window_dataset(train)
         self.point_scale = None
         if self.scale_points:

@@ -61,6 +61,10 @@ class TrainConfig:
         Stop (saving a resumable ``last`` checkpoint) after this much wall time.
     progress : bool
         Show a tqdm progress bar.
+    device : str or None
+        Where the optimizer steps run (``"cpu"``, ``"cuda"``, ``"cuda:1"``); None: the loop's
+        default, ``cuda:LOCAL_RANK`` under a ``torchrun`` NCCL job, else the CPU. The EMA
+        weights, validation, checkpoints and sampling stay on the CPU.
     """
 
     epochs: int = 60
@@ -79,8 +83,18 @@ class TrainConfig:
     seed: int = 0
     max_minutes: float | None = None
     progress: bool = True
+    device: str | None = None
 
     def __post_init__(self) -> None:
+        if self.device is not None:
+            import torch
+
+            try:
+                torch.device(self.device)
+            except (RuntimeError, TypeError):
+                raise ForecastError(
+                    f"train.device {self.device!r} is not a torch device; use 'cpu' or 'cuda'"
+                ) from None
         for name in ("epochs", "batch_size", "val_issue_times", "val_members"):
             if int(getattr(self, name)) < 1:
                 raise ForecastError(f"train.{name} must be >= 1, got {getattr(self, name)}")

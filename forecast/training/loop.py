@@ -98,12 +98,17 @@ def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
 
 
 def update_ema(ema: nn.Module, module: nn.Module, decay: float) -> None:
-    """``ema <- decay * ema + (1 - decay) * module`` for parameters; buffers copied."""
+    """``ema <- decay * ema + (1 - decay) * module`` for parameters; buffers copied.
+
+    Buffers are matched by name: one tensor shared by several layers (the graph nets'
+    adjacency) is one buffer on the CPU but becomes one copy per layer once ``module`` is moved
+    to a GPU, so the two modules may list different numbers of distinct buffers."""
     with torch.no_grad():
         for pe, p in zip(ema.parameters(), module.parameters(), strict=True):
             pe.lerp_(p.to(pe.device), 1 - decay)
-        for be, b in zip(ema.buffers(), module.buffers(), strict=True):
-            be.copy_(b)
+        ema_buffers = dict(ema.named_buffers(remove_duplicate=False))
+        for name, b in module.named_buffers(remove_duplicate=False):
+            ema_buffers[name].copy_(b)
 
 
 def _optimizer_arrays(opt: torch.optim.Optimizer) -> dict[str, np.ndarray]:
@@ -207,9 +212,9 @@ def train(
     desc : str
         Progress-bar label.
     device : str or torch.device, optional
-        Where the optimizer steps run; default ``cuda:LOCAL_RANK`` under an NCCL process
-        group, else the CPU. The EMA weights stay where ``module`` was (validation and
-        checkpoints use them).
+        Where the optimizer steps run; default ``cfg.device``, else ``cuda:LOCAL_RANK`` under
+        an NCCL process group, else the CPU. The EMA weights stay where ``module`` was
+        (validation and checkpoints use them).
     mixed_precision : bool
         On CUDA, compute the loss under ``torch.autocast`` (bf16 where supported, else fp16
         with a ``GradScaler``). Ignored on the CPU.
@@ -217,7 +222,14 @@ def train(
     from tqdm.auto import tqdm
 
     info = distributed.setup()
-    device = info.device if device is None else torch.device(device)
+    if device is None:
+        device = info.device if cfg.device is None else cfg.device
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ForecastError(
+            f"training device {device} asked for, but torch sees no CUDA device; "
+            "train on the CPU (leave train.device out or pass --device cpu)"
+        )
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     n = len(dataset)  # type: ignore[arg-type]
