@@ -248,7 +248,10 @@ def test_exact_resume(synthetic_traffic_ds, tmp_path):
     part.kl_warmup = 12
     part.fit(train, out_dir=tmp_path / "b", stop_after=6)
     assert part.training["stopped"] == "interrupted"
-    resumed = ConditionalVAE.tiny(12, 12)
+    # a resumed run may change the time limit, the display and the device setting
+    cfg = ConditionalVAE.tiny(12, 12).config()
+    changed = {"max_minutes": 30.0, "progress": False, "device": "cpu"}
+    resumed = ConditionalVAE(**{**cfg, "train": {**cfg["train"], **changed}})
     resumed.kl_warmup = 12
     resumed.fit(train, out_dir=tmp_path / "b", resume=True)
     assert resumed.training["step"] == full.training["step"] == 20
