@@ -181,4 +181,9 @@ def test_gp_clim_first_guess_needs_validation_and_round_trips(weather, ctx, tmp_
     assert any(k.startswith("first_guess.gp.") for k in arrays)
     back = load_model(tmp_path / "s.safetensors")
     np.testing.assert_array_equal(back.fg.weights, m.fg.weights)
+    # forecast model info shows the weights from the file alone
+    from forecast.models.info import checkpoint_info
+
+    shown = checkpoint_info(tmp_path / "s.safetensors")["first_guess"]
+    assert shown == {"kind": "gp-clim", "weights": np.round(m.fg.weights, 4).tolist()}
     xr.testing.assert_identical(back.sample(ctx, 3, seed=2), ens)
