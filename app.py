@@ -55,6 +55,13 @@ def loaded_model(path: str, data_key: str, _ds):
     return q.load_for_data(path, _ds)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def model_info_text(path: str, mtime: float) -> str:
+    from forecast.models.info import checkpoint_info, format_info
+
+    return format_info(checkpoint_info(path))
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def ensemble(model_key: str, data_key: str, issue: str, members: int, seed: int, _model, _ds):
     return q.sample_at(_model, _ds, issue, members, seed)
@@ -253,6 +260,10 @@ try:
         model = loaded_model(what, data_key, ds)
         protocol = q.protocol_for(data_name, ds, model.context, model.horizon)
         model_name = Path(what).name
+        # the same summary as `forecast model info`: training record, first guess, pool parts
+        side.expander("About this model").code(
+            model_info_text(what, Path(what).stat().st_mtime), language=None
+        )
     issues = q.test_issue_times(ds, protocol)
 except ForecastError as err:
     fail(err, "Fix: pick another model, or train one on this data with `forecast train`.")

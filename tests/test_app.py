@@ -388,6 +388,11 @@ def test_first_page_is_the_shipped_vae_ensemble(monkeypatch):
     assert at.selectbox(key="model").value == "vae-synthetic-weather.safetensors (vae)"
     assert any("quickest to sample" in c.value for c in at.sidebar.caption)
     assert "vae-synthetic-weather.safetensors" in at.caption[0].value
+    # "About this model" holds the `forecast model info` summary of the checkpoint
+    from forecast.models.info import checkpoint_info, format_info
+
+    about = [e for e in at.sidebar.expander if e.label == "About this model"]
+    assert len(about) == 1 and about[0].code[0].value == format_info(checkpoint_info(path))
     ds = q.open_named("synthetic-weather")
     model = q.load_for_data(path, ds)
     protocol = q.protocol_for("synthetic-weather", ds, model.context, model.horizon)
