@@ -67,17 +67,7 @@ def main() -> None:
                 continue
             runs = []
             for steps in (max(2, args.steps // 5), args.steps):
-                train_kw = {
-                    **cfg["train"],
-                    "max_steps": steps,
-                    "eval_every": 0,
-                    "patience": 0,
-                    "max_minutes": None,
-                    "progress": False,
-                    "device": device,
-                }
-                if args.batch_size:
-                    train_kw["batch_size"] = args.batch_size
+                train_kw = timing_train_kw(cfg["train"], steps, device, args.batch_size)
                 model = build_model(kind, proto.context, proto.horizon, model_kw, train_kw)
                 t = time.perf_counter()
                 model.fit(train, valid)
@@ -89,6 +79,23 @@ def main() -> None:
                 f"{l1:.1f} | {1000 * (l1 - l0) / (s1 - s0):.1f} | {wall:.1f} |",
                 flush=True,
             )
+
+
+def timing_train_kw(train_cfg: dict, steps: int, device: str, batch_size: int | None) -> dict:
+    """The config's [train] settings for a timed fit: ``steps`` steps on ``device``, no
+    validation, early stop, time limit or progress bar (and ``batch_size`` if given)."""
+    train_kw = {
+        **train_cfg,
+        "max_steps": steps,
+        "eval_every": 0,
+        "patience": 0,
+        "max_minutes": None,
+        "progress": False,
+        "device": device,
+    }
+    if batch_size:
+        train_kw["batch_size"] = batch_size
+    return train_kw
 
 
 def profiled_fit(kind, proto, model_kw, train_cfg, device, args, train, valid) -> None:
@@ -114,10 +121,8 @@ def profiled_fit(kind, proto, model_kw, train_cfg, device, args, train, valid) -
                 torch.cuda.synchronize()
             prof.__exit__(None, None, None)
 
-    train_kw = {**train_cfg, "max_steps": max(args.steps, 2 * args.profile + 1), "eval_every": 0}
-    train_kw.update(patience=0, max_minutes=None, progress=False, device=device)
-    if args.batch_size:
-        train_kw["batch_size"] = args.batch_size
+    steps = max(args.steps, 2 * args.profile + 1)
+    train_kw = timing_train_kw(train_cfg, steps, device, args.batch_size)
     loop.update_ema = update_ema
     try:
         build_model(kind, proto.context, proto.horizon, model_kw, train_kw).fit(train, valid)
