@@ -52,6 +52,7 @@ from forecast.models.generative import (
     as_latents,
     broadcast_scale,
     channel_first,
+    check_folds,
     check_format,
     check_member_batch,
     check_training_length,
@@ -103,6 +104,10 @@ class ConditionalDiffusion(GenerativeForecaster):
     condition_on_first_guess : bool
         Feed the normalized first guess ``(channel, lead, *space)`` to the denoiser as extra
         input channels (needs a first guess).
+    first_guess_folds : int
+        Above 1: the training windows get out-of-fold first guesses, cross-fitted over this
+        many contiguous blocks (:func:`forecast.models.first_guess.fit_folded_first_guess`);
+        the first guess used everywhere else is fitted on the whole training split. 1: off.
     base, mults : int, tuple of int
         Grid U-Net width and channel multipliers per level.
     hidden, blocks : int
@@ -155,6 +160,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         target: str = "change",
         first_guess: str | None = None,
         condition_on_first_guess: bool = False,
+        first_guess_folds: int = 1,
         base: int = 16,
         mults: tuple[int, ...] | list[int] = (1, 2, 4),
         hidden: int = 32,
@@ -218,6 +224,7 @@ class ConditionalDiffusion(GenerativeForecaster):
             )
         self.first_guess = first_guess
         self.condition_on_first_guess = bool(condition_on_first_guess)
+        self.first_guess_folds = check_folds(first_guess_folds, first_guess)
         if self.condition_on_first_guess and first_guess is None:
             raise ForecastError(
                 "condition_on_first_guess=True needs a first guess; set target='residual' "
@@ -311,11 +318,12 @@ class ConditionalDiffusion(GenerativeForecaster):
         return offset
 
     def first_guess_of(
-        self, values: np.ndarray, times: np.ndarray, origins: np.ndarray
+        self, values: np.ndarray, times: np.ndarray, origins: np.ndarray, fg: Any = None
     ) -> torch.Tensor | None:
         """Normalized first guess ``(n, channel, lead, *space)`` float32 for the issue times
         ``values[origins]`` (``values``: physical ``(time, channel, *space)``), NaN set to 0;
-        ``None`` without a first guess (targets other than ``"residual"``)."""
+        ``None`` without a first guess (targets other than ``"residual"``). ``fg``: another
+        first guess than the model's (the out-of-fold one of the training windows)."""
         if self.first_guess is None:
             return None
         if self.fg is None:
@@ -323,7 +331,7 @@ class ConditionalDiffusion(GenerativeForecaster):
                 "target='residual' model has no first guess; fit it or load a checkpoint "
                 "written with target='residual'"
             )
-        fg = self.fg.predict(values, times, origins)  # (n, H, C, *s) physical
+        fg = (fg or self.fg).predict(values, times, origins)  # (n, H, C, *s) physical
         norm = self.normalizer.transform_array(fg, channel_axis=2)
         norm = np.nan_to_num(np.swapaxes(norm, 1, 2)).astype(np.float32)
         return torch.from_numpy(np.ascontiguousarray(norm))
@@ -338,15 +346,16 @@ class ConditionalDiffusion(GenerativeForecaster):
             return None
         return torch.nan_to_num(guess - last.to(guess.dtype))
 
-    def _guess_table(self, ds: xr.Dataset, issue_index: Any) -> Any:
-        """Normalized first guesses of the windows of ``ds`` issued at ``issue_index``, computed
-        once; ``None`` without a first guess. Returns a function of issue indices."""
+    def _guess_table(self, ds: xr.Dataset, issue_index: Any, fg: Any = None) -> Any:
+        """Normalized first guesses (of ``fg``, default the model's) of the windows of ``ds``
+        issued at ``issue_index``, computed once; ``None`` without a first guess. Returns a
+        function of issue indices."""
         if self.first_guess is None:
             return None
         from forecast.data.torch import to_array
 
         issues = np.unique(np.asarray(issue_index, dtype=np.int64))
-        rows = self.first_guess_of(to_array(ds), ds[TIME].values, issues)
+        rows = self.first_guess_of(to_array(ds), ds[TIME].values, issues, fg)
         where = np.full(ds.sizes[TIME], -1, dtype=np.int64)
         where[issues] = np.arange(len(issues))
 
@@ -429,9 +438,9 @@ class ConditionalDiffusion(GenerativeForecaster):
         layout, out = self._start_fit(train, out_dir)
         cfg = self.train_config
         self.spread_scale = None  # training sees the uncalibrated quantity
-        self._fit_first_guess(train, valid)
+        train_fg = self._fit_first_guess(train, valid)  # out of fold with first_guess_folds
         data = self._window_dataset(train)
-        guesses = self._guess_table(train, data.windows.issue_index)  # all windows, once
+        guesses = self._guess_table(train, data.windows.issue_index, train_fg)  # once
         pick = np.linspace(0, len(data) - 1, min(len(data), SCALE_WINDOWS)).astype(int)
         sub = [data[int(k)] for k in pick]
         ctx = torch.stack([s["context"] for s in sub]).transpose(1, 2)

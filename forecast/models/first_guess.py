@@ -22,6 +22,14 @@ does). Five kinds (:data:`FIRST_GUESSES`):
   towards 0. In-sample GP predictions on the training split would overrate the GP, hence the
   validation split.
 
+Cross-fitting (:func:`fit_folded_first_guess`): with ``folds = K > 1`` the training windows'
+first guesses come from K first guesses, each fitted with one contiguous block of the training
+windows held out (every step those windows touch set to NaN) and predicting that block only.
+A generative model then learns the residual of a first guess that has not seen the window: the
+residuals of a first guess on its own training data are smaller than on new days (the GP on
+P2: RMSE 1.31 K in-sample against 1.48 K out of fold), so a model trained on them learns too
+little spread and a too optimistic correction.
+
 All work on physical arrays ``(time, channel, *space)``; :meth:`FirstGuess.predict` returns
 ``(n, horizon, channel, *space)`` float32 for the issue indices ``origins``.
 """
@@ -368,6 +376,90 @@ class ShrunkGPFirstGuess:
             "climatology", arrays["means"], np.zeros_like(weights), meta["period"], meta["step"]
         )
         return cls(gp, clim, weights)
+
+
+class FoldedFirstGuess:
+    """Out-of-fold first guesses of the training windows (see the module docstring): an issue
+    time in ``[starts[k], stops[k]]`` gets ``guesses[k]``, fitted without the windows of that
+    block. Used only inside ``fit``; never stored."""
+
+    kind: ClassVar[str] = "folded"
+
+    def __init__(self, guesses: list[Any], starts: np.ndarray, stops: np.ndarray) -> None:
+        self.guesses = list(guesses)
+        self.starts = np.asarray(starts, dtype="datetime64[ns]")
+        self.stops = np.asarray(stops, dtype="datetime64[ns]")
+
+    def predict(self, values: np.ndarray, times: np.ndarray, origins: np.ndarray) -> np.ndarray:
+        """See :meth:`FirstGuess.predict`; every issue time must lie in a held-out block."""
+        o = _origins(values, times, origins, 0)
+        t0 = np.asarray(times, dtype="datetime64[ns]")[o]
+        fold = np.searchsorted(self.starts, t0, side="right") - 1
+        inside = (fold >= 0) & (t0 <= self.stops[np.clip(fold, 0, None)])
+        if not inside.all():
+            raise ForecastError(
+                f"out-of-fold first guess asked for issue time {t0[~inside][0]}, outside the "
+                "training windows it was cross-fitted on; use the model's first guess there"
+            )
+        out: np.ndarray | None = None
+        for k in np.unique(fold):
+            sel = np.flatnonzero(fold == k)
+            pred = self.guesses[k].predict(values, times, o[sel])
+            if out is None:
+                out = np.empty((len(o), *pred.shape[1:]), dtype=np.float32)
+            out[sel] = pred
+        if out is None:  # no origins
+            return self.guesses[0].predict(values, times, o)
+        return out
+
+
+def fit_folded_first_guess(
+    kind: str,
+    train: xr.Dataset,
+    *,
+    context: int,
+    horizon: int,
+    folds: int,
+    seed: int = 0,
+    valid: xr.Dataset | None = None,
+) -> FoldedFirstGuess:
+    """Cross-fit a first guess of ``kind`` over ``folds`` contiguous blocks of the training
+    windows (issue times ``context - 1 .. T - horizon - 1`` of ``train``): block ``k``'s first
+    guess is fitted on ``train`` with every step of its windows (context and target) set to
+    NaN, so that no value of a held-out window is seen."""
+    from forecast.data import data_variables
+    from forecast.dims import TIME
+
+    n = int(train.sizes[TIME])
+    issues = np.arange(context - 1, n - horizon)
+    if folds < 2 or len(issues) < folds:
+        raise ForecastError(
+            f"first_guess_folds = {folds} needs 2 <= folds <= {len(issues)} (the training "
+            "windows); use first_guess_folds = 1 for no cross-fitting"
+        )
+    times = train[TIME].values
+    guesses, starts, stops = [], [], []
+    index = xr.DataArray(np.arange(n), dims=TIME)
+    for block in np.array_split(issues, folds):
+        lo, hi = block[0] - context + 1, block[-1] + horizon + 1
+        keep = (index < lo) | (index >= hi)
+        masked = train.copy()
+        for name in data_variables(train):
+            masked[name] = train[name].where(keep)
+        try:
+            guesses.append(
+                fit_first_guess(
+                    kind, masked, context=context, horizon=horizon, seed=seed, valid=valid
+                )
+            )
+        except ForecastError as err:
+            raise ForecastError(
+                f"first-guess fold {len(guesses) + 1} of {folds} (training steps {lo}..{hi - 1} "
+                f"held out) failed: {err}; use fewer first_guess_folds"
+            ) from None
+        starts.append(times[block[0]])
+        stops.append(times[block[-1]])
+    return FoldedFirstGuess(guesses, np.array(starts), np.array(stops))
 
 
 def shrink_weights(target: np.ndarray, guess: np.ndarray, climatology: np.ndarray) -> np.ndarray:

@@ -59,6 +59,17 @@ def check_training_length(train: xr.Dataset, context: int, horizon: int) -> None
         )
 
 
+def check_folds(folds: Any, first_guess: str | None) -> int:
+    """``first_guess_folds`` as an int >= 1; above 1 only with a first guess."""
+    if isinstance(folds, bool) or not isinstance(folds, int | np.integer) or folds < 1:
+        raise ForecastError(f"first_guess_folds must be an integer >= 1, got {folds!r}")
+    if folds > 1 and first_guess is None:
+        raise ForecastError(
+            f"first_guess_folds = {folds} cross-fits the first guess; set first_guess too"
+        )
+    return int(folds)
+
+
 def check_member_batch(member_batch: Any) -> int:
     """``member_batch`` as an int, or a ForecastError when it is below 1."""
     if int(member_batch) < 1:
@@ -235,21 +246,23 @@ class GenerativeForecaster(ArrayForecaster):
         self.normalizer = Normalizer.fit(train, per_node=layout == "graph")
         return layout, out
 
-    def _fit_first_guess(self, train: xr.Dataset, valid: xr.Dataset | None) -> None:
+    def _fit_first_guess(self, train: xr.Dataset, valid: xr.Dataset | None) -> Any:
         """Fit the configured first guess on ``train`` (and ``valid`` for the kinds that need
-        it; ``fg``: None without one)."""
+        it; ``fg``: None without one). Returns the first guess of the training windows:
+        ``fg`` itself, or with ``first_guess_folds > 1`` the out-of-fold one
+        (:func:`forecast.models.first_guess.fit_folded_first_guess`)."""
         self.fg = None
-        if self.first_guess is not None:
-            from forecast.models.first_guess import fit_first_guess
+        if self.first_guess is None:
+            return None
+        from forecast.models.first_guess import fit_first_guess, fit_folded_first_guess
 
-            self.fg = fit_first_guess(
-                self.first_guess,
-                train,
-                context=self.context,
-                horizon=self.horizon,
-                seed=self.train_config.seed,
-                valid=valid,
-            )
+        kw = dict(
+            context=self.context, horizon=self.horizon, seed=self.train_config.seed, valid=valid
+        )
+        self.fg = fit_first_guess(self.first_guess, train, **kw)
+        if self.first_guess_folds == 1:
+            return self.fg
+        return fit_folded_first_guess(self.first_guess, train, folds=self.first_guess_folds, **kw)
 
     def _resume(self, out: Path | None, module: torch.nn.Module) -> tuple[Any, torch.nn.Module]:
         """Training state and EMA weights (a copy of ``module``) of ``out/last.safetensors``;

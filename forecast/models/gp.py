@@ -454,7 +454,9 @@ class GaussianProcessForecaster(ArrayForecaster):
 
         for c in range(n_chan):
             series = flat[:, c]
-            origins = valid_origins(series, self.horizon, first=self.n_lags)
+            # whole windows (lags, issue time, horizon) finite: a NaN gap must not leak
+            # into the lagged features of the origins just after it
+            origins = valid_origins(series, self.horizon + self.n_lags) + self.n_lags
             used = np.flatnonzero(np.isfinite(series).any(axis=0))
             if len(origins) == 0 or len(used) == 0:
                 raise ForecastError(

@@ -75,6 +75,9 @@ def _model_part(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
     fg = state.get("first_guess")
     if isinstance(fg, dict) and fg.get("kind"):
         guess: dict[str, Any] = {"kind": fg["kind"]}
+        folds = int(config.get("first_guess_folds", 1))
+        if folds > 1:  # the training windows saw out-of-fold first guesses
+            guess["training_folds"] = folds
         if "first_guess.weights" in arrays:
             guess["weights"] = np.round(arrays["first_guess.weights"], 4).tolist()
         part["first_guess"] = guess
@@ -164,6 +167,8 @@ def _part_lines(part: dict[str, Any], indent: str) -> list[str]:
         if weights:
             per_lead = ", ".join(f"{w:.2f}" for w in np.asarray(weights)[0])
             text += f" (weights by lead: {per_lead})"
+        if guess.get("training_folds"):
+            text += f"; training windows cross-fitted over {guess['training_folds']} folds"
         lines.append(f"{indent}first guess: {text}")
     if part.get("spread_factors"):
         low, high = part["spread_factors"]

@@ -57,6 +57,7 @@ from forecast.models.generative import (
     as_latents,
     broadcast_scale,
     channel_first,
+    check_folds,
     check_format,
     check_member_batch,
     check_training_length,
@@ -163,6 +164,11 @@ class ConditionalVAE(GenerativeForecaster):
     first_guess_condition : bool
         Also give the normalized first guess to the networks as conditioning (needs
         ``first_guess``).
+    first_guess_folds : int
+        Above 1: the training windows get out-of-fold first guesses, cross-fitted over this
+        many contiguous blocks (:func:`forecast.models.first_guess.fit_folded_first_guess`);
+        validation, calibration on validation and sampling use the first guess fitted on the
+        whole training split. 1: off.
     member_batch : int
         Members decoded together.
     scale_points : bool
@@ -202,6 +208,7 @@ class ConditionalVAE(GenerativeForecaster):
         calibration_objective: str = "spread-skill",
         first_guess: str | None = None,
         first_guess_condition: bool = False,
+        first_guess_folds: int = 1,
         member_batch: int = 64,
         scale_points: bool = False,
         train: dict[str, Any] | None = None,
@@ -247,6 +254,7 @@ class ConditionalVAE(GenerativeForecaster):
             raise ForecastError("first_guess_condition needs a first_guess; set first_guess")
         self.first_guess = None if first_guess is None else str(first_guess)
         self.first_guess_condition = bool(first_guess_condition)
+        self.first_guess_folds = check_folds(first_guess_folds, self.first_guess)
         self.fg: Any = None
         self.member_batch = check_member_batch(member_batch)
         self.scale_points = bool(scale_points)
@@ -400,11 +408,13 @@ class ConditionalVAE(GenerativeForecaster):
         return self.normalizer.transform_array(to_array(ds[self.variables]), channel_axis=1)
 
     def _first_guess_norm(
-        self, values: np.ndarray, times: np.ndarray, origins: np.ndarray
+        self, values: np.ndarray, times: np.ndarray, origins: np.ndarray, fg: Any = None
     ) -> np.ndarray:
         """Normalized first guess ``(n, H, C, *s)`` float32 of the issue indices ``origins`` of
-        the physical ``values`` ``(T, C, *s)``."""
-        pred = np.asarray(self.fg.predict(values, times, np.asarray(origins, dtype=np.int64)))
+        the physical ``values`` ``(T, C, *s)``; ``fg``: another first guess than the model's
+        (the out-of-fold one of the training windows)."""
+        origins = np.asarray(origins, dtype=np.int64)
+        pred = np.asarray((fg or self.fg).predict(values, times, origins))
         want = (len(origins), self.horizon, *values.shape[1:])
         if pred.shape != want:
             raise ForecastError(
@@ -413,17 +423,17 @@ class ConditionalVAE(GenerativeForecaster):
         norm = self.normalizer.transform_array(pred.astype(np.float32), channel_axis=2)
         return np.ascontiguousarray(norm, dtype=np.float32)
 
-    def _window_dataset(self, ds: xr.Dataset) -> Any:
-        """Windows of ``ds`` (normalized) without NaN in context or target; with a first guess,
-        each item also holds ``first_guess`` ``(horizon, channel, *space)`` (normalized),
-        computed once here."""
+    def _window_dataset(self, ds: xr.Dataset, fg: Any = None) -> Any:
+        """Windows of ``ds`` (normalized) without NaN in context or target; with a first guess
+        (``fg``, default the model's), each item also holds ``first_guess``
+        ``(horizon, channel, *space)`` (normalized), computed once here."""
         from forecast.data.torch import to_array
 
         data = window_dataset(self._normalized(ds), ds, self.context, self.horizon)
         if self.first_guess is None:
             return data
         physical = to_array(ds[self.variables])
-        fg = self._first_guess_norm(physical, ds[TIME].values, data.windows.issue_index)
+        fg = self._first_guess_norm(physical, ds[TIME].values, data.windows.issue_index, fg)
         return _WithFirstGuess(data, torch.from_numpy(fg))
 
     def fit(
@@ -461,8 +471,8 @@ class ConditionalVAE(GenerativeForecaster):
             space = space_dims(train)
             self.grid_shape = (int(train.sizes[space[0]]), int(train.sizes[space[1]]))
         t_setup = time.perf_counter()
-        self._fit_first_guess(train, valid)
-        data = self._window_dataset(train)
+        train_fg = self._fit_first_guess(train, valid)  # out of fold with first_guess_folds
+        data = self._window_dataset(train, train_fg)
         self.point_scale = None
         if self.scale_points:
             _, anchor, tgt, _ = self._batch(self._pick(data, SCALE_WINDOWS))
