@@ -331,7 +331,8 @@ class ConditionalDiffusion(GenerativeForecaster):
                 "target='residual' model has no first guess; fit it or load a checkpoint "
                 "written with target='residual'"
             )
-        fg = (fg or self.fg).predict(values, times, origins)  # (n, H, C, *s) physical
+        guess = self.fg if fg is None else fg
+        fg = guess.predict(values, times, origins)  # (n, H, C, *s) physical
         norm = self.normalizer.transform_array(fg, channel_axis=2)
         norm = np.nan_to_num(np.swapaxes(norm, 1, 2)).astype(np.float32)
         return torch.from_numpy(np.ascontiguousarray(norm))

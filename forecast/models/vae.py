@@ -414,7 +414,7 @@ class ConditionalVAE(GenerativeForecaster):
         the physical ``values`` ``(T, C, *s)``; ``fg``: another first guess than the model's
         (the out-of-fold one of the training windows)."""
         origins = np.asarray(origins, dtype=np.int64)
-        pred = np.asarray((fg or self.fg).predict(values, times, origins))
+        pred = np.asarray((self.fg if fg is None else fg).predict(values, times, origins))
         want = (len(origins), self.horizon, *values.shape[1:])
         if pred.shape != want:
             raise ForecastError(
