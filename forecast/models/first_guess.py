@@ -27,7 +27,7 @@ first guesses come from K first guesses, each fitted with one contiguous block o
 windows held out (every step those windows touch set to NaN) and predicting that block only.
 A generative model then learns the residual of a first guess that has not seen the window: the
 residuals of a first guess on its own training data are smaller than on new days (the GP on
-P2: RMSE 1.31 K in-sample against 1.48 K out of fold), so a model trained on them learns too
+P2: RMSE 1.31 K in-sample against 1.49 K out of fold), so a model trained on them learns too
 little spread and a too optimistic correction.
 
 All work on physical arrays ``(time, channel, *space)``; :meth:`FirstGuess.predict` returns
