@@ -7,7 +7,9 @@ Usage::
 Models that joined the run as checkpoints (``forecast evaluate --checkpoint LABEL=PATH``) are
 listed with their file, kind, checksum and sampler, and appear in the tables under LABEL; a last
 table counts, for each of them, the leads where its CRPS is below every baseline the run
-trained itself.
+trained itself and, where the run wrote ``significance.csv``, at how many leads it is
+significantly better / not significantly different / significantly worse than the best baseline
+(95 % Diebold-Mariano intervals, docs/scoring.md).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 from pathlib import Path
 
+import pandas as pd
 import xarray as xr
 
 from forecast.dims import LEAD_TIME, METRIC, MODEL
@@ -62,12 +65,17 @@ def main(folder: str) -> None:
     print(to_markdown(mean.transpose(*card.dims), digits=4))
     print("Per lead time:\n")
     print(to_markdown(card, digits=4))
-    against_baselines(card, list(run["models"]), list(run.get("checkpoints", {})))
+    sig = out / "significance.csv"
+    table = pd.read_csv(sig) if sig.is_file() else None
+    against_baselines(card, list(run["models"]), list(run.get("checkpoints", {})), table)
 
 
-def against_baselines(card: xr.Dataset, baselines: list[str], models: list[str]) -> None:
+def against_baselines(
+    card: xr.Dataset, baselines: list[str], models: list[str], table: pd.DataFrame | None = None
+) -> None:
     """Per checkpoint model: leads below every baseline of the run, the range of its CRPS over
-    the best baseline's, and its spread-skill range (leads within 0.8-1.2)."""
+    the best baseline's, its spread-skill range (leads within 0.8-1.2) and, with ``table``
+    (``significance.csv``), the leads significantly better / not different / worse."""
     if not baselines or not models or "crps" not in card[METRIC].values:
         return
     print("Checkpoints against the run's baselines (" + ", ".join(baselines) + "):\n")
@@ -76,8 +84,11 @@ def against_baselines(card: xr.Dataset, baselines: list[str], models: list[str])
         best = crps.sel({MODEL: baselines}).min(MODEL)
         print(f"### {var}\n")
         head = ["model", "leads below every baseline", "CRPS / best baseline"]
-        print("| " + " | ".join([*head, "spread-skill (leads in 0.8-1.2)"]) + " |")
-        print("|---|---:|---|---|")
+        head.append("spread-skill (leads in 0.8-1.2)")
+        if table is not None:
+            head.append("significantly better / not significant / worse")
+        print("| " + " | ".join(head) + " |")
+        print("|---|---:|" + "---|" * (len(head) - 2))
         for name in models:
             ratio = (crps.sel({MODEL: name}) / best).values
             cells = [
@@ -88,6 +99,11 @@ def against_baselines(card: xr.Dataset, baselines: list[str], models: list[str])
                 ssr = card[var].sel({METRIC: "spread_skill", MODEL: name}).values
                 inside = int(((ssr >= 0.8) & (ssr <= 1.2)).sum())
                 cells.append(f"{ssr.min():.2f}-{ssr.max():.2f} ({inside})")
+            if table is not None:
+                rows = table[(table["model"] == name) & (table["variable"] == var)]
+                counts = rows["verdict"].value_counts()
+                verdicts = ("better", "not significant", "worse")
+                cells.append(" / ".join(str(counts.get(v, 0)) for v in verdicts))
             print(f"| {name} | " + " | ".join(cells) + " |")
         print()
 

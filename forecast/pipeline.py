@@ -241,7 +241,14 @@ def run_protocol(
     -------
     dict
         ``scorecard`` (xarray.Dataset), ``files`` (name -> path), ``trained`` and ``sampled``
-        (model names trained / sampled in this call; empty on a full resume), ``timings``.
+        (model names trained / sampled in this call; empty on a full resume), ``timings``,
+        ``significance`` (one line per non-baseline model; empty without baselines).
+
+    Notes
+    -----
+    Where the run has baselines (``BASELINE_KINDS``) and other models and at least 3 issue
+    times, ``significance.csv`` / ``significance.md`` test every other model against the best
+    baseline at each lead (:func:`forecast.scoring.significance.significance_table`).
 
     Raises
     ------
@@ -255,8 +262,13 @@ def run_protocol(
     from forecast.data import describe_dataset, open_dataset
     from forecast.data.protocols import Protocol, get_protocol
     from forecast.export import open_ensemble, to_netcdf
-    from forecast.models import MODELS, forecast_many, load_model
+    from forecast.models import BASELINE_KINDS, MODELS, forecast_many, load_model
     from forecast.scoring import diagnostics, scorecard, write_report
+    from forecast.scoring.significance import (
+        significance_table,
+        summary_lines,
+        write_significance,
+    )
 
     start = time.perf_counter()
     proto = protocol if isinstance(protocol, Protocol) else get_protocol(str(protocol))
@@ -296,6 +308,7 @@ def run_protocol(
     sampled: list[str] = []
     timings: dict[str, dict[str, float]] = {}
     checkpoint_runs: dict[str, dict[str, Any]] = {}
+    baselines: list[str] = []
     for name in tqdm([*names, *loaded], desc=f"{proto.name} models", disable=not progress):
         timings[name] = {}
         if name in loaded:
@@ -354,6 +367,8 @@ def run_protocol(
             sampled.append(name)
         forecasts[name] = ens
         files[f"ensemble_{name}"] = path
+        if getattr(model, "kind", None) in BASELINE_KINDS:
+            baselines.append(name)
 
         if hasattr(model, "predict_gaussian"):
             gpath = out / "ensembles" / f"{stem}-gaussian.nc"
@@ -387,6 +402,11 @@ def run_protocol(
         card = _add_gaussian(card, gaussian)
     diag = diagnostics(forecasts, ds, seed=seed)
     files.update(write_report(card, diag, out))
+    summary: list[str] = []
+    if baselines and len(baselines) < len(forecasts) and len(issue_times) >= 3:
+        table = significance_table(forecasts, ds, baselines)
+        files.update(write_significance(table, out))
+        summary = summary_lines(table)
     wall = time.perf_counter() - start
     previous = out / "run.json"
     if previous.is_file():  # keep the timings of cached steps from the run that made them
@@ -419,6 +439,7 @@ def run_protocol(
         "sampled": sampled,
         "timings": timings,
         "wall_s": wall,
+        "significance": summary,
     }
 
 

@@ -66,6 +66,20 @@ def test_evaluate_files(files, capsys):
     assert set(df[MODEL]) == {"good", "small"}
 
 
+def test_evaluate_reference_writes_the_significance_table(files, capsys):
+    d = files[0]
+    out = d / "out-ref"
+    argv = ["evaluate", "--forecast", str(d / "good.nc"), "--forecast", f"small={d / 'other.nc'}"]
+    argv += ["--truth", str(d / "truth.nc"), "--out", str(out), "--reference", "small"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "good against the best baseline per lead: " in printed
+    table = pd.read_csv(out / "significance.csv")
+    assert table["model"].unique().tolist() == ["good"]
+    assert set(table["reference"]) == {"small"} and len(table) == 4
+    assert (out / "significance.md").read_text().startswith("# Significance")
+
+
 def test_evaluate_cf_file(files, tmp_path):
     export = pytest.importorskip("forecast.export")
     d, truth, fcs = files
@@ -147,6 +161,32 @@ def test_bad_input_exits_2_in_one_line(files, tmp_path, capsys):
             "is not an ensemble file",
         ),
         (["--protocol", "P1", "--out", str(tmp_path)], "needs --models"),
+        (
+            [
+                "--forecast",
+                str(d / "good.nc"),
+                "--truth",
+                str(d / "truth.nc"),
+                "--out",
+                str(tmp_path),
+                "--reference",
+                "nope",
+            ],
+            "--reference nope is not a --forecast name",
+        ),
+        (
+            [
+                "--forecast",
+                str(d / "good.nc"),
+                "--truth",
+                str(d / "truth.nc"),
+                "--out",
+                str(tmp_path),
+                "--reference",
+                "good",
+            ],
+            "every --forecast is a --reference",
+        ),
     ]
     for argv, message in cases:
         assert main(["evaluate", *argv]) == 2
@@ -158,7 +198,12 @@ def test_bad_input_exits_2_in_one_line(files, tmp_path, capsys):
 def test_protocol_mode_calls_run_protocol(tmp_path, monkeypatch):
     calls = []
     fake = types.ModuleType("forecast.pipeline")
-    fake.run_protocol = lambda **kw: calls.append(kw)  # type: ignore[attr-defined]
+
+    def fake_run(**kw):
+        calls.append(kw)
+        return {"significance": [], "files": {}}
+
+    fake.run_protocol = fake_run  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "forecast.pipeline", fake)
     rc = main(
         [

@@ -70,6 +70,8 @@ def test_files_and_scorecard(first_run, tiny_protocol, tiny_data):
     run = json.loads((out / "run.json").read_text())
     assert run["members"] == 6 and run["seed"] == 1
     assert set(run["trained"]) == set(MODELS) and "gpytorch" in run["versions"]
+    # baselines only: nothing to test against them
+    assert not (out / "significance.csv").exists() and result["significance"] == []
 
 
 def test_resume_reuses_cache(first_run, tiny_protocol, tiny_data):

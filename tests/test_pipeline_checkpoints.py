@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 
@@ -68,6 +69,12 @@ def test_diffusion_checkpoint_run_resume_and_rerun(ckpts, tiny_protocol, tiny_da
     assert np.isfinite(card.sel({MODEL: "diffusion", METRIC: "crps"})).all()
     ens = first["files"]["ensemble_diffusion"]
     assert ens.is_file() and ens.name.startswith("diffusion-tiny-s0-")
+    # the diffusion model is tested against the run's baseline at every lead
+    table = pd.read_csv(first["files"]["significance_csv"])
+    assert table["model"].unique().tolist() == ["diffusion"]
+    assert set(table["reference"]) == {"persistence"} and len(table) == tiny_protocol.horizon
+    np.testing.assert_allclose(table["crps"], card.sel({MODEL: "diffusion", METRIC: "crps"}))
+    assert first["significance"][0].startswith("diffusion against the best baseline")
     run = json.loads((tmp_path / "run.json").read_text())
     entry = run["checkpoints"]["diffusion"]
     assert entry["kind"] == "diffusion" and len(entry["sha256"]) == 64
@@ -159,7 +166,7 @@ def test_cli_passes_checkpoints(ckpts, tmp_path, monkeypatch):
 
     calls = []
     fake = types.ModuleType("forecast.pipeline")
-    fake.run_protocol = lambda **kw: calls.append(kw)  # type: ignore[attr-defined]
+    fake.run_protocol = lambda **kw: calls.append(kw) or {"significance": []}  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "forecast.pipeline", fake)
     path = ckpts / "diffusion.safetensors"
     argv = ["evaluate", "--protocol", "P1", "--out", str(tmp_path), "--checkpoint", f"d={path}"]

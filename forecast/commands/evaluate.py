@@ -66,6 +66,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "of the observations); VAR=VALUE for one variable",
     )
     parser.add_argument(
+        "--reference",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="--forecast mode: a reference ensemble (repeatable); every other ensemble is "
+        "tested against the best reference at each lead (significance.csv/.md). Protocol "
+        "runs test against their baselines by themselves",
+    )
+    parser.add_argument(
         "--skipna",
         action="store_true",
         help="drop NaN members and leave out NaN points (default: NaN makes the score NaN)",
@@ -298,7 +307,11 @@ def run(args: argparse.Namespace) -> int:
             kwargs["members"] = args.members
         if args.seed is not None:
             kwargs["seed"] = args.seed
-        run_protocol(**kwargs)
+        result = run_protocol(**kwargs)
+        for line in result["significance"]:
+            print(line)
+        if result["significance"]:
+            print(f"wrote significance_md: {result['files']['significance_md']}")
         return 0
 
     if args.truth is None:
@@ -307,6 +320,15 @@ def run(args: argparse.Namespace) -> int:
         raise ForecastError(
             "--models/--members/--checkpoint belong to --protocol mode, not --forecast"
         )
+    paths = _named_paths(args.forecast)
+    unknown = [r for r in args.reference if r not in paths]
+    if unknown:
+        raise ForecastError(
+            f"--reference {', '.join(unknown)} is not a --forecast name ({', '.join(paths)}); "
+            "name the reference file with --forecast NAME=PATH"
+        )
+    if args.reference and len(set(args.reference)) == len(paths):
+        raise ForecastError("every --forecast is a --reference; leave one model to compare")
     from forecast.data import open_dataset
     from forecast.scoring import diagnostics, scorecard, write_report
 
@@ -316,7 +338,6 @@ def run(args: argparse.Namespace) -> int:
         and (args.memory_limit != "auto" or args.threads_per_worker != 1)
     ):
         raise ForecastError("--memory-limit/--threads-per-worker need --workers N")
-    paths = _named_paths(args.forecast)
     forecasts = {name: open_forecast(p, args.issue_chunk) for name, p in paths.items()}
     variables = sorted({str(v) for ds in forecasts.values() for v in ds.data_vars})
     truth = open_dataset(args.truth, variable=variables)
@@ -326,6 +347,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         card = scorecard(forecasts, truth, skipna=args.skipna, thresholds=thr, seed=seed)
         diag = diagnostics(forecasts, truth, thresholds=thr, seed=seed)
+        table = None
+        if args.reference:
+            from forecast.scoring.significance import significance_table
+
+            table = significance_table(
+                forecasts, truth, list(dict.fromkeys(args.reference)), skipna=args.skipna
+            )
     finally:
         if client is not None:
             cluster = client.cluster if args.workers is not None else None
@@ -336,6 +364,12 @@ def run(args: argparse.Namespace) -> int:
     from forecast.scoring.scorecard import to_markdown
 
     print(to_markdown(card))
+    if table is not None:
+        from forecast.scoring.significance import summary_lines, write_significance
+
+        written.update(write_significance(table, args.out))
+        for line in summary_lines(table):
+            print(line)
     for key, path in written.items():
         print(f"wrote {key}: {path}")
     return 0

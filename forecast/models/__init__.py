@@ -57,7 +57,16 @@ from forecast.models.pooled import PooledEnsemble  # noqa: E402
 
 MODELS.add(PooledEnsemble.kind, PooledEnsemble)
 
+#: Kinds of the baselines every other model is judged against.
+BASELINE_KINDS = (
+    PersistenceEnsemble.kind,
+    ClimatologyEnsemble.kind,
+    DiurnalPersistenceEnsemble.kind,
+    GaussianProcessForecaster.kind,
+)
+
 __all__ = [
+    "BASELINE_KINDS",
     "MODELS",
     "ArrayForecaster",
     "ClimatologyEnsemble",

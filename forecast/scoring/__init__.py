@@ -30,11 +30,18 @@ from forecast.scoring.scorecard import (
     to_markdown,
     to_netcdf,
 )
+from forecast.scoring.significance import (
+    compare_scores,
+    crps_by_issue_time,
+    significance_table,
+)
 
 __all__ = [
     "METRICS",
     "brier_score",
     "check_pair",
+    "compare_scores",
+    "crps_by_issue_time",
     "crps_ensemble",
     "crps_fair",
     "crps_gaussian",
@@ -51,6 +58,7 @@ __all__ = [
     "reliability",
     "rmse_ensemble_mean",
     "scorecard",
+    "significance_table",
     "spread_skill_ratio",
     "to_csv",
     "to_dataframe",
