@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,6 +81,38 @@ def test_train_on_path(nc_path, config, tmp_path, capsys):
     assert ens["t2m"].shape == (2, 3, 6, 8)
 
 
+def test_keep_last_makes_the_final_weights_the_model(nc_path, tmp_path, monkeypatch):
+    """``keep = "last"``: model.safetensors samples like last.safetensors, not like best.
+
+    The validation score is made to rise with every evaluation, so the best step is the first
+    evaluation and the last weights differ from the best ones."""
+    import xarray as xr
+
+    from forecast.models.diffusion import ConditionalDiffusion
+
+    def rising(self, valid):
+        calls = iter(range(100))
+        return lambda module: float(next(calls))
+
+    monkeypatch.setattr(ConditionalDiffusion, "_validator", rising)
+    toml = TINY.replace("max_steps = 6", "max_steps = 30").replace("epochs = 2", "epochs = 3")
+    cfg = tmp_path / "last.toml"
+    cfg.write_text(toml.replace("warmup_steps = 2", 'warmup_steps = 2\nkeep = "last"'))
+    out = tmp_path / "run"
+    assert main(train_args(nc_path, cfg, out)) == 0
+    ds = xr.open_dataset(nc_path)
+    ctx = context_of(ds, ds[TIME].values[-10], 4)
+
+    def members(name: str) -> np.ndarray:
+        return load_model(out / f"{name}.safetensors").sample(ctx, 2, seed=0)["t2m"].values
+
+    _, meta = load_checkpoint(out / "last.safetensors")
+    assert meta["config"]["train"]["keep"] == "last"
+    assert meta["training"]["best_step"] < meta["training"]["step"] == 30
+    np.testing.assert_array_equal(members("model"), members("last"))
+    assert not np.array_equal(members("model"), members("best"))
+
+
 def test_interrupt_and_resume(nc_path, config, tmp_path):
     out = tmp_path / "run"
     base = train_args(nc_path, config, out)
@@ -123,6 +156,7 @@ def test_named_sensor_data(config, tmp_path):
         (["--resume"], TINY, "nothing to resume"),
         (["--context", "4"], TINY, "--context/--horizon are fixed by protocol"),
         (["--device", "gpu0"], TINY, "train.device 'gpu0' is not a torch device"),
+        ([], TINY + 'keep = "first"\n', "train.keep must be one of best, last"),
     ],
 )
 def test_bad_input_one_line(extra, toml, message, tmp_path, capsys):

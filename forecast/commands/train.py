@@ -5,7 +5,8 @@ P1, the synthetic ones -> their own); a path is split chronologically 70/10/20 %
 ``--context`` and ``--horizon``. The model trains on the train split and validates on the val
 split. Models trained by the generic loop (``diffusion``) write ``best.safetensors`` and
 ``last.safetensors`` to ``--out`` (``last`` resumes exactly with ``--resume``); every model also
-writes ``model.safetensors`` (the best weights where there is a validation score).
+writes ``model.safetensors``: the best weights where there is a validation score, or the last
+ones with ``keep = "last"`` in ``[train]``.
 
 Data-parallel training on N processes runs the same command under torchrun, e.g. on CPUs
 (gloo) or N GPUs (NCCL; the loss in bf16/fp16 autocast):
@@ -148,11 +149,12 @@ def _run(args: argparse.Namespace, info: Any) -> int:
     if not info.is_main:  # rank 0 writes the final weights and reports
         return 0
     final = out / "model.safetensors"
-    best = out / "best.safetensors"
-    if best.is_file():
+    train_config = getattr(model, "train_config", None)
+    kept = out / f"{getattr(train_config, 'keep', 'best')}.safetensors"
+    if kept.is_file():
         from forecast.models import load_model
 
-        load_model(best).save(final)
+        load_model(kept).save(final)
     else:
         model.save(final)
     info = getattr(model, "training", {}) or {}

@@ -490,13 +490,14 @@ class ConditionalDiffusion(GenerativeForecaster):
         self.net = ema.eval()
         self.training = {k: v for k, v in result.to_dict().items()}
         if self.calibrate_spread:
-            self._calibrate_best(valid, layout, out)
+            self._calibrate_kept(valid, layout, out)
         return self
 
-    def _calibrate_best(self, valid: xr.Dataset, layout: str, out: Path | None) -> None:
-        """Calibrate the spread of the best weights (``out/best.safetensors`` when written, else
-        the final EMA weights); the best checkpoint gets the factors, this model the weights."""
-        best = out / "best.safetensors" if out is not None else None
+    def _calibrate_kept(self, valid: xr.Dataset, layout: str, out: Path | None) -> None:
+        """Calibrate the spread of the kept weights (``out/<train.keep>.safetensors`` when
+        written, else the final EMA weights); that checkpoint gets the factors, this model the
+        weights."""
+        best = out / f"{self.train_config.keep}.safetensors" if out is not None else None
         if best is None or not best.is_file():
             self.calibrate_spread_on(valid)
             return

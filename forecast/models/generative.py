@@ -196,7 +196,7 @@ def as_latents(latents: Any, want: tuple[int, ...]) -> torch.Tensor:
 
 #: [train] settings a resumed run may change: the time limit, the display, the device (the
 #: loop itself refuses a device of another type with its own message).
-RESUMABLE_CHANGES = ("max_minutes", "progress", "device")
+RESUMABLE_CHANGES = ("max_minutes", "progress", "device", "keep")
 
 
 def resume_key(config: dict[str, Any] | None) -> dict[str, Any] | None:

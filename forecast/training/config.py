@@ -25,6 +25,9 @@ from forecast.errors import ForecastError
 
 T = TypeVar("T")
 
+#: Values of ``TrainConfig.keep``: the training checkpoint that becomes the model.
+KEEP = ("best", "last")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -53,6 +56,11 @@ class TrainConfig:
         Validate every this many epochs (0: only at the end).
     patience : int
         Stop after this many validations without improvement (0 disables early stopping).
+    keep : str
+        Which weights become the model (``forecast train``'s ``model.safetensors``):
+        ``"best"`` (default), those with the lowest validation CRPS, or ``"last"``, the final
+        ones (the training length still follows ``max_steps`` and ``patience``). ``"last"``
+        suits a validation split too short to pick a step by (P2: 3 days).
     val_issue_times, val_members : int
         Issue times and ensemble members used for the validation CRPS.
     seed : int
@@ -78,6 +86,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 5
     patience: int = 0
+    keep: str = "best"
     val_issue_times: int = 8
     val_members: int = 16
     seed: int = 0
@@ -104,6 +113,8 @@ class TrainConfig:
             raise ForecastError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ForecastError(f"train.lr must be positive, got {self.lr}")
+        if self.keep not in KEEP:
+            raise ForecastError(f"train.keep must be one of {', '.join(KEEP)}, got {self.keep!r}")
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any] | None, where: str = "train") -> Self:
