@@ -518,6 +518,20 @@ def scores_tab() -> None:
     table = crps.to_pandas().T
     table.index = q.lead_labels(table.index.values)
     st.dataframe(table)
+    if src != kinds[0]:
+        try:
+            sig = q.open_significance(src)
+        except ForecastError as err:
+            st.warning(str(err))
+            sig = None
+        if sig is not None:
+            st.subheader("Against the best baseline at each lead")
+            st.caption(
+                "CRPS difference to the best baseline at that lead, relative to it; better / "
+                "worse: the 95 % interval of a modified Diebold-Mariano test lies below / "
+                "above 0 (n.s.: it does not). From the run's significance.csv."
+            )
+            st.dataframe(q.significance_pivot(sig, name), key="significance")
 
 
 # ------------------------------------------------------------------------------------------

@@ -461,6 +461,36 @@ def test_scores_from_a_scorecard_file(weather, user_files):
         / card["t2m"].sel(model="climatology", metric="crps")
     )
     np.testing.assert_allclose(values(crpss["data"][0]["y"]), expected.values)
+    assert len(at.dataframe) == 1  # no significance.csv beside this scorecard
+
+
+def test_significance_table_beside_a_scorecard(weather, user_files):
+    """A run's significance.csv shows as a model x lead table under the scores."""
+    from forecast.scoring.scorecard import to_netcdf
+    from forecast.scoring.significance import COLUMNS, write_significance
+
+    ds, _, model, issues = weather
+    protocol = q.protocol_for("synthetic-weather", ds)
+    clim = q.fit_on_the_fly("climatology", ds, protocol)
+    fc = q.forecasts_for({"diurnal-persistence": model, "climatology": clim}, ds, issues[:2], 5, 0)
+    card, _ = q.live_scores(fc, ds, 280.0)
+    path = user_files[0] / "sig-run" / "scorecard.nc"
+    path.parent.mkdir()
+    to_netcdf(card, path)
+    leads = pd.to_timedelta(card["lead_time"].values)
+    rows = [
+        ["diurnal-persistence", "t2m", lead, 1.0, "climatology", 1.1, -0.05 if i % 2 else 0.02, -0.1, 0.0,
+         0.04, "better" if i % 2 else "not significant"]
+        for i, lead in enumerate(leads)
+    ]  # fmt: skip
+    write_significance(pd.DataFrame(rows, columns=COLUMNS), path.parent)
+    at = default_app()
+    at = open_tab(at, "Scores")
+    at.selectbox(key="score_source").set_value(str(path.resolve())).run()
+    no_failure(at)
+    shown = at.dataframe[-1].value
+    assert list(shown.index) == ["diurnal-persistence"] and shown.shape[1] == len(leads)
+    assert shown.iloc[0, 0] == "+2.0% n.s." and shown.iloc[0, 1] == "-5.0% better"
 
 
 def test_uploads_are_read_from_a_private_temporary_folder(tmp_path, no_checkpoints):

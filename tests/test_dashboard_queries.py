@@ -242,6 +242,31 @@ def test_scorecard_queries(tmp_path):
         q.open_scorecard(junk)
 
 
+def test_significance_beside_a_scorecard(tmp_path):
+    from forecast.scoring.significance import COLUMNS, write_significance
+
+    path = tmp_path / "scorecard.nc"
+    scorecard().to_netcdf(path)
+    assert q.open_significance(path) is None
+    lead = [pd.Timedelta("1h"), pd.Timedelta("2h")]
+    rows = [
+        ["diffusion", "t2m", lead[0], 0.5, "gp", 0.6, -1 / 6, -0.3, -0.05, 0.01, "better"],
+        ["diffusion", "t2m", lead[1], 1.5, "gp", 1.4, 1 / 14, -0.1, 0.2, 0.4, "not significant"],
+        ["diffusion", "u10", lead[0], 0.5, "gp", 0.5, np.nan, np.nan, np.nan, np.nan,
+         "undetermined"],
+    ]  # fmt: skip
+    write_significance(pd.DataFrame(rows, columns=COLUMNS), tmp_path)
+    table = q.open_significance(path)
+    pivot = q.significance_pivot(table, "t2m")
+    assert list(pivot.index) == ["diffusion"] and list(pivot.columns) == ["1h", "2h"]
+    assert pivot.values.tolist() == [["-16.7% better", "+7.1% n.s."]]
+    assert q.significance_pivot(table, "u10").values.tolist() == [["undetermined"]]
+    assert q.significance_pivot(table).equals(pivot)  # first variable by default
+    (tmp_path / "significance.csv").write_text("model,lead_time\ndiffusion,1h\n")
+    with pytest.raises(ForecastError, match="lacks the column"):
+        q.open_significance(path)
+
+
 def test_listing_checkpoints(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "m.safetensors").write_bytes(b"")

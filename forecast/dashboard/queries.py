@@ -449,6 +449,50 @@ def open_scorecard(path: str | Path) -> xr.Dataset:
     return sc
 
 
+def open_significance(scorecard_path: str | Path) -> pd.DataFrame | None:
+    """The significance table a protocol run wrote beside its scorecard (``significance.csv``),
+    or None where there is none (a run without baselines, or an older run)."""
+    from forecast.scoring.significance import COLUMNS
+
+    path = Path(scorecard_path).with_name("significance.csv")
+    if not path.is_file():
+        return None
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise ForecastError(
+            f"{path} is not a readable significance table ({err}); write it again with "
+            "`forecast evaluate --protocol ...`"
+        ) from None
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ForecastError(
+            f"{path} lacks the column(s) {', '.join(missing)}; write it again with "
+            "`forecast evaluate --protocol ...`"
+        )
+    return table
+
+
+def significance_pivot(table: pd.DataFrame, variable: str | None = None) -> pd.DataFrame:
+    """Model x lead cells such as ``-3.6% better``: the CRPS difference to the best baseline at
+    that lead, relative to it, and the test's verdict (``n.s.``: not significant)."""
+    names = list(dict.fromkeys(table["variable"]))
+    name = variable if variable in names else names[0]
+    rows = table[table["variable"] == name]
+    short = {"not significant": "n.s."}
+
+    def cell(r: Any) -> str:
+        if not np.isfinite(r.relative_difference):
+            return str(r.verdict)
+        return f"{r.relative_difference:+.1%} {short.get(r.verdict, r.verdict)}"
+
+    cells = rows.assign(cell=[cell(r) for r in rows.itertuples()])
+    leads = list(dict.fromkeys(rows["lead_time"]))
+    models = list(dict.fromkeys(rows["model"]))
+    out = cells.pivot(index="model", columns="lead_time", values="cell")
+    return out.loc[models, leads]
+
+
 def check_scorecard(sc: xr.Dataset) -> None:
     """Raise a ForecastError unless ``sc`` has dims (model, lead_time, metric)."""
     missing = [d for d in (MODEL, LEAD_TIME, METRIC) if d not in sc.dims]
