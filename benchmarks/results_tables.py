@@ -9,7 +9,8 @@ listed with their file, kind, checksum and sampler, and appear in the tables und
 table counts, for each of them, the leads where its CRPS is below every baseline the run
 trained itself and, where the run wrote ``significance.csv``, at how many leads it is
 significantly better / not significantly different / significantly worse than the best baseline
-(95 % Diebold-Mariano intervals, docs/scoring.md).
+(95 % Diebold-Mariano intervals) and whether its spread-skill interval overlaps 0.8-1.2
+(docs/scoring.md).
 """
 
 from __future__ import annotations
@@ -85,8 +86,11 @@ def against_baselines(
         print(f"### {var}\n")
         head = ["model", "leads below every baseline", "CRPS / best baseline"]
         head.append("spread-skill (leads in 0.8-1.2)")
+        has_ssr = table is not None and "dispersion" in table.columns
         if table is not None:
             head.append("significantly better / not significant / worse")
+        if has_ssr:
+            head.append("spread-skill consistent / under- / over-dispersed")
         print("| " + " | ".join(head) + " |")
         print("|---|---:|" + "---|" * (len(head) - 2))
         for name in models:
@@ -104,6 +108,10 @@ def against_baselines(
                 counts = rows["verdict"].value_counts()
                 verdicts = ("better", "not significant", "worse")
                 cells.append(" / ".join(str(counts.get(v, 0)) for v in verdicts))
+            if has_ssr:
+                spread = rows["dispersion"].value_counts()
+                kinds = ("consistent", "under-dispersed", "over-dispersed")
+                cells.append(" / ".join(str(spread.get(k, 0)) for k in kinds))
             print(f"| {name} | " + " | ".join(cells) + " |")
         print()
 

@@ -479,8 +479,8 @@ def test_significance_table_beside_a_scorecard(weather, user_files):
     to_netcdf(card, path)
     leads = pd.to_timedelta(card["lead_time"].values)
     rows = [
-        ["diurnal-persistence", "t2m", lead, 1.0, "climatology", 1.1, -0.05 if i % 2 else 0.02, -0.1, 0.0,
-         0.04, "better" if i % 2 else "not significant"]
+        ["diurnal-persistence", "t2m", lead, 1.0, "climatology", 1.1, -0.05 if i % 2 else 0.02,
+         -0.1, 0.0, 0.04, "better" if i % 2 else "not significant", 0.9, 0.7, 1.1, "consistent"]
         for i, lead in enumerate(leads)
     ]  # fmt: skip
     write_significance(pd.DataFrame(rows, columns=COLUMNS), path.parent)

@@ -249,11 +249,13 @@ def test_significance_beside_a_scorecard(tmp_path):
     scorecard().to_netcdf(path)
     assert q.open_significance(path) is None
     lead = [pd.Timedelta("1h"), pd.Timedelta("2h")]
+    ssr = [1.0, 0.8, 1.2, "consistent"]
     rows = [
-        ["diffusion", "t2m", lead[0], 0.5, "gp", 0.6, -1 / 6, -0.3, -0.05, 0.01, "better"],
-        ["diffusion", "t2m", lead[1], 1.5, "gp", 1.4, 1 / 14, -0.1, 0.2, 0.4, "not significant"],
+        ["diffusion", "t2m", lead[0], 0.5, "gp", 0.6, -1 / 6, -0.3, -0.05, 0.01, "better", *ssr],
+        ["diffusion", "t2m", lead[1], 1.5, "gp", 1.4, 1 / 14, -0.1, 0.2, 0.4, "not significant",
+         *ssr],
         ["diffusion", "u10", lead[0], 0.5, "gp", 0.5, np.nan, np.nan, np.nan, np.nan,
-         "undetermined"],
+         "undetermined", *ssr],
     ]  # fmt: skip
     write_significance(pd.DataFrame(rows, columns=COLUMNS), tmp_path)
     table = q.open_significance(path)

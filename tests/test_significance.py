@@ -12,6 +12,7 @@ from test_scoring_align import make_case
 
 from forecast.dims import INIT_TIME, LEAD_TIME
 from forecast.errors import ForecastError
+from forecast.scoring import obs_for, spread_skill_ratio
 from forecast.scoring.significance import (
     COLUMNS,
     compare_scores,
@@ -22,6 +23,7 @@ from forecast.scoring.significance import (
     summary_lines,
     write_significance,
 )
+from forecast.scoring.spread_interval import spread_skill_interval
 
 HOUR = pd.Timedelta("1h")
 
@@ -153,6 +155,10 @@ def test_table_uses_the_best_reference_at_each_lead(tmp_path):
     np.testing.assert_allclose(table["reference_crps"], [crps["b"][0], crps["a"][1]])
     np.testing.assert_allclose(table["crps"], crps["model"])
 
+    ssr = spread_skill_interval(model, truth)
+    np.testing.assert_allclose(table["spread_skill"], ssr["t2m"].values)
+    assert table["dispersion"].tolist() == ssr["t2m_verdict"].values.tolist()
+
     text = significance_markdown(table)
     assert "## model" in text and "| t2m | 1h |" in text and "(of 2)" in text
     assert summary_lines(table)[0].startswith("model against the best baseline per lead: ")
@@ -165,3 +171,36 @@ def test_table_uses_the_best_reference_at_each_lead(tmp_path):
         significance_table(fc, truth, ["c"])
     with pytest.raises(ForecastError, match="every forecast is a reference"):
         significance_table({"a": mixed}, truth, ["a"])
+
+
+def test_spread_skill_interval_point_and_verdicts():
+    truth, calibrated = make_case(m=8, n_init=8, seed=4, spread=1.0)
+    _, narrow = make_case(m=8, n_init=8, seed=5, spread=0.3)
+    _, wide = make_case(m=8, n_init=8, seed=6, spread=3.0)
+    for ens, verdict in (
+        (calibrated, "consistent"),
+        (narrow, "under-dispersed"),
+        (wide, "over-dispersed"),
+    ):
+        out = spread_skill_interval(ens, truth, reps=200)
+        expect = spread_skill_ratio(obs_for(ens, truth), ens, dim=["init_time", "lat", "lon"])
+        np.testing.assert_allclose(out["t2m"].values, expect["t2m"].values, rtol=1e-10)
+        assert set(out["t2m_verdict"].values) == {verdict}, out["t2m_verdict"].values
+        assert (out["t2m_lower"] <= out["t2m"]).all() and (out["t2m"] <= out["t2m_upper"]).all()
+
+
+def test_spread_skill_interval_is_seeded_and_checks_input():
+    truth, ens = make_case(m=6, n_init=6, seed=2)
+    a = spread_skill_interval(ens, truth, reps=100, seed=1)
+    b = spread_skill_interval(ens, truth, reps=100, seed=1)
+    c = spread_skill_interval(ens, truth, reps=100, seed=2)
+    xr.testing.assert_identical(a, b)
+    assert not np.array_equal(a["t2m_lower"].values, c["t2m_lower"].values)
+    with pytest.raises(ForecastError, match="confidence"):
+        spread_skill_interval(ens, truth, confidence=0.0)
+    with pytest.raises(ForecastError, match="reps"):
+        spread_skill_interval(ens, truth, reps=5)
+    with pytest.raises(ForecastError, match="band"):
+        spread_skill_interval(ens, truth, band=(1.2, 0.8))
+    with pytest.raises(ForecastError, match="init_time"):
+        spread_skill_interval(ens.isel({INIT_TIME: 0}), truth)

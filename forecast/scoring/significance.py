@@ -14,7 +14,8 @@ Hering-Genton estimate of the long-run variance (always positive) by default, or
 Harvey-Leybourne-Newbold small-sample version, and Student's t quantiles with ``n - 1``
 degrees of freedom (24 issue times on P2). Each lead is tested on its own, without a
 multiple-testing correction: at 95 % about one lead in twenty can come out "better" or "worse"
-by chance alone.
+by chance alone. :func:`significance_table` adds each model's spread-skill interval
+(:mod:`forecast.scoring.spread_interval`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ COLUMNS = [
     "ci_upper",
     "p_value",
     "verdict",
+    "spread_skill",
+    "spread_skill_lower",
+    "spread_skill_upper",
+    "dispersion",
 ]
 
 
@@ -224,7 +229,9 @@ def significance_table(
     The best reference at a lead is the one with the lowest mean CRPS there (chosen on the same
     issue times, as a scorecard's "below every baseline" reading does). One row per (model,
     variable, lead) with the columns :data:`COLUMNS`; ``relative_difference``, ``ci_lower``
-    and ``ci_upper`` are fractions of the reference's CRPS (-0.05: 5 % lower).
+    and ``ci_upper`` are fractions of the reference's CRPS (-0.05: 5 % lower). The last four
+    columns are the model's spread-skill ratio, its interval and its verdict against 0.8-1.2
+    (:func:`forecast.scoring.spread_interval.spread_skill_interval`, same confidence).
 
     Parameters
     ----------
@@ -248,9 +255,15 @@ def significance_table(
     models = [m for m in forecasts if m not in references]
     if not models:
         raise ForecastError("every forecast is a reference; add a model to compare")
+    from forecast.scoring.spread_interval import spread_skill_interval  # imports this module
+
     scores = {
         name: crps_by_issue_time(forecasts[name], truth, member_dim=member_dim, skipna=skipna)
         for name in [*references, *models]
+    }
+    ssr = {
+        m: spread_skill_interval(forecasts[m], truth, confidence=confidence, member_dim=member_dim)
+        for m in models
     }
     rows = []
     for variable in scores[models[0]].data_vars:
@@ -281,6 +294,8 @@ def significance_table(
                         float(one["ci_upper"]),
                         float(one["p_value"]),
                         str(one["verdict"].values),
+                        *(float(ssr[model][f"{variable}{k}"][i]) for k in ("", "_lower", "_upper")),
+                        str(ssr[model][f"{variable}_verdict"].values[i]),
                     ]
                 )
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -294,7 +309,11 @@ def _lead(td: pd.Timedelta) -> str:
 def _counts(rows: pd.DataFrame) -> str:
     counts = rows["verdict"].value_counts()
     verdicts = [BETTER, UNCLEAR, WORSE] + ([UNDETERMINED] if counts.get(UNDETERMINED) else [])
-    return ", ".join(f"{counts.get(k, 0)} {k}" for k in verdicts)
+    crps = ", ".join(f"{counts.get(k, 0)} {k}" for k in verdicts)
+    spread = rows["dispersion"].value_counts()
+    kinds = ["consistent", "under-dispersed", "over-dispersed"]
+    kinds += ["undetermined"] if spread.get("undetermined") else []
+    return crps + "; spread-skill " + ", ".join(f"{spread.get(k, 0)} {k}" for k in kinds)
 
 
 def significance_markdown(table: pd.DataFrame, confidence: float = 0.95) -> str:
@@ -303,21 +322,25 @@ def significance_markdown(table: pd.DataFrame, confidence: float = 0.95) -> str:
         "# Significance against the best baseline at each lead",
         "",
         f"Modified Diebold-Mariano test (scores), {confidence:.0%} intervals of the CRPS "
-        "difference relative to the best baseline's CRPS; negative = the model is better.",
+        "difference relative to the best baseline's CRPS; negative = the model is better. "
+        f"Spread-skill ratio with its {confidence:.0%} block-bootstrap interval (arch); "
+        "consistent = the interval overlaps 0.8-1.2.",
         "",
     ]
     for model, rows in table.groupby("model", sort=False):
         lines += [f"## {model}", "", f"Leads: {_counts(rows)} (of {len(rows)}).", ""]
         lines += [
             "| variable | lead | CRPS | best baseline | its CRPS | difference | interval | p | "
-            "verdict |",
-            "|---|---|---:|---|---:|---:|---|---:|---|",
+            "verdict | spread-skill | interval | dispersion |",
+            "|---|---|---:|---|---:|---:|---|---:|---|---:|---|---|",
         ]
         for r in rows.itertuples():
             lines.append(
                 f"| {r.variable} | {_lead(r.lead_time)} | {r.crps:.4g} | {r.reference} | "
                 f"{r.reference_crps:.4g} | {r.relative_difference:+.1%} | "
-                f"[{r.ci_lower:+.1%}, {r.ci_upper:+.1%}] | {r.p_value:.2g} | {r.verdict} |"
+                f"[{r.ci_lower:+.1%}, {r.ci_upper:+.1%}] | {r.p_value:.2g} | {r.verdict} | "
+                f"{r.spread_skill:.2f} | [{r.spread_skill_lower:.2f}, {r.spread_skill_upper:.2f}]"
+                f" | {r.dispersion} |"
             )
         lines.append("")
     return "\n".join(lines)
