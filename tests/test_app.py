@@ -435,7 +435,9 @@ def test_default_is_the_fitting_checkpoint_quickest_to_sample(
     assert at.selectbox(key="sampler").value == "dpmpp-2m"
 
 
-def test_scores_from_a_scorecard_file(weather, user_files):
+def scorecard_file(weather, folder):
+    """A scorecard of diurnal persistence and climatology (2 issue times) written under
+    ``folder``: ``(scorecard, path)``."""
     from forecast.scoring.scorecard import to_netcdf
 
     ds, _, model, issues = weather
@@ -443,13 +445,23 @@ def test_scores_from_a_scorecard_file(weather, user_files):
     clim = q.fit_on_the_fly("climatology", ds, protocol)
     fc = q.forecasts_for({"diurnal-persistence": model, "climatology": clim}, ds, issues[:2], 5, 0)
     card, _ = q.live_scores(fc, ds, 280.0)
-    path = user_files[0] / "runs" / "scorecard.nc"
+    path = folder / "scorecard.nc"
     path.parent.mkdir()
     to_netcdf(card, path)
-    at = default_app()
-    at = open_tab(at, "Scores")
+    return card, path
+
+
+def scores_tab_of(path):
+    """The app on its Scores tab, reading the scorecard at ``path``."""
+    at = open_tab(default_app(), "Scores")
     at.selectbox(key="score_source").set_value(str(path.resolve())).run()
     no_failure(at)
+    return at
+
+
+def test_scores_from_a_scorecard_file(weather, user_files):
+    card, path = scorecard_file(weather, user_files[0] / "runs")
+    at = scores_tab_of(path)
     crps = chart(at, "crps")
     assert [tr["name"] for tr in crps["data"]] == ["diurnal-persistence", "climatology"]
     np.testing.assert_allclose(
@@ -466,17 +478,9 @@ def test_scores_from_a_scorecard_file(weather, user_files):
 
 def test_significance_table_beside_a_scorecard(weather, user_files):
     """A run's significance.csv shows as a model x lead table under the scores."""
-    from forecast.scoring.scorecard import to_netcdf
     from forecast.scoring.significance import COLUMNS, write_significance
 
-    ds, _, model, issues = weather
-    protocol = q.protocol_for("synthetic-weather", ds)
-    clim = q.fit_on_the_fly("climatology", ds, protocol)
-    fc = q.forecasts_for({"diurnal-persistence": model, "climatology": clim}, ds, issues[:2], 5, 0)
-    card, _ = q.live_scores(fc, ds, 280.0)
-    path = user_files[0] / "sig-run" / "scorecard.nc"
-    path.parent.mkdir()
-    to_netcdf(card, path)
+    card, path = scorecard_file(weather, user_files[0] / "sig-run")
     leads = pd.to_timedelta(card["lead_time"].values)
     rows = [
         ["diurnal-persistence", "t2m", lead, 1.0, "climatology", 1.1, -0.05 if i % 2 else 0.02,
@@ -484,11 +488,7 @@ def test_significance_table_beside_a_scorecard(weather, user_files):
         for i, lead in enumerate(leads)
     ]  # fmt: skip
     write_significance(pd.DataFrame(rows, columns=COLUMNS), path.parent)
-    at = default_app()
-    at = open_tab(at, "Scores")
-    at.selectbox(key="score_source").set_value(str(path.resolve())).run()
-    no_failure(at)
-    shown = at.dataframe[-1].value
+    shown = scores_tab_of(path).dataframe[-1].value
     assert list(shown.index) == ["diurnal-persistence"] and shown.shape[1] == len(leads)
     assert shown.iloc[0, 0] == "+2.0% n.s." and shown.iloc[0, 1] == "-5.0% better"
 

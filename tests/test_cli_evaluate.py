@@ -161,32 +161,14 @@ def test_bad_input_exits_2_in_one_line(files, tmp_path, capsys):
             "is not an ensemble file",
         ),
         (["--protocol", "P1", "--out", str(tmp_path)], "needs --models"),
-        (
-            [
-                "--forecast",
-                str(d / "good.nc"),
-                "--truth",
-                str(d / "truth.nc"),
-                "--out",
-                str(tmp_path),
-                "--reference",
-                "nope",
-            ],
-            "--reference nope is not a --forecast name",
-        ),
-        (
-            [
-                "--forecast",
-                str(d / "good.nc"),
-                "--truth",
-                str(d / "truth.nc"),
-                "--out",
-                str(tmp_path),
-                "--reference",
-                "good",
-            ],
-            "every --forecast is a --reference",
-        ),
+    ]
+    one_file = ["--forecast", str(d / "good.nc"), "--truth", str(d / "truth.nc")]
+    cases += [
+        ([*one_file, "--out", str(tmp_path), "--reference", ref], message)
+        for ref, message in [
+            ("nope", "--reference nope is not a --forecast name"),
+            ("good", "every --forecast is a --reference"),
+        ]
     ]
     for argv, message in cases:
         assert main(["evaluate", *argv]) == 2

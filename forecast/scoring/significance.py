@@ -57,6 +57,22 @@ COLUMNS = [
 ]
 
 
+def issue_aligned(
+    forecast: xr.Dataset, truth: xr.Dataset, member_dim: str = MEMBER
+) -> tuple[xr.Dataset, list, list]:
+    """``(observations laid out like forecast, paired variables, dims to average over)``: every
+    dim but member, issue time and lead. Raises when ``forecast`` has no issue times."""
+    if INIT_TIME not in forecast.dims:
+        raise ForecastError(
+            f"forecast has no '{INIT_TIME}' dimension (dims {tuple(forecast.dims)}); "
+            "a per-issue-time test needs several issue times"
+        )
+    obs = obs_for(forecast, truth) if "time" in truth.dims else truth
+    names = [n for n, _, _ in pair_variables(obs, forecast)]
+    dims = [d for d in forecast[names[0]].dims if d not in (member_dim, INIT_TIME, LEAD_TIME)]
+    return obs, names, dims
+
+
 def crps_by_issue_time(
     forecast: xr.Dataset,
     truth: xr.Dataset,
@@ -81,14 +97,7 @@ def crps_by_issue_time(
     skipna
         See :func:`forecast.scoring.crps_ensemble`.
     """
-    if INIT_TIME not in forecast.dims:
-        raise ForecastError(
-            f"forecast has no '{INIT_TIME}' dimension (dims {tuple(forecast.dims)}); "
-            "the test needs several issue times"
-        )
-    obs = obs_for(forecast, truth) if "time" in truth.dims else truth
-    names = [n for n, _, _ in pair_variables(obs, forecast)]
-    dims = [d for d in forecast[names[0]].dims if d not in (member_dim, INIT_TIME, LEAD_TIME)]
+    obs, names, dims = issue_aligned(forecast, truth, member_dim)
     std, fr = crps_pair(obs[names], forecast[names], member_dim=member_dim, dim=dims, skipna=skipna)
     out = fr if fair else std
     return out.drop_vars([c for c in out.coords if c not in (INIT_TIME, LEAD_TIME)])
@@ -379,6 +388,7 @@ __all__ = [
     "WORSE",
     "compare_scores",
     "crps_by_issue_time",
+    "issue_aligned",
     "overlap_steps",
     "significance_markdown",
     "significance_table",

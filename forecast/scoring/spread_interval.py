@@ -17,9 +17,8 @@ import xarray as xr
 
 from forecast.dims import INIT_TIME, LEAD_TIME, MEMBER
 from forecast.errors import ForecastError
-from forecast.scoring.align import obs_for, pair_variables
 from forecast.scoring.ensemble import ensemble_spread, rmse_ensemble_mean
-from forecast.scoring.significance import overlap_steps
+from forecast.scoring.significance import issue_aligned, overlap_steps
 
 #: Verdicts of :func:`spread_skill_interval`.
 UNDER, OVER, CONSISTENT, UNKNOWN = "under-dispersed", "over-dispersed", "consistent", "undetermined"
@@ -70,14 +69,7 @@ def spread_skill_interval(
         raise ForecastError(f"reps must be at least 10, got {reps}")
     if not band[0] < band[1]:
         raise ForecastError(f"band must be (low, high) with low < high, got {band}")
-    if INIT_TIME not in forecast.dims:
-        raise ForecastError(
-            f"forecast has no '{INIT_TIME}' dimension (dims {tuple(forecast.dims)}); "
-            "the interval needs several issue times"
-        )
-    obs = obs_for(forecast, truth) if "time" in truth.dims else truth
-    names = [n for n, _, _ in pair_variables(obs, forecast)]
-    space = [d for d in forecast[names[0]].dims if d not in (member_dim, INIT_TIME, LEAD_TIME)]
+    obs, names, space = issue_aligned(forecast, truth, member_dim)
     kw = {"member_dim": member_dim, "dim": space}
     var = ensemble_spread(obs[names], forecast[names], **kw) ** 2
     mse = rmse_ensemble_mean(obs[names], forecast[names], **kw) ** 2
