@@ -407,6 +407,9 @@ def run_protocol(
         table = significance_table(forecasts, ds, baselines)
         files.update(write_significance(table, out))
         summary = summary_lines(table)
+    else:  # a table of an earlier run in this folder would no longer match the scorecard
+        for stale in ("significance.csv", "significance.md"):
+            (out / stale).unlink(missing_ok=True)
     wall = time.perf_counter() - start
     previous = out / "run.json"
     if previous.is_file():  # keep the timings of cached steps from the run that made them

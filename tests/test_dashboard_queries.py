@@ -267,6 +267,9 @@ def test_significance_beside_a_scorecard(tmp_path):
     (tmp_path / "significance.csv").write_text("model,lead_time\ndiffusion,1h\n")
     with pytest.raises(ForecastError, match="lacks the column"):
         q.open_significance(path)
+    (tmp_path / "significance.csv").write_text(",".join(COLUMNS) + "\n")
+    with pytest.raises(ForecastError, match="has no rows"):
+        q.open_significance(path)
 
 
 def test_listing_checkpoints(tmp_path):

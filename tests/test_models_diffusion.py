@@ -502,18 +502,20 @@ def test_calibrate_spread_needs_validation(weather):
         m.fit(weather.isel({TIME: slice(0, 170)}))
 
 
-def test_fit_with_calibration_writes_factors_to_best(weather, tmp_path):
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_fit_with_calibration_writes_factors_to_the_kept_checkpoint(weather, tmp_path, keep):
     m = ConditionalDiffusion.tiny(K, H)
     m.calibrate_spread = True
-    m.train_config = m.train_config.__class__.from_dict({**m.train, "val_issue_times": 2})
+    train = {**m.train, "val_issue_times": 2, "keep": keep}
+    m.train_config = m.train_config.__class__.from_dict(train)
     m.fit(
         weather.isel({TIME: slice(0, 170)}), weather.isel({TIME: slice(170, 220)}), out_dir=tmp_path
     )
     assert m.spread_scale is not None and m.spread_scale.shape == (1, H)
-    best = load_model(tmp_path / "best.safetensors")
-    np.testing.assert_array_equal(best.spread_scale, m.spread_scale)
+    kept = load_model(tmp_path / f"{keep}.safetensors")
+    np.testing.assert_array_equal(kept.spread_scale, m.spread_scale)
     ctx = context_of(weather, weather[TIME].values[225], K)
-    xr.testing.assert_identical(best.sample(ctx, 2, seed=0), m.sample(ctx, 2, seed=0))
+    xr.testing.assert_identical(kept.sample(ctx, 2, seed=0), m.sample(ctx, 2, seed=0))
 
 
 def test_graph_layout_residual_damped(tmp_path):

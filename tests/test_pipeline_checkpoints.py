@@ -101,6 +101,8 @@ def test_diffusion_checkpoint_run_resume_and_rerun(ckpts, tiny_protocol, tiny_da
         **kwargs,
     )
     assert other["sampled"] == ["diffusion"]
+    # no baseline in this run: the first run's significance table is removed, not left stale
+    assert not (tmp_path / "significance.csv").exists() and other["significance"] == []
 
 
 @pytest.mark.parametrize(

@@ -465,10 +465,10 @@ def open_significance(scorecard_path: str | Path) -> pd.DataFrame | None:
             "`forecast evaluate --protocol ...`"
         ) from None
     missing = [c for c in COLUMNS if c not in table.columns]
-    if missing:
+    if missing or table.empty:
+        what = f"lacks the column(s) {', '.join(missing)}" if missing else "has no rows"
         raise ForecastError(
-            f"{path} lacks the column(s) {', '.join(missing)}; write it again with "
-            "`forecast evaluate --protocol ...`"
+            f"{path} {what}; write it again with `forecast evaluate --protocol ...`"
         )
     return table
 

@@ -497,18 +497,18 @@ class ConditionalDiffusion(GenerativeForecaster):
         """Calibrate the spread of the kept weights (``out/<train.keep>.safetensors`` when
         written, else the final EMA weights); that checkpoint gets the factors, this model the
         weights."""
-        best = out / f"{self.train_config.keep}.safetensors" if out is not None else None
-        if best is None or not best.is_file():
+        kept = out / f"{self.train_config.keep}.safetensors" if out is not None else None
+        if kept is None or not kept.is_file():
             self.calibrate_spread_on(valid)
             return
-        arrays, meta = load_checkpoint(best)
+        arrays, meta = load_checkpoint(kept)
         net = self._build_net(layout, len(self.variables))
         load_net_weights(net, arrays)
         self.net = net.eval()
         self.calibrate_spread_on(valid)
         meta["state"]["spread_scale"] = np.asarray(self.spread_scale).tolist()
         save_checkpoint(
-            best, arrays, {k: v for k, v in meta.items() if k not in ("format", "version")}
+            kept, arrays, {k: v for k, v in meta.items() if k not in ("format", "version")}
         )
 
     def calibrate_spread_on(
