@@ -331,9 +331,8 @@ class ConditionalDiffusion(GenerativeForecaster):
                 "target='residual' model has no first guess; fit it or load a checkpoint "
                 "written with target='residual'"
             )
-        guess = self.fg if fg is None else fg
-        fg = guess.predict(values, times, origins)  # (n, H, C, *s) physical
-        norm = self.normalizer.transform_array(fg, channel_axis=2)
+        pred = (self.fg if fg is None else fg).predict(values, times, origins)  # (n, H, C, *s)
+        norm = self.normalizer.transform_array(pred, channel_axis=2)
         norm = np.nan_to_num(np.swapaxes(norm, 1, 2)).astype(np.float32)
         return torch.from_numpy(np.ascontiguousarray(norm))
 

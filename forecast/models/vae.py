@@ -433,8 +433,8 @@ class ConditionalVAE(GenerativeForecaster):
         if self.first_guess is None:
             return data
         physical = to_array(ds[self.variables])
-        fg = self._first_guess_norm(physical, ds[TIME].values, data.windows.issue_index, fg)
-        return _WithFirstGuess(data, torch.from_numpy(fg))
+        guess = self._first_guess_norm(physical, ds[TIME].values, data.windows.issue_index, fg)
+        return _WithFirstGuess(data, torch.from_numpy(guess))
 
     def fit(
         self,
