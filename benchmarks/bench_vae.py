@@ -12,8 +12,8 @@ settings, as the protocol runner fits it) forecast the same test issue times wit
 member count; scored with :func:`forecast.scoring.scorecard` (CRPS, spread-skill ratio,
 rank-histogram flatness by lead time).
 
-``--load CKPT --recalibrate train+valid`` refits the spread factors of a trained checkpoint on
-other windows, ``--objective spread-skill`` by another objective
+``--load CKPT --recalibrate train+valid|cross-fit`` refits the spread factors of a trained
+checkpoint on other windows, ``--objective spread-skill`` by another objective
 (:meth:`forecast.models.vae.ConditionalVAE.recalibrate`) before scoring;
 ``--save`` writes the model as scored.
 """
@@ -64,8 +64,9 @@ def main() -> None:
     p.add_argument("--no-scores", action="store_true", help="stop after speed and latent path")
     p.add_argument(
         "--recalibrate",
-        choices=("valid", "train+valid"),
-        help="refit the spread factors on these windows before scoring",
+        choices=("valid", "train+valid", "cross-fit"),
+        help="refit the spread factors on these windows before scoring (cross-fit trains the "
+        "calibration_folds fold models of the checkpoint's configuration first)",
     )
     p.add_argument(
         "--objective",

@@ -113,6 +113,30 @@ def test_keep_last_makes_the_final_weights_the_model(nc_path, tmp_path, monkeypa
     assert not np.array_equal(members("model"), members("best"))
 
 
+def test_vae_cross_fit_calibration(nc_path, tmp_path, capsys):
+    """``calibration = "cross-fit"`` trains the fold models inside ``forecast train`` and says
+    on how many held-out windows the spread factors rest."""
+    cfg = tmp_path / "vae.toml"
+    cfg.write_text(
+        TINY.replace("nfe = 2\nlatent_nfe = 3", "")
+        .replace("[model]", "[model]\nlatent_channels = 2\nloc_channels = 2\nkl_warmup = 3")
+        .replace("blocks = 1", 'blocks = 1\ncalibration = "cross-fit"\ncalibration_folds = 2')
+        .replace("blocks = 1", "blocks = 1\ncalibration_windows = 2")
+    )
+    out = tmp_path / "vae"
+    assert main([*train_args(nc_path, cfg, out), "--model", "vae"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 held-out training windows of 2 fold models" in printed
+    _, meta = load_checkpoint(out / "model.safetensors")
+    assert meta["config"]["calibration"] == "cross-fit"
+    assert np.asarray(meta["state"]["spread_factor"]).shape == (1, 3)
+    assert sorted(p.name for p in out.iterdir()) == [  # the fold models leave nothing behind
+        "best.safetensors",
+        "last.safetensors",
+        "model.safetensors",
+    ]
+
+
 def test_interrupt_and_resume(nc_path, config, tmp_path):
     out = tmp_path / "run"
     base = train_args(nc_path, config, out)

@@ -171,5 +171,11 @@ def _run(args: argparse.Namespace, info: Any) -> int:
             f"active latent units: {latent['active_units']} of {latent['latent_units']} "
             f"(mean KL > {latent['threshold']} nats over {latent['windows']} windows)"
         )
+    cross = info.get("cross_fit") if info else None
+    if cross:  # the VAE's calibration = "cross-fit"
+        print(
+            f"spread factors fitted on the validation windows and {cross['windows']} held-out "
+            f"training windows of {cross['folds']} fold models (trained in {cross['seconds']} s)"
+        )
     print(f"checkpoints in {out}: " + ", ".join(sorted(p.name for p in out.glob("*.safetensors"))))
     return 0

@@ -427,38 +427,31 @@ def fit_folded_first_guess(
     windows (issue times ``context - 1 .. T - horizon - 1`` of ``train``): block ``k``'s first
     guess is fitted on ``train`` with every step of its windows (context and target) set to
     NaN, so that no value of a held-out window is seen."""
-    from forecast.data import data_variables
     from forecast.dims import TIME
+    from forecast.models.folds import fold_blocks, hold_out
 
-    n = int(train.sizes[TIME])
-    issues = np.arange(context - 1, n - horizon)
-    if folds < 2 or len(issues) < folds:
-        raise ForecastError(
-            f"first_guess_folds = {folds} needs 2 <= folds <= {len(issues)} (the training "
-            "windows); use first_guess_folds = 1 for no cross-fitting"
-        )
+    blocks = fold_blocks(int(train.sizes[TIME]), context, horizon, folds, "first_guess_folds")
     times = train[TIME].values
     guesses, starts, stops = [], [], []
-    index = xr.DataArray(np.arange(n), dims=TIME)
-    for block in np.array_split(issues, folds):
-        lo, hi = block[0] - context + 1, block[-1] + horizon + 1
-        keep = (index < lo) | (index >= hi)
-        masked = train.copy()
-        for name in data_variables(train):
-            masked[name] = train[name].where(keep)
+    for block in blocks:
         try:
             guesses.append(
                 fit_first_guess(
-                    kind, masked, context=context, horizon=horizon, seed=seed, valid=valid
+                    kind,
+                    hold_out(train, block),
+                    context=context,
+                    horizon=horizon,
+                    seed=seed,
+                    valid=valid,
                 )
             )
         except ForecastError as err:
             raise ForecastError(
-                f"first-guess fold {len(guesses) + 1} of {folds} (training steps {lo}..{hi - 1} "
-                f"held out) failed: {err}; use fewer first_guess_folds"
+                f"first-guess fold {len(guesses) + 1} of {folds} (training steps {block.lo}.."
+                f"{block.hi - 1} held out) failed: {err}; use fewer first_guess_folds"
             ) from None
-        starts.append(times[block[0]])
-        stops.append(times[block[-1]])
+        starts.append(times[block.issues[0]])
+        stops.append(times[block.issues[-1]])
     return FoldedFirstGuess(guesses, np.array(starts), np.array(stops))
 
 

@@ -75,7 +75,7 @@ from forecast.training.loop import train as train_loop
 #: Version of this model's checkpoint layout; a checkpoint with another one is refused.
 FORMAT = 1
 _LOG_SIGMA_MIN, _LOG_SIGMA_MAX = -7.0, 3.0
-_CALIBRATIONS = ("valid", "train+valid")
+_CALIBRATIONS = ("valid", "train+valid", "cross-fit")
 
 
 def gaussian_kl(
@@ -148,9 +148,14 @@ class ConditionalVAE(GenerativeForecaster):
         (see :meth:`calibrate_spread`); without them no factor is fitted.
     calibration : str
         Windows of that fit: ``"valid"`` (up to ``calibration_windows`` evenly spaced
-        validation windows) or ``"train+valid"`` (as many again from the training split).
+        validation windows), ``"train+valid"`` (as many again from the training split, where
+        the model is in-sample) or ``"cross-fit"`` (the validation windows plus up to
+        ``calibration_windows`` held-out training windows per fold, each ensemble drawn by a
+        fold model trained without that fold; :meth:`cross_fit_samples`).
     calibration_windows : int
-        Windows taken from each split for the spread calibration.
+        Windows taken from each split (each fold) for the spread calibration.
+    calibration_folds : int
+        Folds of ``"cross-fit"`` (>= 2): that many more trainings of this configuration.
     calibration_objective : str
         What the spread factors optimize on those windows: ``"spread-skill"`` (spread-skill
         ratio closest to 1) or ``"crps"`` (lowest CRPS); :mod:`forecast.models.spread`. The
@@ -205,6 +210,7 @@ class ConditionalVAE(GenerativeForecaster):
         spread_calibration: bool = True,
         calibration: str = "valid",
         calibration_windows: int = 32,
+        calibration_folds: int = 3,
         calibration_objective: str = "spread-skill",
         first_guess: str | None = None,
         first_guess_condition: bool = False,
@@ -242,6 +248,12 @@ class ConditionalVAE(GenerativeForecaster):
         self.calibration, self.calibration_windows = str(calibration), int(calibration_windows)
         if self.calibration_windows < 1:
             raise ForecastError(f"calibration_windows must be >= 1, got {calibration_windows}")
+        self.calibration_folds = int(calibration_folds)
+        if self.calibration_folds < 2:
+            raise ForecastError(
+                f"calibration_folds must be >= 2 (one model per held-out fold), got "
+                f"{calibration_folds}"
+            )
         self.calibration_objective = check_objective(str(calibration_objective))
         if first_guess is not None:
             from forecast.models.first_guess import FIRST_GUESSES
@@ -261,6 +273,7 @@ class ConditionalVAE(GenerativeForecaster):
         #: Training std of ``x`` per (channel, lead, *space) with ``scale_points``, else None.
         self.point_scale: np.ndarray | None = None
         self._init_training(train)
+        self._progress_desc = "vae"
         self.log_scale: torch.Tensor | None = None
         self.grid_shape: tuple[int, int] | None = None
 
@@ -465,6 +478,11 @@ class ConditionalVAE(GenerativeForecaster):
             (``active_units`` etc., see :meth:`latent_usage`).
         """
         check_training_length(train, self.context, self.horizon)
+        t_folds = time.perf_counter()
+        held_out = None  # the cross-fit folds train first: this fit then seeds as without them
+        if self.spread_calibration and self.calibration == "cross-fit":
+            held_out = self.cross_fit_samples(train, valid)
+        folds_s = round(time.perf_counter() - t_folds, 1)
         layout, out = self._start_fit(train, out_dir)
         cfg = self.train_config
         if layout == "grid":
@@ -506,14 +524,20 @@ class ConditionalVAE(GenerativeForecaster):
             return loss
 
         usage_data = valid_data if validate is not None else data
-        calib = self._calibration_set(data, valid_data) if self.spread_calibration else None
+        calib = self._calibration_set(data, valid_data) if self.spread_calibration else []
+
+        def calibrated() -> np.ndarray | None:
+            if not calib and held_out is None:
+                return None
+            return self.calibrate_spread(calib, held_out=held_out)
+
         final: dict[str, Any] = {}
 
         def checkpoint(tag: str, ema_module: torch.nn.Module, arrays: dict, meta: dict) -> None:
             if out is None:
                 return
             self._set_module(ema_module)
-            self.spread_factor = self.calibrate_spread(calib) if calib else None
+            self.spread_factor = calibrated()
             meta = {**meta, "latent": self.latent_usage(usage_data)}
             self._write_training(out, tag, arrays, meta)
             if tag == "last":  # the final weights: fit reuses this work below
@@ -529,15 +553,18 @@ class ConditionalVAE(GenerativeForecaster):
             resume=resume_arrays,
             ema=ema,
             stop_after=stop_after,
-            desc="vae",
+            desc=self._progress_desc,
         )
         self._set_module(ema.eval())
-        if final:
-            self.spread_factor = final["factor"]
-        else:
-            self.spread_factor = self.calibrate_spread(calib) if calib else None
+        self.spread_factor = final["factor"] if final else calibrated()
         self.training = dict(result.to_dict())
         self.training["setup_seconds"] = setup_s  # first guess fit, windows
+        if held_out is not None:
+            self.training["cross_fit"] = {
+                "folds": self.calibration_folds,
+                "windows": int(held_out[0].shape[0]),
+                "seconds": folds_s,
+            }
         self.training["latent"] = final.get("latent") or self.latent_usage(usage_data)
         return self
 
@@ -656,7 +683,13 @@ class ConditionalVAE(GenerativeForecaster):
             self.calibration = calibration
         data = self._window_dataset(train) if self.calibration == "train+valid" else None
         items = self._calibration_set(data, valid)
-        self.spread_factor = self.calibrate_spread(items) if items else None
+        held_out = None
+        if self.calibration == "cross-fit":
+            held_out = self.cross_fit_samples(train, valid)
+        if not items and held_out is None:
+            self.spread_factor = None
+        else:
+            self.spread_factor = self.calibrate_spread(items, held_out=held_out)
         return self.spread_factor
 
     def _calibration_items(self, valid: xr.Dataset | Any, max_windows: int = 32) -> list | None:
@@ -678,8 +711,83 @@ class ConditionalVAE(GenerativeForecaster):
         net_ctx, anchor = self._inputs(ctx, fg)
         return net_ctx, anchor, tgt, cal
 
+    def spread_samples(
+        self, items: list[dict[str, Any]], members: int = 16, seed: int = 10_000
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(truth, centre, deviation)`` of ``members``-member ensembles on window items, in
+        the generated (normalized, scaled) units: the target ``x`` ``(W, C, H, *s)``, the
+        decoded prior mean ``g(mu)`` ``(W, C, H, *s)`` and the members' departures
+        ``g(z) - g(mu)`` ``(W, C, H, *s, M)``, float32; window ``k`` draws its latents with
+        seed ``seed + k``."""
+        self._require_fitted()
+        centres, devs, obs = [], [], []
+        for k, item in enumerate(items):
+            ctx, anchor, tgt, cal = self._batch([item])
+            eps = self._prior_eps(self.latent_shape(), members, seed=seed + k)
+            x = self._decode_eps(self.net, ctx, cal, eps).numpy()
+            # the decoded prior mean g(mu): eps = 0
+            centre = self._decode_eps(self.net, ctx, cal, torch.zeros_like(eps[:1])).numpy()
+            centres.append(centre[0])
+            devs.append(np.moveaxis(x - centre, 0, -1))
+            obs.append((tgt - anchor)[0].numpy())
+        return np.stack(obs), np.stack(centres), np.stack(devs)
+
+    def cross_fit_samples(
+        self, train: xr.Dataset, valid: xr.Dataset | None = None, members: int = 16
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`spread_samples` of held-out training windows (``calibration = "cross-fit"``).
+
+        The training windows are cut into ``calibration_folds`` contiguous blocks
+        (:mod:`forecast.models.folds`). For each block a model of this configuration (same
+        seed, no spread calibration, the ``train.keep`` weights) is trained on ``train`` with
+        every step of the block's windows set to NaN, so that neither it nor its first guess
+        has seen them, and draws the ensembles of up to ``calibration_windows`` evenly spaced
+        windows of the block. The spread factors then rest on errors of models that had not
+        seen the windows, over the whole training period, not only on the validation days.
+        Costs ``calibration_folds`` trainings (rerun on resume); the fold models are dropped.
+        """
+        import tempfile
+
+        from forecast.models.folds import fold_blocks, hold_out
+
+        blocks = fold_blocks(
+            int(train.sizes[TIME]),
+            self.context,
+            self.horizon,
+            self.calibration_folds,
+            "calibration_folds",
+        )
+        config = {**self.config(), "spread_calibration": False}
+        parts = []
+        for k, block in enumerate(blocks):
+            fold = type(self)(**config)
+            fold._progress_desc = f"vae fold {k + 1}/{len(blocks)}"
+            with tempfile.TemporaryDirectory() as tmp:
+                try:
+                    fold.fit(hold_out(train, block), valid, out_dir=tmp)
+                except ForecastError as err:
+                    raise ForecastError(
+                        f"cross-fit fold {k + 1} of {len(blocks)} (training steps {block.lo}.."
+                        f"{block.hi - 1} held out) failed: {err}; use fewer calibration_folds"
+                    ) from None
+                kept = Path(tmp) / f"{fold.train_config.keep}.safetensors"
+                if kept.exists():  # else the fold's final weights, in memory
+                    fold = type(self).load(kept)
+            data = fold._window_dataset(train)
+            inside = np.flatnonzero(np.isin(data.windows.issue_index, block.issues))
+            n = min(self.calibration_windows, len(inside))
+            pick = inside[np.unique(np.linspace(0, len(inside) - 1, n).astype(int))]
+            items = [data[int(i)] for i in pick]
+            parts.append(fold.spread_samples(items, members, seed=20_000 + 1_000 * k))
+        truth, centre, dev = (np.concatenate(a) for a in zip(*parts, strict=True))
+        return truth, centre, dev
+
     def calibrate_spread(
-        self, items: list[dict[str, Any]], members: int = 16, grid: np.ndarray | None = None
+        self,
+        items: list[dict[str, Any]],
+        members: int = 16,
+        grid: np.ndarray | None = None,
+        held_out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """Spread factors ``(channel, lead)`` fitted on held-out windows.
 
@@ -687,26 +795,20 @@ class ConditionalVAE(GenerativeForecaster):
         for each (channel, lead) ``a`` is the value of ``grid`` (default 0.5..4, geometric)
         with the best ``calibration_objective`` (lowest CRPS, or spread-skill closest to 1;
         :mod:`forecast.models.spread`) of ``members``-member ensembles over ``items``
-        (held-out windows, see ``calibration``). Members still depend only on their own latent.
+        (held-out windows, see ``calibration``) and the samples ``held_out`` (e.g.
+        :meth:`cross_fit_samples`). Members still depend only on their own latent.
         """
         from forecast.models.spread import fit_spread_factors
 
         self._require_fitted()
         grid = np.geomspace(0.5, 4.0, 25) if grid is None else np.asarray(grid, dtype=float)
-        centres, devs, obs = [], [], []
-        for k, item in enumerate(items):
-            ctx, anchor, tgt, cal = self._batch([item])
-            eps = self._prior_eps(self.latent_shape(), members, seed=10_000 + k)
-            x = self._decode_eps(self.net, ctx, cal, eps).numpy()
-            # the decoded prior mean g(mu): eps = 0
-            centre = self._decode_eps(self.net, ctx, cal, torch.zeros_like(eps[:1])).numpy()
-            target = (tgt - anchor)[0].numpy()
-            centres.append(centre[0])
-            devs.append(x - centre)
-            obs.append(target)
-        centre = np.stack(centres)  # (W, C, H, *s)
-        dev = np.moveaxis(np.stack(devs), 1, -1)  # (W, C, H, *s, M)
-        factors = fit_spread_factors(np.stack(obs), centre, dev, grid, self.calibration_objective)
+        parts = [self.spread_samples(items, members)] if items else []
+        if held_out is not None:
+            parts.append(held_out)
+        if not parts:
+            raise ForecastError("no windows to calibrate the spread on; pass validation data")
+        truth, centre, dev = (np.concatenate(a) for a in zip(*parts, strict=True))
+        factors = fit_spread_factors(truth, centre, dev, grid, self.calibration_objective)
         return factors.astype(np.float32)
 
     def _factor(self) -> torch.Tensor | None:

@@ -1,0 +1,100 @@
+"""Cross-fitted spread calibration of the VAE (``calibration = "cross-fit"``) and the fold
+blocks it shares with the out-of-fold first guesses (:mod:`forecast.models.folds`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from forecast.errors import ForecastError
+from forecast.models.folds import fold_blocks, hold_out
+from forecast.models.spread import fit_spread_factors
+from forecast.models.vae import ConditionalVAE
+
+torch.set_num_threads(1)
+K, H = 6, 6
+
+
+@pytest.fixture(scope="module")
+def splits(synthetic_weather_ds):
+    ds = synthetic_weather_ds
+    return ds.isel(time=slice(0, 240)), ds.isel(time=slice(240, 312))
+
+
+def _tiny(**kw) -> ConditionalVAE:
+    model = ConditionalVAE.tiny(K, H)
+    return ConditionalVAE(**{**model.config(), "first_guess": "diurnal", **kw})
+
+
+def test_fold_blocks_partition_the_training_windows(splits):
+    train, _ = splits
+    blocks = fold_blocks(40, K, H, 3, "calibration_folds")
+    issues = np.concatenate([b.issues for b in blocks])
+    np.testing.assert_array_equal(issues, np.arange(K - 1, 40 - H))  # every window once, in order
+    for b in blocks:  # the steps a block's windows touch: first context step to last target step
+        assert (b.lo, b.hi) == (b.issues[0] - K + 1, b.issues[-1] + H + 1)
+    masked = hold_out(train, blocks[1])
+    nan = np.isnan(masked["t2m"].values).all(axis=(1, 2))
+    assert nan[blocks[1].lo : blocks[1].hi].all()
+    assert not nan[: blocks[1].lo].any() and not nan[blocks[1].hi :].any()
+    assert not np.isnan(train["t2m"].values).any()  # the input is left as it was
+    for folds in (1, 30):
+        with pytest.raises(ForecastError, match=r"calibration_folds = \d+ needs 2 <= folds <= 29"):
+            fold_blocks(40, K, H, folds, "calibration_folds")
+
+
+def test_bad_cross_fit_options(splits):
+    with pytest.raises(ForecastError, match="calibration_folds must be >= 2"):
+        _tiny(calibration="cross-fit", calibration_folds=1)
+    train, valid = splits
+    model = _tiny(calibration="cross-fit", calibration_folds=3)
+    with pytest.raises(ForecastError, match="needs 2 <= folds <= 3"):
+        _tiny(calibration="cross-fit", calibration_folds=4).fit(train.isel(time=slice(0, 14)))
+    # three windows, one per fold: each fold model is left without a complete window
+    with pytest.raises(ForecastError, match=r"^cross-fit fold 1 of 3 \(training steps 0\.\.11 "):
+        model.fit(train.isel(time=slice(0, K + H + 2)), valid)
+
+
+def test_fold_models_never_see_their_windows(splits, monkeypatch):
+    train, valid = splits
+    seen = []
+    fit = ConditionalVAE.fit
+
+    def spy(self, data, *args, **kwargs):
+        seen.append((self.spread_calibration, data["t2m"].values.copy()))
+        return fit(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(ConditionalVAE, "fit", spy)
+    model = _tiny(calibration="cross-fit", calibration_folds=2, calibration_windows=3)
+    truth, centre, dev = model.cross_fit_samples(train, valid, members=4)
+    assert len(seen) == 2 and not any(calibrated for calibrated, _ in seen)
+    blocks = fold_blocks(train.sizes["time"], K, H, 2, "calibration_folds")
+    for (_, values), block in zip(seen, blocks, strict=True):
+        assert np.isnan(values[block.lo : block.hi]).all()
+        assert not np.isnan(values[: block.lo]).any() and not np.isnan(values[block.hi :]).any()
+    # 3 windows per fold, in the generated units: truth and centre (W, C, H, *s), members last
+    assert truth.shape == centre.shape == (6, 1, H, 16, 24)
+    assert dev.shape == (6, 1, H, 16, 24, 4)
+    assert np.isfinite(dev).all() and dev.std() > 0
+
+
+def test_cross_fit_calibration_uses_validation_and_held_out_windows(splits):
+    train, valid = splits
+    model = _tiny(calibration="cross-fit", calibration_folds=2, calibration_windows=3).fit(
+        train, valid
+    )
+    assert model.training["cross_fit"]["folds"] == 2
+    assert model.training["cross_fit"]["windows"] == 6
+    # the fit's factors: the spread-skill choice on validation windows + the folds' windows
+    # (the fold trainings are seeded, so they come out the same again)
+    held = model.cross_fit_samples(train, valid)
+    val = model.spread_samples(model._calibration_set(None, valid))
+    parts = [np.concatenate(a) for a in zip(val, held, strict=True)]
+    want = fit_spread_factors(*parts, np.geomspace(0.5, 4.0, 25), "spread-skill")
+    np.testing.assert_allclose(model.spread_factor, want)
+    only_valid = fit_spread_factors(*val, np.geomspace(0.5, 4.0, 25), "spread-skill")
+    assert not np.allclose(model.spread_factor, only_valid)  # the held-out windows count
+    # recalibrate repeats it on a fitted model; "valid" drops the folds again
+    np.testing.assert_allclose(model.recalibrate(train, valid), want)
+    np.testing.assert_allclose(model.recalibrate(train, valid, "valid"), only_valid)
