@@ -104,9 +104,14 @@ def run(args: argparse.Namespace) -> int:
     from forecast.training import distributed
 
     info = distributed.setup()  # joins torchrun's process group; one process otherwise
+    done = False
     try:
-        return _run(args, info)
+        status = _run(args, info)
+        done = True
+        return status
     finally:
+        if done:  # leaving the group is collective: a rank that tore it down while rank 0
+            distributed.barrier(info)  # still saved could abort (gloo: SIGABRT at exit)
         distributed.cleanup()
 
 
