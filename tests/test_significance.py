@@ -173,6 +173,28 @@ def test_table_uses_the_best_reference_at_each_lead(tmp_path):
         significance_table({"a": mixed}, truth, ["a"])
 
 
+def test_table_on_dask_ensembles_reads_each_ensemble_once():
+    """Dask-backed ensembles (``forecast evaluate --forecast`` opens them so): the same table
+    as in memory, from one computation for the CRPS of all ensembles and one per model for
+    its spread-skill (before: one per lead and model, each re-reading both ensembles)."""
+    from dask.callbacks import Callback
+
+    truth, a = make_case(m=5, n_init=8, n_lead=4, seed=0, spread=1.0)
+    _, b = make_case(m=5, n_init=8, n_lead=4, seed=1, spread=2.0)
+    _, model = make_case(m=5, n_init=8, n_lead=4, seed=2, spread=1.0)
+    fc = {"a": a, "b": b, "model": model}
+    want = significance_table(fc, truth, ["a", "b"])
+    # dask data, the coordinates in memory (as the CF reader gives them)
+    lazy = {
+        k: v.chunk({INIT_TIME: 2}).assign_coords(valid_time=v.valid_time) for k, v in fc.items()
+    }
+    computes = []
+    with Callback(start=lambda dsk: computes.append(len(dsk))):
+        got = significance_table(lazy, truth, ["a", "b"])
+    pd.testing.assert_frame_equal(got, want)
+    assert len(computes) == 2  # CRPS of a, b and model together; the spread of model
+
+
 def test_spread_skill_interval_point_and_verdicts():
     truth, calibrated = make_case(m=8, n_init=8, seed=4, spread=1.0)
     _, narrow = make_case(m=8, n_init=8, seed=5, spread=0.3)

@@ -264,12 +264,17 @@ def significance_table(
     models = [m for m in forecasts if m not in references]
     if not models:
         raise ForecastError("every forecast is a reference; add a model to compare")
+    import dask
+
     from forecast.scoring.spread_interval import spread_skill_interval  # imports this module
 
-    scores = {
-        name: crps_by_issue_time(forecasts[name], truth, member_dim=member_dim, skipna=skipna)
-        for name in [*references, *models]
-    }
+    names = [*references, *models]
+    lazy = [
+        crps_by_issue_time(forecasts[n], truth, member_dim=member_dim, skipna=skipna) for n in names
+    ]
+    # the scores per (issue time, lead) are small: computed once here (one pass over dask-backed
+    # ensembles), not again for every lead's test below
+    scores = dict(zip(names, dask.compute(*lazy), strict=True))
     ssr = {
         m: spread_skill_interval(forecasts[m], truth, confidence=confidence, member_dim=member_dim)
         for m in models

@@ -61,6 +61,7 @@ def spread_skill_interval(
         ``"over-dispersed"`` (above it), ``"consistent"`` (it overlaps the band) or
         ``"undetermined"`` (no finite interval), over ``lead_time``.
     """
+    import dask
     from arch.bootstrap import CircularBlockBootstrap
 
     if not 0 < confidence < 1:
@@ -73,6 +74,7 @@ def spread_skill_interval(
     kw = {"member_dim": member_dim, "dim": space}
     var = ensemble_spread(obs[names], forecast[names], **kw) ** 2
     mse = rmse_ensemble_mean(obs[names], forecast[names], **kw) ** 2
+    var, mse = dask.compute(var, mse)  # one pass over a dask-backed ensemble; no-op otherwise
     m = forecast.sizes[member_dim]
     factor = np.sqrt((m + 1) / m)
     h = overlap_steps(forecast[INIT_TIME].values, forecast[LEAD_TIME].values)
