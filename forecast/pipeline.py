@@ -44,7 +44,7 @@ CRPS_GAUSSIAN = "crps_gaussian"
 
 #: Scorecard metrics of a protocol run by default: every metric of
 #: :data:`forecast.scoring.METRICS` except the variogram score, whose cost grows with the square
-#: of the number of points (1617 grid points of P2: over a minute per model on two cores).
+#: of the number of points (1617 grid points of P2: about 36 s per model, docs/scoring.md).
 DEFAULT_METRICS = tuple(m for m in SCORECARD_METRICS if m != "variogram")
 
 

@@ -41,11 +41,23 @@ def test_energy_score_equals_scoringrules():
     )
 
 
-def test_variogram_score_equals_scoringrules():
+@pytest.mark.parametrize("p", [0.5, 1.0, 0.7])  # the kernel's sqrt, abs and pow branches
+def test_variogram_score_equals_scoringrules(p):
     obs, fc = _pair(seed=1)
     y, x = _flat(obs, fc)
-    ours = variogram_score(obs, fc, dim=[])
-    np.testing.assert_allclose(ours.values, sr.vs_ensemble(y, x, p=0.5, backend="numpy"), rtol=1e-9)
+    ours = variogram_score(obs, fc, dim=[], p=p)
+    np.testing.assert_allclose(ours.values, sr.vs_ensemble(y, x, p=p, backend="numpy"), rtol=1e-9)
+
+
+def test_variogram_score_nan_spoils_only_its_sample():
+    obs, fc = _pair(seed=3)
+    want = variogram_score(obs, fc, dim=[]).values  # (init, lead)
+    bad = fc.copy()
+    bad[0, 1, 0, 0, 0] = np.nan  # issue 0, member 1, lead 0, one point
+    got = variogram_score(obs, bad, dim=[]).values
+    assert np.isnan(got[0, 0]) and np.isfinite(got).sum() == got.size - 1
+    keep = np.isfinite(got)
+    np.testing.assert_allclose(got[keep], want[keep], rtol=1e-12)
 
 
 def test_energy_one_point_is_crps_and_errors():

@@ -284,31 +284,43 @@ def energy_score_np(obs: np.ndarray, fct: np.ndarray) -> np.ndarray:
     return out.reshape(lead)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
 def _variogram_kernel(x, y, p_exp, out):  # pragma: no cover - compiled
-    """Variogram score of order p for ``x (P, M, D)``, ``y (P, D)``, unit pair weights."""
-    p_, m, d = x.shape
+    """Variogram score of order p for ``x (P, D, M)`` (members last: the inner loop runs over
+    contiguous memory), ``y (P, D)``, unit pair weights. The sums may be reassociated (SIMD);
+    NaN is checked first, so the fast-math flags leave NaN handling alone."""
+    p_, d, m = x.shape
+    mode = 1 if p_exp == 0.5 else (2 if p_exp == 1.0 else 0)  # sqrt and abs beat pow
     for p in range(p_):
         bad = False
         for k in range(d):
             if math.isnan(y[p, k]):
                 bad = True
-        for i in range(m):
-            for k in range(d):
-                if math.isnan(x[p, i, k]):
+            for i in range(m):
+                if math.isnan(x[p, k, i]):
                     bad = True
         if bad:
             out[p] = np.nan
             continue
         total = 0.0
         for a in range(d):
+            xa = x[p, a]
             for b in range(a + 1, d):
+                xb = x[p, b]
                 vf = 0.0
-                for i in range(m):
-                    vf += abs(x[p, i, a] - x[p, i, b]) ** p_exp
-                vf /= m
-                vo = abs(y[p, a] - y[p, b]) ** p_exp
-                total += (vo - vf) ** 2
+                if mode == 1:
+                    for i in range(m):
+                        vf += math.sqrt(abs(xa[i] - xb[i]))
+                    vo = math.sqrt(abs(y[p, a] - y[p, b]))
+                elif mode == 2:
+                    for i in range(m):
+                        vf += abs(xa[i] - xb[i])
+                    vo = abs(y[p, a] - y[p, b])
+                else:
+                    for i in range(m):
+                        vf += abs(xa[i] - xb[i]) ** p_exp
+                    vo = abs(y[p, a] - y[p, b]) ** p_exp
+                total += (vo - vf / m) ** 2
         out[p] = 2.0 * total  # sum over ordered pairs (i, j), as Scheuerer & Hamill
 
 
@@ -316,7 +328,8 @@ def variogram_score_np(obs: np.ndarray, fct: np.ndarray, p: float = 0.5) -> np.n
     """Variogram score of order ``p`` over all pairs (i, j); shapes as :func:`energy_score_np`."""
     x = np.asarray(fct, dtype=np.float64)
     lead = x.shape[:-2]
-    x3 = np.ascontiguousarray(x.reshape(-1, *x.shape[-2:]))
+    # (P, D, M): members last and contiguous for the kernel's inner loop
+    x3 = np.ascontiguousarray(np.swapaxes(x.reshape(-1, *x.shape[-2:]), 1, 2))
     y = np.ascontiguousarray(
         np.broadcast_to(np.asarray(obs, dtype=np.float64), (*lead, x.shape[-1]))
     ).reshape(-1, x.shape[-1])
