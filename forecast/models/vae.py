@@ -773,11 +773,9 @@ class ConditionalVAE(GenerativeForecaster):
                 kept = Path(tmp) / f"{fold.train_config.keep}.safetensors"
                 if kept.exists():  # else the fold's final weights, in memory
                     fold = type(self).load(kept)
-            data = fold._window_dataset(train)
-            inside = np.flatnonzero(np.isin(data.windows.issue_index, block.issues))
-            n = min(self.calibration_windows, len(inside))
-            pick = inside[np.unique(np.linspace(0, len(inside) - 1, n).astype(int))]
-            items = [data[int(i)] for i in pick]
+            # the block's steps hold exactly its windows
+            data = fold._window_dataset(train.isel({TIME: slice(block.lo, block.hi)}))
+            items = self._pick(data, self.calibration_windows)
             parts.append(fold.spread_samples(items, members, seed=20_000 + 1_000 * k))
         truth, centre, dev = (np.concatenate(a) for a in zip(*parts, strict=True))
         return truth, centre, dev
