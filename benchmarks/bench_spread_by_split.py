@@ -17,26 +17,25 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 import torch
 
-from forecast.data import data_variables, get_protocol, open_dataset
-from forecast.dims import LEAD_TIME, MEMBER, VALID_TIME
+from forecast.data import get_protocol, open_dataset
+from forecast.dims import LEAD_TIME
 from forecast.models import load_model
 from forecast.models.base import forecast_many
+from forecast.scoring import obs_for, rmse_ensemble_mean, spread_skill_ratio
 
 
 def band_scores(ens, truth, bands: list[tuple[int, int]]) -> list[tuple[float, float]]:
-    """``(spread-skill, RMSE)`` per lead band ``(first, last)`` (1-based lead steps)."""
-    members = ens.sizes[MEMBER]
+    """``(spread-skill, RMSE)`` per lead band ``(first, last)`` (1-based lead steps), pooled
+    over issue times, lead times and points (one forecast variable)."""
+    obs = obs_for(ens, truth)
     out = []
-    names = data_variables(truth)
-    obs = truth[names].sel(time=ens[VALID_TIME])
     for lo, hi in bands:
         sel = {LEAD_TIME: slice(lo - 1, hi)}
-        var = sum(float(ens[n].isel(sel).var(MEMBER, ddof=1).mean()) for n in names)
-        err = sum(float(((ens[n].mean(MEMBER) - obs[n]).isel(sel) ** 2).mean()) for n in names)
-        out.append((float(np.sqrt((members + 1) / members * var / err)), float(np.sqrt(err))))
+        o, f = obs.isel(sel), ens.isel(sel)
+        (name,) = list(f.data_vars)
+        out.append((float(spread_skill_ratio(o, f)[name]), float(rmse_ensemble_mean(o, f)[name])))
     return out
 
 
