@@ -527,9 +527,7 @@ class ConditionalVAE(GenerativeForecaster):
         calib = self._calibration_set(data, valid_data) if self.spread_calibration else []
 
         def calibrated() -> np.ndarray | None:
-            if not calib and held_out is None:
-                return None
-            return self.calibrate_spread(calib, held_out=held_out)
+            return self._factors_or_none(calib, held_out)
 
         final: dict[str, Any] = {}
 
@@ -686,11 +684,14 @@ class ConditionalVAE(GenerativeForecaster):
         held_out = None
         if self.calibration == "cross-fit":
             held_out = self.cross_fit_samples(train, valid)
-        if not items and held_out is None:
-            self.spread_factor = None
-        else:
-            self.spread_factor = self.calibrate_spread(items, held_out=held_out)
+        self.spread_factor = self._factors_or_none(items, held_out)
         return self.spread_factor
+
+    def _factors_or_none(self, items: list, held_out: Any) -> np.ndarray | None:
+        """:meth:`calibrate_spread` on ``items`` and ``held_out``; None when both are empty."""
+        if not items and held_out is None:
+            return None
+        return self.calibrate_spread(items, held_out=held_out)
 
     def _calibration_items(self, valid: xr.Dataset | Any, max_windows: int = 32) -> list | None:
         """Up to ``max_windows`` evenly spaced validation windows (None without any); ``valid``
