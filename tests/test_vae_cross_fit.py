@@ -98,3 +98,56 @@ def test_cross_fit_calibration_uses_validation_and_held_out_windows(splits):
     # recalibrate repeats it on a fitted model; "valid" drops the folds again
     np.testing.assert_allclose(model.recalibrate(train, valid), want)
     np.testing.assert_allclose(model.recalibrate(train, valid, "valid"), only_valid)
+
+
+def _count_fold_fits(monkeypatch) -> list:
+    """Record every fold-model fit (a fit without spread calibration)."""
+    fits = []
+    fit = ConditionalVAE.fit
+
+    def spy(self, *args, **kwargs):
+        if not self.spread_calibration:
+            fits.append(1)
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConditionalVAE, "fit", spy)
+    return fits
+
+
+def test_cached_fold_samples_are_reused_only_for_the_same_folds(splits, tmp_path, monkeypatch):
+    train, valid = splits
+    model = _tiny(calibration="cross-fit", calibration_folds=2, calibration_windows=3)
+    fits = _count_fold_fits(monkeypatch)
+    first = model.cross_fit_samples(train, valid, members=4, cache=tmp_path)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["cross-fit-fold0.safetensors", "cross-fit-fold1.safetensors"]
+    assert len(fits) == 2
+    again = model.cross_fit_samples(train, valid, members=4, cache=tmp_path, reuse=True)
+    assert len(fits) == 2  # read, not trained again
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    # other data, other members, or a file of another fold: trained again
+    model.cross_fit_samples(train + 0.5, valid, members=4, cache=tmp_path, reuse=True)
+    assert len(fits) == 4
+    model.cross_fit_samples(train + 0.5, valid, members=3, cache=tmp_path, reuse=True)
+    assert len(fits) == 6
+    (tmp_path / "cross-fit-fold1.safetensors").replace(tmp_path / "cross-fit-fold0.safetensors")
+    model.cross_fit_samples(train + 0.5, valid, members=3, cache=tmp_path, reuse=True)
+    assert len(fits) == 8  # fold 0's file was fold 1's, fold 1's is gone
+    model.cross_fit_samples(train + 0.5, valid, members=3, cache=tmp_path)
+    assert len(fits) == 10  # without reuse (a fresh fit) the folds always train
+
+
+def test_resume_does_not_train_the_folds_again(splits, tmp_path, monkeypatch):
+    train, valid = splits
+    kw = {"calibration": "cross-fit", "calibration_folds": 2, "calibration_windows": 3}
+    whole = _tiny(**kw).fit(train, valid, out_dir=tmp_path / "whole")
+    assert not list((tmp_path / "whole").glob("cross-fit-fold*"))  # removed at the end
+    out = tmp_path / "run"
+    _tiny(**kw).fit(train, valid, out_dir=out, stop_after=2)
+    assert len(list(out.glob("cross-fit-fold*.safetensors"))) == 2  # kept for the resume
+    fits = _count_fold_fits(monkeypatch)
+    resumed = _tiny(**kw).fit(train, valid, out_dir=out, resume=True)
+    assert not fits
+    assert not list(out.glob("cross-fit-fold*"))
+    np.testing.assert_array_equal(resumed.spread_factor, whole.spread_factor)

@@ -53,3 +53,24 @@ def hold_out(train: xr.Dataset, block: Block) -> xr.Dataset:
     for name in data_variables(train):
         masked[name] = train[name].where(keep)
     return masked
+
+
+def fold_cache_key(config: dict, members: int, *datasets: xr.Dataset | None) -> str:
+    """SHA-256 of a fold model's configuration, ensemble size and the data it is fitted on (every
+    data variable's values and the time coordinate of each data set; None counts as absent):
+    a cached fold result is reused only under the same key."""
+    import hashlib
+    import json
+
+    from forecast.data import data_variables
+
+    digest = hashlib.sha256(json.dumps([config, members], sort_keys=True, default=str).encode())
+    for ds in datasets:
+        if ds is None:
+            digest.update(b"none")
+            continue
+        digest.update(np.ascontiguousarray(ds[TIME].values).tobytes())
+        for name in data_variables(ds):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(ds[name].values).tobytes())
+    return digest.hexdigest()

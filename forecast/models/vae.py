@@ -45,6 +45,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.models import MODELS
@@ -76,6 +77,9 @@ from forecast.training.loop import train as train_loop
 FORMAT = 1
 _LOG_SIGMA_MIN, _LOG_SIGMA_MAX = -7.0, 3.0
 _CALIBRATIONS = ("valid", "train+valid", "cross-fit")
+#: Cross-fit fold samples kept in the training folder for a resume: ``<prefix><k>.safetensors``.
+_FOLD_CACHE = "cross-fit-fold"
+_FOLD_ARRAYS = ("truth", "centre", "deviation")
 
 
 def gaussian_kl(
@@ -465,9 +469,11 @@ class ConditionalVAE(GenerativeForecaster):
         train, valid : xr.Dataset
             Contiguous slices of a standard data set.
         out_dir : path, optional
-            Folder for ``best.safetensors`` / ``last.safetensors`` training checkpoints.
+            Folder for ``best.safetensors`` / ``last.safetensors`` training checkpoints (and,
+            with ``calibration = "cross-fit"``, the folds' samples until the fit ends).
         resume : bool
-            Continue exactly from ``out_dir/last.safetensors``.
+            Continue exactly from ``out_dir/last.safetensors`` (finished cross-fit folds are
+            read, not trained again).
         stop_after : int, optional
             Stop after this optimizer step as if interrupted (tests).
 
@@ -480,8 +486,11 @@ class ConditionalVAE(GenerativeForecaster):
         check_training_length(train, self.context, self.horizon)
         t_folds = time.perf_counter()
         held_out = None  # the cross-fit folds train first: this fit then seeds as without them
-        if self.spread_calibration and self.calibration == "cross-fit":
-            held_out = self.cross_fit_samples(train, valid)
+        cross_fit = self.spread_calibration and self.calibration == "cross-fit"
+        if cross_fit:
+            if out_dir is not None:  # each fold's samples are kept there until the fit ends
+                Path(out_dir).mkdir(parents=True, exist_ok=True)
+            held_out = self.cross_fit_samples(train, valid, cache=out_dir, reuse=resume)
         folds_s = round(time.perf_counter() - t_folds, 1)
         layout, out = self._start_fit(train, out_dir)
         cfg = self.train_config
@@ -564,6 +573,10 @@ class ConditionalVAE(GenerativeForecaster):
                 "seconds": folds_s,
             }
         self.training["latent"] = final.get("latent") or self.latent_usage(usage_data)
+        if cross_fit and out is not None and result.stopped != "interrupted":
+            # the folds' samples were kept for a resume of this fit only
+            for path in out.glob(f"{_FOLD_CACHE}*.safetensors"):
+                path.unlink(missing_ok=True)
         return self
 
     def _set_module(self, module: torch.nn.Module) -> None:
@@ -734,7 +747,13 @@ class ConditionalVAE(GenerativeForecaster):
         return np.stack(obs), np.stack(centres), np.stack(devs)
 
     def cross_fit_samples(
-        self, train: xr.Dataset, valid: xr.Dataset | None = None, members: int = 16
+        self,
+        train: xr.Dataset,
+        valid: xr.Dataset | None = None,
+        members: int = 16,
+        *,
+        cache: str | Path | None = None,
+        reuse: bool = False,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`spread_samples` of held-out training windows (``calibration = "cross-fit"``).
 
@@ -745,11 +764,16 @@ class ConditionalVAE(GenerativeForecaster):
         has seen them, and draws the ensembles of up to ``calibration_windows`` evenly spaced
         windows of the block. The spread factors then rest on errors of models that had not
         seen the windows, over the whole training period, not only on the validation days.
-        Costs ``calibration_folds`` trainings (rerun on resume); the fold models are dropped.
+        Costs ``calibration_folds`` trainings; the fold models are dropped.
+
+        With a ``cache`` folder each fold's samples are written there
+        (``cross-fit-fold<k>.safetensors``) as soon as the fold is done; with ``reuse`` too, a
+        fold whose file was written for the same configuration, data and members is read
+        instead of trained again (what ``fit(..., resume=True)`` does).
         """
         import tempfile
 
-        from forecast.models.folds import fold_blocks, hold_out
+        from forecast.models.folds import fold_blocks, fold_cache_key, hold_out
 
         blocks = fold_blocks(
             int(train.sizes[TIME]),
@@ -759,8 +783,13 @@ class ConditionalVAE(GenerativeForecaster):
             "calibration_folds",
         )
         config = {**self.config(), "spread_calibration": False}
+        key = fold_cache_key(config, members, train, valid)
         parts = []
         for k, block in enumerate(blocks):
+            path = Path(cache) / f"{_FOLD_CACHE}{k}.safetensors" if cache is not None else None
+            if reuse and path is not None and (cached := _read_fold(path, key, k)) is not None:
+                parts.append(cached)
+                continue
             fold = type(self)(**config)
             fold._progress_desc = f"vae fold {k + 1}/{len(blocks)}"
             with tempfile.TemporaryDirectory() as tmp:
@@ -778,6 +807,9 @@ class ConditionalVAE(GenerativeForecaster):
             data = fold._window_dataset(train.isel({TIME: slice(block.lo, block.hi)}))
             items = self._pick(data, self.calibration_windows)
             parts.append(fold.spread_samples(items, members, seed=20_000 + 1_000 * k))
+            if path is not None:
+                arrays = dict(zip(_FOLD_ARRAYS, parts[-1], strict=True))
+                save_checkpoint(path, arrays, {"kind": "cross-fit-fold", "fold": k, "key": key})
         truth, centre, dev = (np.concatenate(a) for a in zip(*parts, strict=True))
         return truth, centre, dev
 
@@ -996,6 +1028,17 @@ class _WithFirstGuess(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         return {**self.data[k], "first_guess": self.first_guess[k]}
+
+
+def _read_fold(path: Path, key: str, fold: int) -> tuple[np.ndarray, ...] | None:
+    """The samples of a cached cross-fit fold (:meth:`ConditionalVAE.cross_fit_samples`), or
+    None when ``path`` is missing or was written for another fold, configuration or data."""
+    if not path.is_file():
+        return None
+    arrays, meta = load_checkpoint(path)
+    if meta.get("key") != key or meta.get("fold") != fold:
+        return None
+    return tuple(arrays[name] for name in _FOLD_ARRAYS)
 
 
 def _fg_of(batch: dict[str, Any]) -> torch.Tensor | None:
