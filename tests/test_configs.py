@@ -1,0 +1,109 @@
+"""The shipped configuration files (``data/configs``) and ``scripts/reproduce.py``."""
+
+from __future__ import annotations
+
+import importlib.util
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from forecast.commands.train import build_model
+from forecast.data import get_protocol
+from forecast.training.config import load_toml
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((REPO / "data" / "configs").glob("*.toml"))
+
+
+def _model_of(path: Path) -> str:
+    """``diffusion-era5-uk-t2m.toml`` -> ``diffusion``; ``shipped-vae-...`` -> ``vae``;
+    ``vae-grid.toml`` -> ``vae``."""
+    return path.stem.removeprefix("shipped-").split("-")[0]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_every_config_builds_its_model(path):
+    """A typo in a shipped config (an unknown key, a bad value) fails here, not in a user's
+    twenty-minute training."""
+    cfg = load_toml(path)
+    model = build_model(_model_of(path), 6, 24, cfg["model"], cfg["train"])
+    assert model.kind == _model_of(path)
+
+
+def _reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recommended_configs_exist_and_match_their_protocol():
+    rep = _reproduce()
+    for protocol, (dataset, configs) in rep.RECOMMENDED.items():
+        assert get_protocol(protocol).dataset == dataset
+        assert sorted(configs) == ["diffusion", "vae"]
+        for model, config in configs.items():
+            assert (REPO / config).is_file()
+            assert _model_of(REPO / config) == model
+
+
+def _plan(rep, tmp_path, *argv):
+    ns = rep.argparse.Namespace(
+        protocol="P2", seeds="0,1", pool=False, members=50, threads=1, max_steps=None
+    )
+    ns.out = str(tmp_path)
+    for key, value in zip(argv[::2], argv[1::2], strict=True):
+        setattr(ns, key, value)
+    return [shlex.join(c) for c in rep.plan(ns)]
+
+
+def test_reproduce_plan_trains_resumes_and_reuses(tmp_path):
+    rep = _reproduce()
+    lines = _plan(rep, tmp_path)
+    assert len(lines) == 6  # 2 models x 2 seeds, the protocol run, the tables
+    assert "--model diffusion" in lines[0] and "--seed 0" in lines[0] and "--seed 1" in lines[1]
+    assert "diffusion-era5-uk-t2m-gp-points-lowlr.toml" in lines[0]
+    assert f"--out {tmp_path / 'vae-s1'}" in lines[3]
+    assert "--resume" not in " ".join(lines)
+    assert f"evaluate --protocol P2 --models {rep.BASELINES}" in lines[4]
+    assert f"--checkpoint vae-s1={tmp_path / 'vae-s1' / 'model.safetensors'}" in lines[4]
+    assert lines[5].endswith(f"results_tables.py {tmp_path / 'eval'}")
+    # a finished training is reused, an interrupted one resumes
+    (tmp_path / "diffusion-s0").mkdir()
+    (tmp_path / "diffusion-s0" / "model.safetensors").touch()
+    (tmp_path / "vae-s1").mkdir()
+    (tmp_path / "vae-s1" / "last.safetensors").touch()
+    lines = _plan(rep, tmp_path, "pool", True, "max_steps", 3)
+    trains = [line for line in lines if " train " in line]
+    assert [("--seed 1" in t, "--model vae" in t) for t in trains] == [
+        (True, False),
+        (False, True),
+        (True, True),
+    ]
+    assert trains[-1].endswith("--resume") and "--max-steps 3" in trains[-1]
+    pool = next(line for line in lines if " pool " in line)
+    assert pool.endswith(f"--out {tmp_path / 'pool.safetensors'}")
+    assert f"--checkpoint pool={tmp_path / 'pool.safetensors'}" in lines[-2]
+
+
+def test_reproduce_bad_input(capsys):
+    rep = _reproduce()
+    for seeds in ("0,x", "1,1", ","):
+        with pytest.raises(SystemExit, match=r"^error: --seeds"):
+            rep.main(["P2", "--seeds", seeds, "--dry-run"])
+    with pytest.raises(SystemExit, match=r"^error: --members must be >= 1"):
+        rep.main(["P2", "--members", "0", "--dry-run"])
+    with pytest.raises(SystemExit):  # argparse: not a protocol
+        rep.main(["P3", "--dry-run"])
+    assert "invalid choice: 'P3'" in capsys.readouterr().err
+
+
+def test_reproduce_dry_run_prints_runnable_commands(tmp_path, capsys):
+    rep = _reproduce()
+    assert rep.main(["synthetic-traffic", "--dry-run", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 4 and all(line.startswith("$ ") for line in printed)
+    assert printed[0].startswith(f"$ {shlex.quote(sys.executable)} -m forecast.cli train")
+    assert not any(tmp_path.iterdir())  # a dry run writes nothing
