@@ -125,6 +125,19 @@ def _key(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def _trained_key(
+    name: str, cls: type, config: Mapping[str, Any], protocol: dict, seed: int, data: Any
+) -> str:
+    """Cache key of a model trained in the run. A class's ``fit_revision`` (bumped when its
+    ``fit`` gives another model for the same configuration) is part of it, so that a cached
+    checkpoint of an older ``fit`` is not reused."""
+    payload = {"model": name, "config": config, "protocol": protocol, "seed": seed, "data": data}
+    revision = getattr(cls, "fit_revision", None)
+    if revision is not None:
+        payload["fit_revision"] = revision
+    return _key(payload)
+
+
 def _model_config(cls: type, protocol: Any, options: Mapping[str, Any], seed: int) -> dict:
     config = {"context": protocol.context, "horizon": protocol.horizon, **options}
     params = inspect.signature(cls).parameters
@@ -334,15 +347,7 @@ def run_protocol(
         else:
             cls = classes[name]
             config = _model_config(cls, proto, options.get(name, {}), seed)
-            key = _key(
-                {
-                    "model": name,
-                    "config": config,
-                    "protocol": proto.to_dict(),
-                    "seed": seed,
-                    "data": description,
-                }
-            )
+            key = _trained_key(name, cls, config, proto.to_dict(), seed, description)
             stem = f"{name}-{proto.name}-s{seed}-{key}"
             ckpt = out / "checkpoints" / f"{stem}.safetensors"
             if ckpt.is_file():

@@ -61,3 +61,46 @@ def test_check_member_batch():
     assert check_member_batch(3.0) == 3
     with pytest.raises(ForecastError, match="member_batch must be >= 1, got 0"):
         check_member_batch(0)
+
+
+@pytest.mark.parametrize(
+    ("kind", "train_kw"),
+    [
+        ("diffusion", {"lr": 3e-3, "max_steps": 30, "epochs": 5}),
+        ("vae", {"lr": 3e-2, "max_steps": 60, "epochs": 6}),
+    ],
+)
+def test_fit_without_a_folder_keeps_the_configured_weights(
+    kind, train_kw, synthetic_weather_ds, tmp_path, monkeypatch
+):
+    """``fit`` without ``out_dir`` (the protocol runner, pools, the Python API) ends with the
+    ``train.keep`` weights, as ``forecast train`` does, and leaves no folder behind."""
+    import tempfile
+
+    from forecast.data import context_of
+    from forecast.models import MODELS
+    from forecast.models.generative import TINY_TRAIN
+
+    torch.set_num_threads(1)
+    cls = MODELS.get(kind)
+    ds = synthetic_weather_ds
+    train, valid = ds.isel(time=slice(0, 240)), ds.isel(time=slice(240, 312))
+    config = cls.tiny(6, 6).config()
+    config["train"] = {**TINY_TRAIN, "eval_every": 1, **train_kw}
+    ref = cls(**config).fit(train, valid, out_dir=tmp_path / "ref")
+    assert ref.training["best_step"] < ref.training["step"]  # best and last weights differ
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    plain = cls(**config).fit(train, valid)
+    assert not list(scratch.iterdir())
+
+    context = context_of(ds, ds.time.values[300], 6)
+    best = cls.load(tmp_path / "ref" / "best.safetensors").sample(context, 3, seed=1)
+    last = cls.load(tmp_path / "ref" / "last.safetensors").sample(context, 3, seed=1)
+    assert not best.equals(last)
+    for model in (plain, ref):  # with or without a folder: the best weights
+        np.testing.assert_array_equal(model.sample(context, 3, seed=1)["t2m"], best["t2m"])
+    config["train"]["keep"] = "last"
+    plain_last = cls(**config).fit(train, valid)
+    np.testing.assert_array_equal(plain_last.sample(context, 3, seed=1)["t2m"], last["t2m"])

@@ -126,3 +126,21 @@ def test_bad_input(tiny_protocol, tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("FORECAST_DATA_DIR", str(tmp_path / "empty"))
     with pytest.raises(ForecastError, match="FORECAST_DATA_DIR"):
         run_protocol("P2", ["persistence"], tmp_path)
+
+
+def test_trained_key_holds_the_fit_revision():
+    """A generative model's cached checkpoint from an older ``fit`` is not reused; the
+    baselines' keys (no ``fit_revision``) are those of earlier runs."""
+    from forecast.models import MODELS
+    from forecast.pipeline import _key, _trained_key
+
+    args = ({"context": 6}, {"name": "P2"}, 0, {"dims": {}})
+    payload = {"config": args[0], "protocol": args[1], "seed": 0, "data": args[3]}
+    gp = MODELS.get("gp")
+    assert _trained_key("gp", gp, *args) == _key({"model": "gp", **payload})
+    diffusion = MODELS.get("diffusion")
+    assert diffusion.fit_revision == 2
+    assert _trained_key("diffusion", diffusion, *args) == _key(
+        {"model": "diffusion", **payload, "fit_revision": 2}
+    )
+    assert _trained_key("diffusion", diffusion, *args) != _key({"model": "diffusion", **payload})

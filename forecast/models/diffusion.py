@@ -56,6 +56,7 @@ from forecast.models.generative import (
     check_format,
     check_member_batch,
     check_training_length,
+    in_training_folder,
     layout_name,
     stored_first_guess,
     training_state,
@@ -407,6 +408,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         x = x + context[:, :, -1:]
         return x + self._need_offset(offset) if self.target == "residual" else x
 
+    @in_training_folder
     def fit(
         self,
         train: xr.Dataset,
@@ -423,7 +425,8 @@ class ConditionalDiffusion(GenerativeForecaster):
         train, valid : xr.Dataset
             Contiguous slices of a standard data set.
         out_dir : path, optional
-            Folder for ``best.safetensors`` / ``last.safetensors`` training checkpoints.
+            Folder for ``best.safetensors`` / ``last.safetensors`` training checkpoints
+            (default: a temporary one); the model ends with the ``train.keep`` weights.
         resume : bool
             Continue exactly from ``out_dir/last.safetensors``.
         stop_after : int, optional
@@ -488,22 +491,24 @@ class ConditionalDiffusion(GenerativeForecaster):
         )
         self.net = ema.eval()
         self.training = {k: v for k, v in result.to_dict().items()}
-        if self.calibrate_spread:
-            self._calibrate_kept(valid, layout, out)
+        self._take_kept(valid, layout, out)
         return self
 
-    def _calibrate_kept(self, valid: xr.Dataset, layout: str, out: Path | None) -> None:
-        """Calibrate the spread of the kept weights (``out/<train.keep>.safetensors`` when
-        written, else the final EMA weights); that checkpoint gets the factors, this model the
-        weights."""
+    def _take_kept(self, valid: xr.Dataset, layout: str, out: Path | None) -> None:
+        """Take the kept weights (``out/<train.keep>.safetensors`` when written, else the
+        final EMA weights) and, with ``calibrate_spread``, calibrate their spread; that
+        checkpoint gets the factors."""
         kept = out / f"{self.train_config.keep}.safetensors" if out is not None else None
         if kept is None or not kept.is_file():
-            self.calibrate_spread_on(valid)
+            if self.calibrate_spread:
+                self.calibrate_spread_on(valid)
             return
         arrays, meta = load_checkpoint(kept)
         net = self._build_net(layout, len(self.variables))
         load_net_weights(net, arrays)
         self.net = net.eval()
+        if not self.calibrate_spread:
+            return
         self.calibrate_spread_on(valid)
         meta["state"]["spread_scale"] = np.asarray(self.spread_scale).tolist()
         save_checkpoint(

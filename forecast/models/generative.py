@@ -10,8 +10,11 @@ pieces that need the model (``self``). Each model keeps its own network, loss an
 from __future__ import annotations
 
 import copy
+import functools
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -199,6 +202,30 @@ def as_latents(latents: Any, want: tuple[int, ...]) -> torch.Tensor:
 RESUMABLE_CHANGES = ("max_minutes", "progress", "device", "keep")
 
 
+def in_training_folder(fit: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorate a generative model's ``fit``: without ``out_dir`` it runs in a temporary folder,
+    so that the best and last training checkpoints exist and ``train.keep`` chooses the final
+    weights exactly as with a folder (``forecast train``, the protocol runner, pools and the
+    Python API then give the same model)."""
+
+    @functools.wraps(fit)
+    def wrapper(
+        self: Any,
+        train: xr.Dataset,
+        valid: xr.Dataset | None = None,
+        *,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        stop_after: int | None = None,
+    ) -> Any:
+        if out_dir is not None or resume:
+            return fit(self, train, valid, out_dir=out_dir, resume=resume, stop_after=stop_after)
+        with tempfile.TemporaryDirectory(prefix=f"forecast-{self.kind}-") as tmp:
+            return fit(self, train, valid, out_dir=tmp, stop_after=stop_after)
+
+    return wrapper
+
+
 def resume_key(config: dict[str, Any] | None) -> dict[str, Any] | None:
     """A model configuration without the [train] settings in :data:`RESUMABLE_CHANGES`."""
     if config is None:
@@ -215,6 +242,10 @@ class GenerativeForecaster(ArrayForecaster):
     Subclasses set ``net``, ``normalizer``, ``adjacency``, ``training``, ``first_guess`` and
     ``fg`` and implement their own network, training loss and sampling.
     """
+
+    #: Bumped when ``fit`` gives another model for the same configuration (2: without a folder
+    #: it keeps the ``train.keep`` weights); part of the protocol runner's cache key.
+    fit_revision: ClassVar[int] = 2
 
     def _init_training(self, train: dict[str, Any] | None) -> None:
         """Training configuration and the state a fit or a checkpoint fills in."""

@@ -62,6 +62,7 @@ from forecast.models.generative import (
     check_format,
     check_member_batch,
     check_training_length,
+    in_training_folder,
     layout_name,
     stored_first_guess,
     training_state,
@@ -453,6 +454,7 @@ class ConditionalVAE(GenerativeForecaster):
         guess = self._first_guess_norm(physical, ds[TIME].values, data.windows.issue_index, fg)
         return _WithFirstGuess(data, torch.from_numpy(guess))
 
+    @in_training_folder
     def fit(
         self,
         train: xr.Dataset,
@@ -470,7 +472,9 @@ class ConditionalVAE(GenerativeForecaster):
             Contiguous slices of a standard data set.
         out_dir : path, optional
             Folder for ``best.safetensors`` / ``last.safetensors`` training checkpoints (and,
-            with ``calibration = "cross-fit"``, the folds' samples until the fit ends).
+            with ``calibration = "cross-fit"``, the folds' samples until the fit ends; default:
+            a temporary one); the model ends with the ``train.keep`` weights and their spread
+            factors.
         resume : bool
             Continue exactly from ``out_dir/last.safetensors`` (finished cross-fit folds are
             read, not trained again).
@@ -564,6 +568,8 @@ class ConditionalVAE(GenerativeForecaster):
         )
         self._set_module(ema.eval())
         self.spread_factor = final["factor"] if final else calibrated()
+        if cfg.keep != "last" and out is not None:
+            final.update(self._take_kept(out / f"{cfg.keep}.safetensors", layout))
         self.training = dict(result.to_dict())
         self.training["setup_seconds"] = setup_s  # first guess fit, windows
         if held_out is not None:
@@ -578,6 +584,23 @@ class ConditionalVAE(GenerativeForecaster):
             for path in out.glob(f"{_FOLD_CACHE}*.safetensors"):
                 path.unlink(missing_ok=True)
         return self
+
+    def _take_kept(self, path: Path, layout: str) -> dict[str, Any]:
+        """Take the weights and spread factors of the training checkpoint ``path`` (the
+        ``train.keep`` one; nothing when it was not written); returns its latent usage record
+        (``{"latent": ...}``, empty when it has none)."""
+        if not path.is_file():
+            return {}
+        arrays, meta = load_checkpoint(path)
+        module = _VAEModule(
+            self._build_net(layout, len(self.variables)), len(self.variables), self.horizon
+        )
+        load_net_weights(module, arrays)
+        self._set_module(module.eval())
+        factor = meta["state"].get("spread_factor")
+        self.spread_factor = None if factor is None else np.asarray(factor, dtype=np.float32)
+        latent = (meta.get("training") or {}).get("latent")
+        return {"latent": latent} if latent else {}
 
     def _set_module(self, module: torch.nn.Module) -> None:
         self.net = module.net
@@ -771,8 +794,6 @@ class ConditionalVAE(GenerativeForecaster):
         fold whose file was written for the same configuration, data and members is read
         instead of trained again (what ``fit(..., resume=True)`` does).
         """
-        import tempfile
-
         from forecast.models.folds import fold_blocks, fold_cache_key, hold_out
 
         blocks = fold_blocks(
@@ -792,17 +813,13 @@ class ConditionalVAE(GenerativeForecaster):
                 continue
             fold = type(self)(**config)
             fold._progress_desc = f"vae fold {k + 1}/{len(blocks)}"
-            with tempfile.TemporaryDirectory() as tmp:
-                try:
-                    fold.fit(hold_out(train, block), valid, out_dir=tmp)
-                except ForecastError as err:
-                    raise ForecastError(
-                        f"cross-fit fold {k + 1} of {len(blocks)} (training steps {block.lo}.."
-                        f"{block.hi - 1} held out) failed: {err}; use fewer calibration_folds"
-                    ) from None
-                kept = Path(tmp) / f"{fold.train_config.keep}.safetensors"
-                if kept.exists():  # else the fold's final weights, in memory
-                    fold = type(self).load(kept)
+            try:  # in a temporary folder: the fold model is the train.keep weights
+                fold.fit(hold_out(train, block), valid)
+            except ForecastError as err:
+                raise ForecastError(
+                    f"cross-fit fold {k + 1} of {len(blocks)} (training steps {block.lo}.."
+                    f"{block.hi - 1} held out) failed: {err}; use fewer calibration_folds"
+                ) from None
             # the block's steps hold exactly its windows
             data = fold._window_dataset(train.isel({TIME: slice(block.lo, block.hi)}))
             items = self._pick(data, self.calibration_windows)
