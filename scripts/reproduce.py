@@ -5,7 +5,9 @@ For one evaluation protocol this trains the recommended diffusion and VAE config
 then scores them in one protocol run beside the four baselines (same windows, members and
 seeds; ``significance.md`` tests each model against the best baseline per lead), and prints the
 tables of ``benchmarks/results_tables.py``. With ``--pool`` it also pools every trained model
-into one multi-model ensemble (``forecast pool``) and scores it in the same run.
+into one multi-model ensemble (``forecast pool``), and each model's seeds into its deep
+ensemble (``diffusion-pool``: with seeds 0-3 on P2 the same ensembles as
+``data/configs/pooled-diffusion-era5-uk-t2m.toml``), and scores them in the same run.
 
 Every step is a ``forecast`` command, printed before it runs, so each can be rerun by hand. The
 script can be stopped and started again: a model whose ``model.safetensors`` exists is reused,
@@ -18,7 +20,8 @@ Usage::
     .venv/bin/python scripts/reproduce.py P1 --dry-run                # print the commands only
 
 Output: ``--out`` (default ``outputs/reproduce/<protocol>``) holds ``<model>-s<seed>/``
-training folders, ``pool.safetensors`` and the protocol run ``eval/``.
+training folders, the pools (``pool.safetensors``, ``<model>-pool.safetensors``) and the protocol
+run ``eval/``.
 """
 
 from __future__ import annotations
@@ -128,13 +131,20 @@ def plan(args: argparse.Namespace) -> list[list[str]]:
                 commands.append(cmd)
             checkpoints.append((f"{model}-s{seed}", folder / "model.safetensors"))
     labelled = [f"{label}={path}" for label, path in checkpoints]
+    pools = {}
     if args.pool and len(checkpoints) > 1:
-        pool = out / "pool.safetensors"
+        pools["pool"] = labelled
+        for model in configs:  # a model's seeds alone: its deep ensemble
+            seeds = [spec for spec in labelled if spec.startswith(f"{model}-s")]
+            if len(seeds) > 1:
+                pools[f"{model}-pool"] = seeds
+    for name, members in list(pools.items()):
+        path = out / f"{name}.safetensors"
         cmd = [*forecast_cli(), "pool"]
-        for spec in labelled:
+        for spec in members:
             cmd += ["--checkpoint", spec]
-        commands.append([*cmd, "--out", str(pool)])
-        labelled.append(f"pool={pool}")
+        commands.append([*cmd, "--out", str(path)])
+        labelled.append(f"{name}={path}")
     cmd = [*forecast_cli(), "evaluate", "--protocol", args.protocol, "--models", BASELINES]
     for spec in labelled:
         cmd += ["--checkpoint", spec]

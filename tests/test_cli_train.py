@@ -232,3 +232,26 @@ def test_baseline_and_pool_without_train_table(nc_path, tmp_path, capsys):
     args = [*base, "--model", "persistence", "--config", str(bad), "--out", str(tmp_path / "b")]
     assert main(args) == 2
     assert "takes no [train] settings" in capsys.readouterr().err
+
+
+def test_deep_ensemble_pool_config(nc_path, tmp_path, capsys):
+    """``[model] seeds`` in a pooled config trains one model per seed in one command; with
+    --no-progress the models' trainings show no progress bar either."""
+    cfg = tmp_path / "deep.toml"
+    cfg.write_text(
+        '[model]\nseeds = [0, 1]\n\n[[model.components]]\nkind = "diffusion"\n\n'
+        "[model.components.config]\nbase = 4\nmults = [1, 2]\nemb_dim = 8\nhidden = 8\n"
+        "blocks = 1\nnfe = 2\nlatent_nfe = 3\n\n[model.components.config.train]\n"
+        "epochs = 1\nmax_steps = 2\nbatch_size = 8\neval_every = 1\nval_issue_times = 2\n"
+        "val_members = 3\nwarmup_steps = 1\n"
+    )
+    out = tmp_path / "deep"
+    args = [*train_args(nc_path, cfg, out), "--model", "pooled"]
+    assert main([a for a in args if a != "--no-progress"]) == 0
+    assert "it/s" in capsys.readouterr().err  # the models' bars
+    assert main(args) == 0
+    assert "it/s" not in capsys.readouterr().err
+    model = load_model(out / "model.safetensors")
+    assert model.labels == ["diffusion-0-s0", "diffusion-0-s1"]
+    assert [m.train_config.seed for m in model.models] == [0, 1]
+    assert not any(m.train_config.progress for m in model.models)

@@ -83,9 +83,14 @@ def test_reproduce_plan_trains_resumes_and_reuses(tmp_path):
         (True, True),
     ]
     assert trains[-1].endswith("--resume") and "--max-steps 3" in trains[-1]
-    pool = next(line for line in lines if " pool " in line)
-    assert pool.endswith(f"--out {tmp_path / 'pool.safetensors'}")
-    assert f"--checkpoint pool={tmp_path / 'pool.safetensors'}" in lines[-2]
+    pools = [line for line in lines if " pool " in line]
+    assert [p.rsplit("--out ", 1)[1] for p in pools] == [
+        str(tmp_path / f"{name}.safetensors") for name in ("pool", "diffusion-pool", "vae-pool")
+    ]
+    assert pools[0].count("--checkpoint") == 4
+    assert pools[1].count("--checkpoint diffusion-s") == 2 and "vae-s" not in pools[1]
+    for name in ("pool", "diffusion-pool", "vae-pool"):
+        assert f"--checkpoint {name}={tmp_path / f'{name}.safetensors'}" in lines[-2]
 
 
 def test_reproduce_bad_input(capsys):

@@ -80,6 +80,7 @@ def test_fit_without_a_folder_keeps_the_configured_weights(
     from forecast.data import context_of
     from forecast.models import MODELS
     from forecast.models.generative import TINY_TRAIN
+    from forecast.models.info import checkpoint_info, format_info
 
     torch.set_num_threads(1)
     cls = MODELS.get(kind)
@@ -101,6 +102,10 @@ def test_fit_without_a_folder_keeps_the_configured_weights(
     assert not best.equals(last)
     for model in (plain, ref):  # with or without a folder: the best weights
         np.testing.assert_array_equal(model.sample(context, 3, seed=1)["t2m"], best["t2m"])
+        assert model.training["weights_step"] == ref.training["best_step"]
+    plain.save(tmp_path / "plain.safetensors")  # its record says which weights it holds
+    text = format_info(checkpoint_info(tmp_path / "plain.safetensors"))
+    assert f"weights of step {ref.training['best_step']} " in text
     config["train"]["keep"] = "last"
     plain_last = cls(**config).fit(train, valid)
     np.testing.assert_array_equal(plain_last.sample(context, 3, seed=1)["t2m"], last["t2m"])

@@ -202,3 +202,41 @@ def test_dashboard_lists_and_samples_a_pool(generative, tiny_data, context, tmp_
     assert not queries.is_latent(pool)  # no common latent space: no latent path offered
     ens = queries.sample_at(pool, tiny_data, context["time"].values[-1], 4, 0)
     assert ens.sizes[MEMBER] == 4
+
+
+def test_seeds_make_a_deep_ensemble_of_one_configuration(split, tiny_protocol, context, tmp_path):
+    """``seeds`` trains one model per seed; each equals the model trained alone with that
+    seed, and the pool survives save / load with its expanded models."""
+    geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
+    config = ConditionalDiffusion.tiny(**geometry).config()
+    config["train"] = {**config["train"], "max_steps": 4}
+    own = {k: v for k, v in config.items() if k not in geometry}
+    component = {"kind": "diffusion", "config": own}
+    pool = PooledEnsemble(**geometry, components=[component], weights=[2.0], seeds=[3, 5])
+    assert pool.labels == ["diffusion-0-s3", "diffusion-0-s5"]
+    assert pool.weights == [2.0, 2.0]
+    assert [c["config"]["train"]["seed"] for c in pool.components] == [3, 5]
+    assert component["config"]["train"].get("seed") != 3  # the given table is left as it was
+    pool.fit(*split)
+    alone = ConditionalDiffusion(**{**config, "train": {**config["train"], "seed": 5}})
+    alone.fit(*split)
+    np.testing.assert_array_equal(
+        pool.models[1].sample(context, 3, seed=0)["t2m"].values,
+        alone.sample(context, 3, seed=0)["t2m"].values,
+    )
+    pool.save(tmp_path / "deep.safetensors")
+    again = load_model(tmp_path / "deep.safetensors")
+    assert again.labels == pool.labels
+    xr.testing.assert_equal(again.sample(context, 6, seed=1), pool.sample(context, 6, seed=1))
+
+
+def test_bad_seeds(tiny_protocol):
+    geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
+    diffusion = [{"kind": "diffusion", "config": {}}]
+    for seeds in ([], [1, 1], [0.5], "01", [True]):
+        with pytest.raises(ForecastError, match="pool seeds must be distinct integers"):
+            PooledEnsemble(**geometry, components=diffusion, seeds=seeds)
+    with pytest.raises(ForecastError, match="labels or seeds, not both"):
+        PooledEnsemble(**geometry, components=diffusion, seeds=[0], labels=["a"])
+    with pytest.raises(ForecastError, match="'persistence' has no training seed"):
+        PooledEnsemble(**geometry, components=[{"kind": "persistence", "config": {}}], seeds=[0])

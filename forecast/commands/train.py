@@ -96,7 +96,23 @@ def build_model(name: str, context: int, horizon: int, model_kw: dict, train_kw:
         kw["train"] = train_kw
     elif set(train_kw) - {"progress"}:  # --no-progress is harmless for a quick fit
         raise ForecastError(f"model {name} takes no [train] settings; remove the table")
+    elif train_kw.get("progress") is False and isinstance(kw.get("components"), list):
+        kw["components"] = [_quiet(spec) for spec in kw["components"]]  # a pool's models
     return cls(context=context, horizon=horizon, **kw)
+
+
+def _quiet(spec: Any) -> Any:
+    """A pool component spec whose training shows no progress bar (``--no-progress``)."""
+    from forecast.models import MODELS
+
+    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
+        return spec  # the pool's own checks name what is wrong
+    cls = MODELS.get(spec.get("kind"))
+    if "train" not in inspect.signature(cls.__init__).parameters:
+        return spec
+    config = dict(spec["config"])
+    config["train"] = {**dict(config.get("train") or {}), "progress": False}
+    return {**spec, "config": config}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,6 +185,8 @@ def _run(args: argparse.Namespace, info: Any) -> int:
             f"{info.get('step')} steps, stopped: {info.get('stopped')}, best val CRPS "
             f"(normalized): {info.get('best_score')}"
         )
+        if info.get("weights_step") not in (None, info.get("step")):
+            parts.append(f"model.safetensors holds the weights of step {info['weights_step']}")
     print("; ".join(parts))
     latent = info.get("latent") if info else None
     if latent:  # latent-variable models report their latent usage (posterior-collapse check)

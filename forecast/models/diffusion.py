@@ -507,6 +507,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         net = self._build_net(layout, len(self.variables))
         load_net_weights(net, arrays)
         self.net = net.eval()
+        self.training["weights_step"] = (meta.get("training") or {}).get("step")
         if not self.calibrate_spread:
             return
         self.calibrate_spread_on(valid)

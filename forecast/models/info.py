@@ -90,7 +90,16 @@ def _model_part(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
 
 def _training(record: dict[str, Any]) -> dict[str, Any]:
     """The parts of a training record worth showing (steps, best score, time, device, latent)."""
-    keys = ("step", "total_steps", "best_step", "best_score", "stopped", "seconds", "device")
+    keys = (
+        "step",
+        "weights_step",
+        "total_steps",
+        "best_step",
+        "best_score",
+        "stopped",
+        "seconds",
+        "device",
+    )
     out = {k: record[k] for k in keys if record.get(k) not in (None, "")}
     out.setdefault("device", "cpu")
     latent = record.get("latent")
@@ -139,8 +148,9 @@ def _part_lines(part: dict[str, Any], indent: str) -> list[str]:
     training = part.get("training")
     if training:
         # the record is the loop's state when these weights were saved (the best step for a
-        # best checkpoint and for forecast train's model.safetensors)
-        text = f"weights of step {training.get('step', '?')}"
+        # best checkpoint and for forecast train's model.safetensors), or the whole run's with
+        # the step of the kept weights (a fit without a folder, e.g. a pool's models)
+        text = f"weights of step {training.get('weights_step', training.get('step', '?'))}"
         if training.get("total_steps"):
             text += f" of {training['total_steps']}"
         if training.get("stopped"):

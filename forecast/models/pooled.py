@@ -15,6 +15,7 @@ metadata in the pool's. ``forecast pool`` builds one from trained checkpoints.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,6 +79,11 @@ class PooledEnsemble:
         Relative share of the members per model (default: equal).
     labels
         A name per model (default ``kind-k``), shown in messages and the checkpoint.
+    seeds
+        Training seeds: each component becomes one model per seed (its ``train`` table's
+        ``seed`` set), a "deep ensemble" of one configuration, with labels ``kind-k-s<seed>``
+        and each component's weight repeated. The stored configuration lists the expanded
+        models.
     """
 
     kind: ClassVar[str] = "pooled"
@@ -90,6 +96,7 @@ class PooledEnsemble:
         components: Sequence[Mapping[str, Any]] = (),
         weights: Sequence[float] | None = None,
         labels: Sequence[str] | None = None,
+        seeds: Sequence[int] | None = None,
     ) -> None:
         if not components:
             raise ForecastError(
@@ -106,6 +113,10 @@ class PooledEnsemble:
         self.components = [{"kind": s["kind"], "config": dict(s["config"])} for s in components]
         self.weights = _check_weights(weights, len(self.components))
         labels = list(labels) if labels is not None else None
+        if seeds is not None:
+            if labels is not None:
+                raise ForecastError("give pool labels or seeds, not both (seeds name the models)")
+            self.components, self.weights, labels = _per_seed(self.components, self.weights, seeds)
         if labels is None:
             labels = [f"{s['kind']}-{k}" for k, s in enumerate(self.components)]
         if len(labels) != len(self.components) or len(set(labels)) != len(labels):
@@ -296,6 +307,35 @@ class PooledEnsemble:
             models.append(MODELS.get(sub.get("kind")).from_checkpoint(own, sub, where=where))
         pool._adopt(models)
         return pool
+
+
+def _per_seed(
+    components: list[dict[str, Any]], weights: list[float], seeds: Sequence[int]
+) -> tuple[list[dict[str, Any]], list[float], list[str]]:
+    """``(components, weights, labels)`` with every component repeated once per seed."""
+    from forecast.models import MODELS
+
+    if (
+        isinstance(seeds, str | bytes)
+        or not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) != len(seeds)
+    ):
+        raise ForecastError(f"pool seeds must be distinct integers, got {seeds!r}")
+    out, out_weights, labels = [], [], []
+    for k, (spec, weight) in enumerate(zip(components, weights, strict=True)):
+        if "train" not in inspect.signature(MODELS.get(spec["kind"])).parameters:
+            raise ForecastError(
+                f"pool component {spec['kind']!r} has no training seed; drop seeds or list "
+                "such models once"
+            )
+        for seed in seeds:
+            config = dict(spec["config"])
+            config["train"] = {**dict(config.get("train") or {}), "seed": int(seed)}
+            out.append({"kind": spec["kind"], "config": config})
+            out_weights.append(weight)
+            labels.append(f"{spec['kind']}-{k}-s{seed}")
+    return out, out_weights, labels
 
 
 def _check_same_data(a: Mapping[str, Any], b: Mapping[str, Any], label: str) -> None:

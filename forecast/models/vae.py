@@ -579,6 +579,8 @@ class ConditionalVAE(GenerativeForecaster):
                 "seconds": folds_s,
             }
         self.training["latent"] = final.get("latent") or self.latent_usage(usage_data)
+        if "weights_step" in final:  # the train.keep weights, not the last step's
+            self.training["weights_step"] = final["weights_step"]
         if cross_fit and out is not None and result.stopped != "interrupted":
             # the folds' samples were kept for a resume of this fit only
             for path in out.glob(f"{_FOLD_CACHE}*.safetensors"):
@@ -587,8 +589,8 @@ class ConditionalVAE(GenerativeForecaster):
 
     def _take_kept(self, path: Path, layout: str) -> dict[str, Any]:
         """Take the weights and spread factors of the training checkpoint ``path`` (the
-        ``train.keep`` one; nothing when it was not written); returns its latent usage record
-        (``{"latent": ...}``, empty when it has none)."""
+        ``train.keep`` one; nothing when it was not written); returns the step of those
+        weights and their latent usage record (``{"weights_step": ..., "latent": ...}``)."""
         if not path.is_file():
             return {}
         arrays, meta = load_checkpoint(path)
@@ -599,8 +601,9 @@ class ConditionalVAE(GenerativeForecaster):
         self._set_module(module.eval())
         factor = meta["state"].get("spread_factor")
         self.spread_factor = None if factor is None else np.asarray(factor, dtype=np.float32)
-        latent = (meta.get("training") or {}).get("latent")
-        return {"latent": latent} if latent else {}
+        record = meta.get("training") or {}
+        kept = {"weights_step": record.get("step")}
+        return {**kept, "latent": record["latent"]} if record.get("latent") else kept
 
     def _set_module(self, module: torch.nn.Module) -> None:
         self.net = module.net
