@@ -250,7 +250,9 @@ def test_deep_ensemble_pool_config(nc_path, tmp_path, capsys):
     assert main([a for a in args if a != "--no-progress"]) == 0
     assert "it/s" in capsys.readouterr().err  # the models' bars
     assert main(args) == 0
-    assert "it/s" not in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "it/s" not in printed.err
+    assert "  diffusion-0-s1: 2 steps, stopped: done" in printed.out  # a line per model
     model = load_model(out / "model.safetensors")
     assert model.labels == ["diffusion-0-s0", "diffusion-0-s1"]
     assert [m.train_config.seed for m in model.models] == [0, 1]

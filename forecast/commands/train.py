@@ -101,6 +101,17 @@ def build_model(name: str, context: int, horizon: int, model_kw: dict, train_kw:
     return cls(context=context, horizon=horizon, **kw)
 
 
+def _training_text(info: dict[str, Any]) -> str:
+    """One line on a training record: steps, why it stopped, best score, kept weights."""
+    text = (
+        f"{info.get('step')} steps, stopped: {info.get('stopped')}, best val CRPS "
+        f"(normalized): {info.get('best_score')}"
+    )
+    if info.get("weights_step") not in (None, info.get("step")):
+        text += f"; the model holds the weights of step {info['weights_step']}"
+    return text
+
+
 def _quiet(spec: Any) -> Any:
     """A pool component spec whose training shows no progress bar (``--no-progress``)."""
     from forecast.models import MODELS
@@ -181,13 +192,13 @@ def _run(args: argparse.Namespace, info: Any) -> int:
     info = getattr(model, "training", {}) or {}
     parts = [f"trained {args.model} on {args.data} ({proto.name} splits)"]
     if info:
-        parts.append(
-            f"{info.get('step')} steps, stopped: {info.get('stopped')}, best val CRPS "
-            f"(normalized): {info.get('best_score')}"
-        )
-        if info.get("weights_step") not in (None, info.get("step")):
-            parts.append(f"model.safetensors holds the weights of step {info['weights_step']}")
+        parts.append(_training_text(info))
     print("; ".join(parts))
+    for label, part in zip(
+        getattr(model, "labels", []), getattr(model, "models", []), strict=False
+    ):
+        record = getattr(part, "training", None)  # a pool's models
+        print(f"  {label}: " + (_training_text(record) if record else "fitted"))
     latent = info.get("latent") if info else None
     if latent:  # latent-variable models report their latent usage (posterior-collapse check)
         print(
