@@ -253,6 +253,12 @@ def test_deep_ensemble_pool_config(nc_path, tmp_path, capsys):
     printed = capsys.readouterr()
     assert "it/s" not in printed.err
     assert "  diffusion-0-s1: 2 steps, stopped: done" in printed.out  # a line per model
+    # training options reach every model of the pool; a training seed clashes with seeds
+    assert main([*train_args(nc_path, cfg, tmp_path / "short"), "--model", "pooled",
+                 "--max-steps", "1"]) == 0  # fmt: skip
+    assert "  diffusion-0-s0: 1 steps, stopped: done" in capsys.readouterr().out
+    assert main([*args, "--seed", "4"]) == 2
+    assert "give the pool seeds or a training seed, not both" in capsys.readouterr().err
     model = load_model(out / "model.safetensors")
     assert model.labels == ["diffusion-0-s0", "diffusion-0-s1"]
     assert [m.train_config.seed for m in model.models] == [0, 1]

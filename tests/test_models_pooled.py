@@ -240,3 +240,26 @@ def test_bad_seeds(tiny_protocol):
         PooledEnsemble(**geometry, components=diffusion, seeds=[0], labels=["a"])
     with pytest.raises(ForecastError, match="'persistence' has no training seed"):
         PooledEnsemble(**geometry, components=[{"kind": "persistence", "config": {}}], seeds=[0])
+
+
+def test_training_settings_reach_every_trained_model(tiny_protocol):
+    geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
+    components = [
+        {"kind": "persistence", "config": {}},
+        {"kind": "vae", "config": {"train": {"max_steps": 9, "lr": 0.01}}},
+    ]
+    pool = PooledEnsemble(**geometry, components=components, train={"max_steps": 3})
+    assert pool.components[0] == components[0]
+    assert pool.components[1]["config"]["train"] == {"max_steps": 3, "lr": 0.01}
+    assert components[1]["config"]["train"]["max_steps"] == 9  # the input is left as it was
+    pool = PooledEnsemble(**geometry, components=components[1:], train={"lr": 0.1}, seeds=[1, 2])
+    assert [c["config"]["train"] for c in pool.components] == [
+        {"max_steps": 9, "lr": 0.1, "seed": 1},
+        {"max_steps": 9, "lr": 0.1, "seed": 2},
+    ]
+    with pytest.raises(ForecastError, match="pool seeds or a training seed, not both"):
+        PooledEnsemble(**geometry, components=components[1:], train={"seed": 1}, seeds=[1])
+    with pytest.raises(ForecastError, match="no model of this pool trains"):
+        PooledEnsemble(**geometry, components=components[:1], train={"max_steps": 3})
+    quiet = PooledEnsemble(**geometry, components=components[:1], train={"progress": False})
+    assert quiet.components == components[:1]

@@ -96,8 +96,6 @@ def build_model(name: str, context: int, horizon: int, model_kw: dict, train_kw:
         kw["train"] = train_kw
     elif set(train_kw) - {"progress"}:  # --no-progress is harmless for a quick fit
         raise ForecastError(f"model {name} takes no [train] settings; remove the table")
-    elif train_kw.get("progress") is False and isinstance(kw.get("components"), list):
-        kw["components"] = [_quiet(spec) for spec in kw["components"]]  # a pool's models
     return cls(context=context, horizon=horizon, **kw)
 
 
@@ -110,20 +108,6 @@ def _training_text(info: dict[str, Any]) -> str:
     if info.get("weights_step") not in (None, info.get("step")):
         text += f"; the model holds the weights of step {info['weights_step']}"
     return text
-
-
-def _quiet(spec: Any) -> Any:
-    """A pool component spec whose training shows no progress bar (``--no-progress``)."""
-    from forecast.models import MODELS
-
-    if not isinstance(spec, dict) or not isinstance(spec.get("config"), dict):
-        return spec  # the pool's own checks name what is wrong
-    cls = MODELS.get(spec.get("kind"))
-    if "train" not in inspect.signature(cls.__init__).parameters:
-        return spec
-    config = dict(spec["config"])
-    config["train"] = {**dict(config.get("train") or {}), "progress": False}
-    return {**spec, "config": config}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -180,15 +164,7 @@ def _run(args: argparse.Namespace, info: Any) -> int:
         model.fit(train, valid)
     if not info.is_main:  # rank 0 writes the final weights and reports
         return 0
-    final = out / "model.safetensors"
-    train_config = getattr(model, "train_config", None)
-    kept = out / f"{getattr(train_config, 'keep', 'best')}.safetensors"
-    if kept.is_file():
-        from forecast.models import load_model
-
-        load_model(kept).save(final)
-    else:
-        model.save(final)
+    model.save(out / "model.safetensors")  # fit ends with the train.keep weights
     info = getattr(model, "training", {}) or {}
     parts = [f"trained {args.model} on {args.data} ({proto.name} splits)"]
     if info:

@@ -10,6 +10,8 @@ fit_folded_first_guess`) and the VAE's cross-fitted spread calibration.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,9 +61,6 @@ def fold_cache_key(config: dict, members: int, *datasets: xr.Dataset | None) -> 
     """SHA-256 of a fold model's configuration, ensemble size and the data it is fitted on (every
     data variable's values and the time coordinate of each data set; None counts as absent):
     a cached fold result is reused only under the same key."""
-    import hashlib
-    import json
-
     from forecast.data import data_variables
 
     digest = hashlib.sha256(json.dumps([config, members], sort_keys=True, default=str).encode())

@@ -84,6 +84,9 @@ class PooledEnsemble:
         ``seed`` set), a "deep ensemble" of one configuration, with labels ``kind-k-s<seed>``
         and each component's weight repeated. The stored configuration lists the expanded
         models.
+    train
+        Training settings for every model that trains (merged over each one's own ``train``
+        table, e.g. ``forecast train --model pooled --no-progress --max-steps N``).
     """
 
     kind: ClassVar[str] = "pooled"
@@ -97,6 +100,7 @@ class PooledEnsemble:
         weights: Sequence[float] | None = None,
         labels: Sequence[str] | None = None,
         seeds: Sequence[int] | None = None,
+        train: Mapping[str, Any] | None = None,
     ) -> None:
         if not components:
             raise ForecastError(
@@ -113,6 +117,10 @@ class PooledEnsemble:
         self.components = [{"kind": s["kind"], "config": dict(s["config"])} for s in components]
         self.weights = _check_weights(weights, len(self.components))
         labels = list(labels) if labels is not None else None
+        if train:
+            if seeds is not None and "seed" in train:
+                raise ForecastError("give the pool seeds or a training seed, not both")
+            self.components = _with_training(self.components, dict(train))
         if seeds is not None:
             if labels is not None:
                 raise ForecastError("give pool labels or seeds, not both (seeds name the models)")
@@ -309,12 +317,32 @@ class PooledEnsemble:
         return pool
 
 
+def _with_training(components: list[dict[str, Any]], train: dict[str, Any]) -> list[dict]:
+    """``components`` with ``train`` merged into the ``train`` table of each model that has one;
+    refused when none trains (apart from ``progress``, harmless for a quick fit)."""
+    out, trained = [], False
+    for spec in components:
+        if _trains(spec["kind"]):
+            config = dict(spec["config"])
+            config["train"] = {**dict(config.get("train") or {}), **train}
+            spec, trained = {"kind": spec["kind"], "config": config}, True
+        out.append(spec)
+    if not trained and set(train) - {"progress"}:
+        raise ForecastError("no model of this pool trains; remove the [train] settings")
+    return out
+
+
+def _trains(kind: str) -> bool:
+    """Whether the registered model ``kind`` has training settings (a ``train`` table)."""
+    from forecast.models import MODELS
+
+    return "train" in inspect.signature(MODELS.get(kind)).parameters
+
+
 def _per_seed(
     components: list[dict[str, Any]], weights: list[float], seeds: Sequence[int]
 ) -> tuple[list[dict[str, Any]], list[float], list[str]]:
     """``(components, weights, labels)`` with every component repeated once per seed."""
-    from forecast.models import MODELS
-
     if (
         isinstance(seeds, str | bytes)
         or not seeds
@@ -324,7 +352,7 @@ def _per_seed(
         raise ForecastError(f"pool seeds must be distinct integers, got {seeds!r}")
     out, out_weights, labels = [], [], []
     for k, (spec, weight) in enumerate(zip(components, weights, strict=True)):
-        if "train" not in inspect.signature(MODELS.get(spec["kind"])).parameters:
+        if not _trains(spec["kind"]):
             raise ForecastError(
                 f"pool component {spec['kind']!r} has no training seed; drop seeds or list "
                 "such models once"
