@@ -569,7 +569,7 @@ class ConditionalVAE(GenerativeForecaster):
         self._set_module(ema.eval())
         self.spread_factor = final["factor"] if final else calibrated()
         if cfg.keep != "last" and out is not None:
-            final.update(self._take_kept(out / f"{cfg.keep}.safetensors", layout))
+            final.update(self._take_kept(out / f"{cfg.keep}.safetensors"))
         self.training = dict(result.to_dict())
         self.training["setup_seconds"] = setup_s  # first guess fit, windows
         if held_out is not None:
@@ -587,20 +587,14 @@ class ConditionalVAE(GenerativeForecaster):
                 path.unlink(missing_ok=True)
         return self
 
-    def _take_kept(self, path: Path, layout: str) -> dict[str, Any]:
+    def _take_kept(self, path: Path) -> dict[str, Any]:
         """Take the weights and spread factors of the training checkpoint ``path`` (the
         ``train.keep`` one; nothing when it was not written); returns the step of those
         weights and their latent usage record (``{"weights_step": ..., "latent": ...}``)."""
         if not path.is_file():
             return {}
         arrays, meta = load_checkpoint(path)
-        module = _VAEModule(
-            self._build_net(layout, len(self.variables)), len(self.variables), self.horizon
-        )
-        load_net_weights(module, arrays)
-        self._set_module(module.eval())
-        factor = meta["state"].get("spread_factor")
-        self.spread_factor = None if factor is None else np.asarray(factor, dtype=np.float32)
+        self._restore(arrays, meta["state"])  # as load() would; fit sets the record after
         record = meta.get("training") or {}
         kept = {"weights_step": record.get("step")}
         return {**kept, "latent": record["latent"]} if record.get("latent") else kept
