@@ -237,7 +237,7 @@ def ranks_np(obs: np.ndarray, fct: np.ndarray, u: np.ndarray) -> np.ndarray:
     return out.reshape(lead)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True, cache=True, fastmath=_FASTMATH)
 def _energy_kernel(x, y, out):  # pragma: no cover - compiled
     """Energy score for ``x (P, M, D)``, ``y (P, D)``: E||X-y|| - 0.5 E||X-X'||."""
     p_, m, d = x.shape
