@@ -27,12 +27,19 @@ from forecast.dims import TIME
 from forecast.models.first_guess import fit_first_guess, fit_folded_first_guess
 
 
-def lead_rmse(guess, split, context: int, horizon: int) -> np.ndarray:
-    """RMSE ``(lead,)`` of ``guess`` over every window of ``split`` (all points, variables)."""
+def predictions(guess, split, context: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(first guess, target)`` ``(window, lead, channel, *space)`` of every window of
+    ``split`` whose context and target lie inside it."""
     values = to_array(split[list(data_variables(split))]).astype(np.float64)
     origins = np.arange(context - 1, len(values) - horizon)
     pred = guess.predict(values, split[TIME].values, origins).astype(np.float64)
     target = np.stack([values[o + 1 : o + 1 + horizon] for o in origins])
+    return pred, target
+
+
+def lead_rmse(guess, split, context: int, horizon: int) -> np.ndarray:
+    """RMSE ``(lead,)`` of ``guess`` over every window of ``split`` (all points, variables)."""
+    pred, target = predictions(guess, split, context, horizon)
     err2 = (target - pred) ** 2
     return np.sqrt(np.nanmean(err2, axis=tuple(i for i in range(err2.ndim) if i != 1)))
 

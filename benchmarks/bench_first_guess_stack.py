@@ -19,21 +19,10 @@ import argparse
 
 import numpy as np
 import torch
+from bench_first_guess_folds import predictions  # the windows of a split, beside this file
 
-from forecast.data import data_variables, get_protocol, open_dataset
-from forecast.data.torch import to_array
-from forecast.dims import TIME
+from forecast.data import get_protocol, open_dataset
 from forecast.models.first_guess import fit_first_guess, fit_folded_first_guess
-
-
-def predictions(guess, split, context: int, horizon: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(first guess, target)`` ``(window, lead, channel, *space)`` of every window of
-    ``split``."""
-    values = to_array(split[list(data_variables(split))]).astype(np.float64)
-    origins = np.arange(context - 1, len(values) - horizon)
-    pred = guess.predict(values, split[TIME].values, origins).astype(np.float64)
-    target = np.stack([values[o + 1 : o + 1 + horizon] for o in origins])
-    return pred, target
 
 
 def _but_lead(a: np.ndarray) -> tuple[int, ...]:
