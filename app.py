@@ -122,19 +122,27 @@ def latent_path(
     a,
     b,
     steps: int,
+    part: str,
     _model,
     _ds,
 ):
     context = q.context_window(_ds, issue, _model.context)
     target = q.target_window(_ds, issue, _model.horizon)
     z_a, z_b = q.scenario_latents(
-        _model, context, a, b, n_members=members, seed=seed, target=target
+        _model,
+        context,
+        a,
+        b,
+        n_members=members,
+        seed=q.issue_seed(seed, issue),
+        target=target,
+        part=part,
     )
-    return q.latent_explorer(_model, context, z_a, z_b, steps)
+    return q.latent_explorer(q.latent_part(_model, part), context, z_a, z_b, steps)
 
 
 #: Widgets whose values belong to one model's ensemble (leads, latent scenarios).
-MODEL_KEYS = ("lead", "path_lead", "scen_a", "scen_b", "path_pos")
+MODEL_KEYS = ("lead", "path_lead", "latent_part", "scen_a", "scen_b", "path_pos")
 #: ... and to one data set (times, places, variables, value ranges).
 DATA_KEYS = (
     *MODEL_KEYS,
@@ -335,7 +343,8 @@ where = q.place_text(q.point_index(ens, point))
 leads = ens[LEAD_TIME].values
 lead_names = q.lead_labels(leads)
 positions = q.node_positions(ds)[:2] if network else None
-latent = q.is_latent(model)
+latent_parts = q.latent_parts(model)  # a pool walks the latent space of one of its models
+latent = bool(latent_parts)
 tab_names = ["Network" if network else "Maps", "Sensor" if network else "Point", "Scores"]
 if latent:
     tab_names.append("Latent explorer")
@@ -548,16 +557,30 @@ def latent_tab() -> None:
         "straight blend of the two end fields: the blend loses variance mid-way, the "
         "latent path stays realistic."
     )
-    scen: list[object] = list(range(min(members, 20)))
+    part = ""
+    if latent_parts != [""]:
+        part = st.selectbox(
+            "Pool model",
+            latent_parts,
+            key="latent_part",
+            on_change=reset_view,
+            args=(("scen_a", "scen_b", "path_pos"),),
+            help="A pool has no latent space of its own: the path walks one model's latent "
+            "space, between two of the members that model drew (or the observed scenario).",
+        )
+    scen: list[object] = q.part_members(model, part, members)[:20]
     if target is not None:
         scen = ["observed", *scen]
+    if len(scen) < 2:
+        st.info("A path needs two scenarios: raise the number of members.")
+        return
     c1, c2, c3 = st.columns(3)
     a = c1.selectbox("Scenario A", scen, index=0, key="scen_a", format_func=scenario_name)
     b = c2.selectbox("Scenario B", scen, index=1, key="scen_b", format_func=scenario_name)
     steps = int(c3.number_input("Points on the path", 3, 21, 9, key="path_steps"))
     try:
         path, blend, pr, br = latent_path(
-            model_key, data_key, issue, members, seed, a, b, steps, model, ds
+            model_key, data_key, issue, members, seed, a, b, steps, part, model, ds
         )
     except ForecastError as err:
         fail(err, "Fix: pick other scenarios or another issue time.")
@@ -590,7 +613,7 @@ def latent_tab() -> None:
     )
     st.download_button(
         "Download the path as NetCDF",
-        q.path_netcdf_bytes(path, blend),
+        q.path_netcdf_bytes(path, blend, pr, br),
         file_name="latent_path.nc",
         mime="application/x-netcdf",
         key="path_download",

@@ -34,17 +34,14 @@ def path_smoothness(model, context, steps: int = 20, seed: int = 0) -> dict[str,
     members, relative to the difference between its ends (RMS over the field); 1/(steps-1) is
     the smallest possible value (evenly spaced changes)."""
     from forecast.sampling import latent_path
-    from forecast.sampling.paths import variance_ratio
+    from forecast.sampling.paths import largest_step, variance_ratio
 
     eps = model.prior(context, 2, seed=seed)
     path = latent_path(model, context, eps[0], eps[1], steps=steps)
     var = model.variables[0]
-    f = path[var].values.reshape(steps, -1).astype(np.float64)
-    step_rms = np.sqrt((np.diff(f, axis=0) ** 2).mean(1))
-    end_rms = np.sqrt(((f[-1] - f[0]) ** 2).mean())
     ratio = variance_ratio(path[[var]], context[[var]].isel(time=-1))[var].values
     return {
-        "max_step_over_end": float(step_rms.max() / end_rms),
+        "max_step_over_end": float(largest_step(path[[var]])[var]),
         "even_spacing": 1.0 / (steps - 1),
         "min_variance_ratio": float(ratio.min()),
         "max_variance_ratio": float(ratio.max()),

@@ -372,6 +372,39 @@ def test_latent_explorer_and_sampler(diffusion_checkpoint, monkeypatch):
     no_failure(at)
 
 
+@pytest.mark.slow
+def test_latent_explorer_of_a_pool_walks_one_models_members(
+    diffusion_checkpoint, tmp_path, monkeypatch
+):
+    from forecast.models import PooledEnsemble, load_model
+
+    micro = load_model(diffusion_checkpoint / "micro.safetensors")
+    pool = PooledEnsemble.from_models([micro, micro], labels=["first", "second"])
+    pool.save(tmp_path / "pool.safetensors")
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path))
+    at = new_app().run()
+    at.selectbox(key="model").set_value("pool.safetensors (pooled)").run()
+    no_failure(at)
+    assert "Latent explorer" in [t.label for t in at.tabs]
+    at = open_tab(at, "Latent explorer")
+    no_failure(at)
+    assert at.selectbox(key="latent_part").options == ["first", "second"]
+    at.selectbox(key="latent_part").set_value("second").run()
+    no_failure(at)
+    members = [o for o in at.selectbox(key="scen_a").options if o.startswith("member")]
+    assert len(members) >= 2  # the second model draws the odd members
+    assert members == [f"member {m}" for m in range(1, 2 * len(members), 2)]
+    at.number_input(key="path_steps").set_value(3).run()
+    no_failure(at)
+    assert chart(at, "latent_panels")["layout"]["annotations"][0]["text"].startswith(
+        "latent path (slerp)"
+    )
+    at.selectbox(key="scen_a").set_value(3).run()  # then the other model: its own members
+    at.selectbox(key="latent_part").set_value("first").run()
+    no_failure(at)
+    assert at.selectbox(key="scen_a").value in (0, "observed")
+
+
 def chart_keys(at) -> list[str]:
     return [el.proto.id.rsplit("-", 1)[-1] for el in at.get("plotly_chart")]
 

@@ -347,6 +347,12 @@ def test_baseline_sampling_and_export_round_trip(tmp_path):
     ens = q.sample_at(model, ds, issue, 5, 3)
     assert dict(ens.sizes) == {MEMBER: 5, LEAD_TIME: 4, LAT: 2, LON: 3}
     xr.testing.assert_identical(ens, q.sample_at(model, ds, issue, 5, 3))
+    # the members forecast predict (forecast_many) writes for this issue time and seed
+    from forecast.models import forecast_many
+
+    np.testing.assert_array_equal(
+        ens["t2m"].values, forecast_many(model, ds, [issue], 5, 3)["t2m"].values[0]
+    )
     target = q.target_window(ds, issue, 4)
     assert target.sizes[TIME] == 4
     assert q.target_window(ds, ds[TIME].values[-2], 4) is None
@@ -470,10 +476,12 @@ def test_latent_scenarios_and_paths(tmp_path):
     )
     # slerp keeps the anomaly variance of two independent-ish scenarios; the blend loses it
     assert float(br["t2m"].isel({PATH: 2})) < float(pr["t2m"].isel({PATH: 2}))
-    raw = q.path_netcdf_bytes(path, blend)
+    raw = q.path_netcdf_bytes(path, blend, pr, br)
     (tmp_path / "p.nc").write_bytes(raw)
     with xr.open_dataset(tmp_path / "p.nc") as back:
         np.testing.assert_allclose(back["t2m_blend"].values, blend["t2m"].values)
+        np.testing.assert_allclose(back["t2m_variance_ratio"].values, pr["t2m"].values)
+        np.testing.assert_allclose(back["t2m_blend_variance_ratio"].values, br["t2m"].values)
         np.testing.assert_allclose(back[PATH].values, np.linspace(0, 1, 5))
     with pytest.raises(ForecastError, match="needs the truth"):
         q.scenario_latents(model, ctx, "observed", 1, n_members=4, seed=0)

@@ -19,7 +19,7 @@ from forecast.models import (
     load_model,
 )
 from forecast.models.diffusion import ConditionalDiffusion
-from forecast.models.pooled import member_sources, model_seed
+from forecast.models.pooled import member_origins, member_sources, model_seed
 from forecast.models.vae import ConditionalVAE
 from forecast.pipeline import run_protocol
 
@@ -91,6 +91,42 @@ def test_same_model_twice_gives_distinct_members(generative, context):
     ens = PooledEnsemble.from_models([model, model], labels=["a", "b"]).sample(context, 6, seed=2)
     values = ens["t2m"].values.reshape(6, -1)
     assert min(np.abs(values[i] - values[j]).max() for i in range(6) for j in range(i)) > 1e-3
+
+
+def test_member_origins_index_each_models_members():
+    sources, index = member_origins([2.0, 1.0, 1.0], 13)
+    np.testing.assert_array_equal(sources, member_sources([2.0, 1.0, 1.0], 13))
+    for k in range(3):  # a model's members are numbered 0, 1, ... in pool order
+        np.testing.assert_array_equal(index[sources == k], np.arange((sources == k).sum()))
+    head = member_origins([2.0, 1.0, 1.0], 5)
+    np.testing.assert_array_equal(np.stack(head), np.stack((sources, index))[:, :5])
+
+
+@pytest.fixture(scope="module")
+def latent_pool(generative, baselines):
+    """A DDIM diffusion model (its sampler is its latent sampler), a VAE and persistence."""
+    diffusion, vae = (load_model(p) for p in generative)
+    diffusion = diffusion.with_sampler("ddim", diffusion.latent_nfe)
+    return PooledEnsemble.from_models([diffusion, vae, baselines[0]], labels=["d", "v", "p"])
+
+
+def test_member_latent_decodes_to_the_pooled_member(latent_pool, context):
+    assert list(latent_pool.latent_models()) == ["d", "v"]
+    ens = latent_pool.sample(context, 7, seed=4)
+    sources = member_sources(latent_pool.weights, 7)
+    for m in range(7):
+        if sources[m] == 2:
+            with pytest.raises(ForecastError, match=f"member {m} comes from 'p' .*no latent"):
+                latent_pool.member_latent(context, m, seed=4)
+            continue
+        label, z = latent_pool.member_latent(context, m, seed=4)
+        assert label == "dv"[sources[m]]
+        decoded = latent_pool.latent_models()[label].decode(context, z)
+        np.testing.assert_allclose(
+            decoded["t2m"].values[0], ens["t2m"].values[m], rtol=0, atol=1e-4
+        )
+    with pytest.raises(ForecastError, match="member must be >= 0"):
+        latent_pool.member_latent(context, -1, seed=4)
 
 
 def test_save_load_is_self_contained(generative, context, tmp_path):
@@ -199,7 +235,8 @@ def test_dashboard_lists_and_samples_a_pool(generative, tiny_data, context, tmp_
     assert [(info["kind"], fits) for _, info, fits in readable] == [("pooled", True)]
     assert unreadable == []
     pool = load_model(path)
-    assert not queries.is_latent(pool)  # no common latent space: no latent path offered
+    assert not queries.is_latent(pool)  # no common latent space: paths walk one model's
+    assert queries.latent_parts(pool) == ["diffusion", "vae"]
     ens = queries.sample_at(pool, tiny_data, context["time"].values[-1], 4, 0)
     assert ens.sizes[MEMBER] == 4
 
@@ -263,3 +300,38 @@ def test_training_settings_reach_every_trained_model(tiny_protocol):
         PooledEnsemble(**geometry, components=components[:1], train={"max_steps": 3})
     quiet = PooledEnsemble(**geometry, components=components[:1], train={"progress": False})
     assert quiet.components == components[:1]
+
+
+def test_dashboard_walks_the_latent_space_of_one_pool_model(latent_pool, context, tiny_data):
+    from forecast.dashboard import queries as q
+    from forecast.data.windows import target_of
+
+    assert q.latent_parts(latent_pool) == ["d", "v"]
+    assert q.latent_parts(latent_pool.models[1]) == [""] and q.latent_parts(object()) == []
+    assert q.part_members(latent_pool, "v", 7) == [1, 4]  # round robin d, v, p, d, v, p, d
+    assert q.part_members(latent_pool.models[1], "", 3) == [0, 1, 2]
+    ens = latent_pool.sample(context, 7, seed=4)
+    z_a, z_b = q.scenario_latents(latent_pool, context, 1, 4, n_members=7, seed=4, part="v")
+    path, *_ = q.latent_explorer(q.latent_part(latent_pool, "v"), context, z_a, z_b, 3)
+    np.testing.assert_allclose(path["t2m"].values[0], ens["t2m"].values[1], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(path["t2m"].values[-1], ens["t2m"].values[4], rtol=0, atol=1e-4)
+    # the app's members (sample_at: the issue time's seed) are the path's ends as well
+    issue = context["time"].values[-1]
+    shown = q.sample_at(latent_pool, tiny_data, issue, 7, 0)
+    z_a, _ = q.scenario_latents(
+        latent_pool, context, 4, 1, n_members=7, seed=q.issue_seed(0, issue), part="v"
+    )
+    path, *_ = q.latent_explorer(q.latent_part(latent_pool, "v"), context, z_a, z_b, 3)
+    np.testing.assert_allclose(path["t2m"].values[0], shown["t2m"].values[4], rtol=0, atol=1e-4)
+    target = target_of(tiny_data, issue, latent_pool.horizon)
+    z_obs, _ = q.scenario_latents(
+        latent_pool, context, "observed", 0, n_members=7, seed=4, target=target, part="d"
+    )
+    want = latent_pool.models[0].encode(context, target)[0]  # the diffusion model's inversion
+    np.testing.assert_allclose(np.asarray(z_obs), np.asarray(want), rtol=0, atol=1e-6)
+    with pytest.raises(ForecastError, match="member 0 comes from pool model 'd', not 'v'"):
+        q.scenario_latents(latent_pool, context, 0, 1, n_members=7, seed=4, part="v")
+    with pytest.raises(ForecastError, match="pool model 'p' has no latent space"):
+        q.latent_part(latent_pool, "p")
+    with pytest.raises(ForecastError, match=r"member 9 outside 0\.\.6"):
+        q.scenario_latents(latent_pool, context, 1, 9, n_members=7, seed=4, part="v")

@@ -8,7 +8,14 @@ import xarray as xr
 
 from forecast.dims import LAT, LEAD_TIME, LON, MEMBER, PATH
 from forecast.errors import ForecastError
-from forecast.sampling.paths import blend_path, latent_path, slerp, variance_ratio
+from forecast.sampling.paths import (
+    blend_path,
+    largest_step,
+    latent_path,
+    path_dataset,
+    slerp,
+    variance_ratio,
+)
 
 
 def test_slerp_endpoints_exact_and_types():
@@ -92,3 +99,32 @@ def test_latent_path_endpoints_and_ratio():
 def test_latent_path_needs_two_steps():
     with pytest.raises(ForecastError, match="steps >= 2"):
         latent_path(LinearDecoder(), _context(), np.zeros((2, 5, 6)), np.zeros((2, 5, 6)), steps=1)
+
+
+def test_largest_step_of_even_and_jumping_paths():
+    ctx = _context()
+    rng = np.random.default_rng(4)
+    za, zb = rng.standard_normal((2, 2, 5, 6))
+    even = blend_path(
+        *(LinearDecoder().decode(ctx, z[None]).isel({MEMBER: 0}) for z in (za, zb)), 6
+    )
+    assert float(largest_step(even)["t"]) == pytest.approx(1 / 5)  # the smallest possible
+    jump = even.copy(deep=True)
+    jump["t"][1:] = even["t"].values[-1]  # all the change in the first step
+    assert float(largest_step(jump)["t"]) == pytest.approx(1.0)
+    assert np.isnan(float(largest_step(even.isel({PATH: [0, 0]}))["t"]))  # equal ends
+
+
+def test_path_dataset_holds_path_blend_and_ratios():
+    ctx = _context()
+    rng = np.random.default_rng(5)
+    za, zb = rng.standard_normal((2, 2, 5, 6))
+    path = latent_path(LinearDecoder(), ctx, za, zb, steps=5).astype(np.float32)
+    blend = blend_path(path.isel({PATH: 0}), path.isel({PATH: -1}), steps=5)
+    last = ctx.isel(time=-1)
+    out = path_dataset(path, blend, variance_ratio(path, last), variance_ratio(blend, last))
+    assert sorted(out.data_vars) == ["t", "t_blend", "t_blend_variance_ratio", "t_variance_ratio"]
+    np.testing.assert_allclose(out["t_blend"].values, blend["t"].values, rtol=1e-6)
+    assert out["t_blend"].dtype == np.float32  # stored like the path it is compared with
+    np.testing.assert_allclose(out["t_variance_ratio"].values, variance_ratio(path, last)["t"])
+    assert out["t_variance_ratio"].dims == (PATH,) and out[PATH].attrs["units"] == "1"

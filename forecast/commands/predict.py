@@ -129,6 +129,7 @@ def check_issue_times(ds: Any, times: Any, context: int) -> None:
     import pandas as pd
 
     from forecast.data import time_step
+    from forecast.data.describe import format_step
     from forecast.dims import TIME
 
     axis = pd.DatetimeIndex(ds[TIME].values)
@@ -140,7 +141,7 @@ def check_issue_times(ds: Any, times: Any, context: int) -> None:
     first, last = axis[context - 1], axis[-1]
     valid = (
         f"valid issue times: {first.isoformat()} .. {last.isoformat()} every "
-        f"{pd.Timedelta(time_step(ds))}"
+        f"{format_step(time_step(ds))}"
     )
     pos = axis.get_indexer(times)
     for t, i in zip(times, pos, strict=True):

@@ -36,6 +36,13 @@ from forecast.dims import (
 )
 from forecast.errors import ForecastError
 
+# the latent explorer's scenarios (shared with ``forecast path``), re-exported for the app
+from forecast.sampling.scenarios import is_latent as is_latent
+from forecast.sampling.scenarios import latent_part as latent_part
+from forecast.sampling.scenarios import latent_parts as latent_parts
+from forecast.sampling.scenarios import part_members as part_members
+from forecast.sampling.scenarios import scenario_latents as scenario_latents
+
 from .paths import THREADS_ENV
 
 #: Statistics a map or network view can show.
@@ -548,65 +555,6 @@ def skill_score(
 # --------------------------------------------------------------------------------------------
 # latent paths
 # --------------------------------------------------------------------------------------------
-def is_latent(model: Any) -> bool:
-    """True when ``model`` offers ``prior``, ``decode`` and ``encode`` (a LatentForecaster)."""
-    from forecast.dims import LatentForecaster
-
-    return isinstance(model, LatentForecaster)
-
-
-def scenario_latents(
-    model: Any,
-    context: xr.Dataset,
-    scenario_a: Any,
-    scenario_b: Any,
-    *,
-    n_members: int,
-    seed: int,
-    target: xr.Dataset | None = None,
-) -> tuple[Any, Any]:
-    """Latents of two scenarios: a member index (from ``prior``) or ``"observed"`` (``encode``).
-
-    Parameters
-    ----------
-    model : LatentForecaster
-    context : xr.Dataset
-        Context window of the issue time.
-    scenario_a, scenario_b : int or "observed"
-        A member of the prior draw ``prior(context, n_members, seed=seed)``, or the observed
-        target embedded by inversion.
-    target : xr.Dataset, optional
-        The observed target window, needed for ``"observed"``.
-
-    Returns
-    -------
-    z_a, z_b
-        One latent each, without member axis, as ``latent_path`` takes them.
-    """
-    if not is_latent(model):
-        raise ForecastError(
-            f"{type(model).__name__} has no latent space; pick a diffusion or VAE model"
-        )
-    prior = None
-    out = []
-    for sc in (scenario_a, scenario_b):
-        if sc == "observed":
-            if target is None:
-                raise ForecastError(
-                    "the observed scenario needs the truth after the issue time; pick an "
-                    "earlier issue time"
-                )
-            out.append(model.encode(context, target)[0])  # encode gives (1, ...): one member
-        else:
-            if prior is None:
-                prior = model.prior(context, n_members, seed=seed)
-            m = int(sc)
-            if not 0 <= m < len(prior):
-                raise ForecastError(f"member {m} outside 0..{len(prior) - 1}; pick one in range")
-            out.append(prior[m])
-    return out[0], out[1]
-
-
 def latent_explorer(
     model: Any, context: xr.Dataset, z_a: Any, z_b: Any, steps: int
 ) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset, xr.Dataset]:
@@ -947,11 +895,20 @@ def with_sampler(model: Any, sampler: str | None, nfe: int | None) -> Any:
 
 
 def sample_at(model: Any, ds: xr.Dataset, issue_time: Any, members: int, seed: int) -> xr.Dataset:
-    """The ensemble of ``model`` for one issue time of ``ds`` (context cut from ``ds``)."""
+    """The ensemble of ``model`` for one issue time of ``ds`` (context cut from ``ds``), drawn
+    with the issue time's seed (:func:`issue_seed`): the members ``forecast predict --seed``
+    writes for that issue time, and those the scores tab and latent paths use."""
     from forecast.data.windows import context_of
 
     context = context_of(ds, pd.Timestamp(issue_time), model.context)
-    return model.sample(context, int(members), seed=int(seed))
+    return model.sample(context, int(members), seed=issue_seed(seed, issue_time))
+
+
+def issue_seed(seed: int, issue_time: Any) -> int:
+    """The sampling seed of one issue time under the run ``seed`` (as ``forecast_many``)."""
+    from forecast.models import issue_seed as derive
+
+    return derive(int(seed), pd.Timestamp(issue_time))
 
 
 def context_window(ds: xr.Dataset, issue_time: Any, context: int) -> xr.Dataset:
@@ -984,23 +941,18 @@ def ensemble_netcdf_bytes(ens: xr.Dataset, **attrs: Any) -> bytes:
         return path.read_bytes()
 
 
-def path_netcdf_bytes(path: xr.Dataset, blend: xr.Dataset) -> bytes:
-    """A latent path and its straight blend as one NetCDF file (``<var>`` and ``<var>_blend``)."""
+def path_netcdf_bytes(
+    path: xr.Dataset, blend: xr.Dataset, path_ratio: xr.Dataset, blend_ratio: xr.Dataset
+) -> bytes:
+    """A latent path, its straight blend and their variance ratios as one NetCDF file
+    (:func:`forecast.sampling.paths.path_dataset`)."""
     import tempfile
 
-    out = path.copy()
-    for name in blend.data_vars:
-        out[f"{name}_blend"] = blend[name]
-        out[f"{name}_blend"].attrs = {
-            **blend[name].attrs,
-            "comment": "straight blend (1 - t) A + t B of the path ends",
-        }
-    for name in path.data_vars:
-        out[name].attrs = {**path[name].attrs, "comment": "decoded along the slerp latent path"}
-    out[PATH].attrs = {"long_name": "fraction along the path from scenario A to B", "units": "1"}
+    from forecast.sampling.paths import path_dataset
+
     with tempfile.TemporaryDirectory(prefix="forecast-path-") as tmp:
         file = Path(tmp) / "path.nc"
-        out.to_netcdf(file)
+        path_dataset(path, blend, path_ratio, blend_ratio).to_netcdf(file)
         return file.read_bytes()
 
 

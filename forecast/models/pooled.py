@@ -48,6 +48,18 @@ def member_sources(weights: Sequence[float], n_members: int) -> np.ndarray:
     return out
 
 
+def member_origins(weights: Sequence[float], n_members: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each of ``n_members`` pooled members, its model's index (:func:`member_sources`)
+    and its index among that model's members (prefix-stable as well)."""
+    sources = member_sources(weights, n_members)
+    index = np.empty(n_members, dtype=int)
+    counts = np.zeros(len(weights), dtype=int)
+    for m, k in enumerate(sources):
+        index[m] = counts[k]
+        counts[k] += 1
+    return sources, index
+
+
 def model_seed(seed: int | None, k: int) -> int:
     """The sampling seed of pooled model ``k`` under the pool's ``seed`` (distinct per model)."""
     state = np.random.SeedSequence([0 if seed is None else int(seed), 0x504F4F4C, int(k)])
@@ -274,6 +286,43 @@ class PooledEnsemble:
         inv = np.empty(n, dtype=int)
         inv[by_model] = np.arange(n)
         return stacked.isel({MEMBER: inv}).assign_coords({MEMBER: np.arange(n)})
+
+    # -- latent spaces of the models ------------------------------------------------------------
+    def latent_models(self) -> dict[str, Any]:
+        """The pool's models that have a latent space (diffusion, VAE), by label.
+
+        A pool has no latent space of its own: latents of different models do not mix, so a
+        latent path walks one of these models.
+        """
+        from forecast.dims import LatentForecaster
+
+        return {
+            label: model
+            for label, model in zip(self.labels, self.models, strict=True)
+            if isinstance(model, LatentForecaster)
+        }
+
+    def member_latent(
+        self, context: xr.Dataset, member: int, *, seed: int | None = None
+    ) -> tuple[str, Any]:
+        """The label of the model that draws pooled member ``member`` under ``seed``, and
+        that member's latent: the model's own ``prior`` draw, so ``decode`` of it gives the
+        member (a diffusion model decodes with its deterministic latent sampler, which may
+        differ a little from the sampler of :meth:`sample`)."""
+        if not self.models:
+            raise ForecastError("pooled model is not fitted; call fit(train) or load it first")
+        if member < 0:
+            raise ForecastError(f"member must be >= 0, got {member}")
+        sources, index = member_origins(self.weights, member + 1)
+        k, j = int(sources[member]), int(index[member])
+        label = self.labels[k]
+        model = self.latent_models().get(label)
+        if model is None:
+            raise ForecastError(
+                f"pooled member {member} comes from {label!r} ({self.components[k]['kind']}), "
+                "which has no latent space; pick a member of a diffusion or VAE model of the pool"
+            )
+        return label, model.prior(context, j + 1, seed=model_seed(seed, k))[j]
 
     # -- checkpoints -------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -123,3 +123,45 @@ def variance_ratio(path: xr.Dataset, last: xr.Dataset) -> xr.Dataset:
     t = xr.DataArray(np.asarray(path[PATH].values, dtype=float), dims=PATH)
     ends = (1 - t) * var.isel({PATH: 0}, drop=True) + t * var.isel({PATH: -1}, drop=True)
     return var / ends
+
+
+def largest_step(path: xr.Dataset) -> xr.Dataset:
+    """Per variable: the largest change between neighbouring points of a path (RMS over the
+    field) over the RMS difference between its ends. Evenly spaced changes give the smallest
+    value, ``1 / (steps - 1)``; a jump gives a value near 1."""
+    out = {}
+    for name, da in path.data_vars.items():
+        f = np.asarray(da.transpose(PATH, ...).values, dtype=np.float64).reshape(da.sizes[PATH], -1)
+        end = np.sqrt(((f[-1] - f[0]) ** 2).mean())
+        steps = np.sqrt((np.diff(f, axis=0) ** 2).mean(axis=1))
+        out[name] = float(steps.max() / end) if end > 0 else np.nan
+    return xr.Dataset({name: ((), value) for name, value in out.items()})
+
+
+def path_dataset(
+    path: xr.Dataset, blend: xr.Dataset, path_ratio: xr.Dataset, blend_ratio: xr.Dataset
+) -> xr.Dataset:
+    """A latent path, its straight blend and both anomaly-variance ratios in one data set.
+
+    Variables ``<var>`` (decoded along the slerp path), ``<var>_blend`` (the straight blend of
+    its ends, :func:`blend_path`) and ``<var>_variance_ratio`` / ``<var>_blend_variance_ratio``
+    (:func:`variance_ratio` of each), all over ``path``.
+    """
+    out = path.copy()
+    for name in path.data_vars:
+        out[name].attrs = {**path[name].attrs, "comment": "decoded along the slerp latent path"}
+        out[f"{name}_blend"] = blend[name].astype(path[name].dtype)
+        out[f"{name}_blend"].attrs = {
+            **blend[name].attrs,
+            "comment": "straight blend (1 - t) A + t B of the path ends",
+        }
+        for kind, ratio in (("path", path_ratio), ("blend", blend_ratio)):
+            key = f"{name}_variance_ratio" if kind == "path" else f"{name}_blend_variance_ratio"
+            out[key] = ratio[name]
+            out[key].attrs = {
+                "long_name": f"spatial variance of the {kind}'s anomaly from the issue-time "
+                "field over the same interpolated between the two ends",
+                "units": "1",
+            }
+    out[PATH].attrs = {"long_name": "fraction along the path from scenario A to B", "units": "1"}
+    return out
