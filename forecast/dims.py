@@ -23,6 +23,8 @@ MEMBER = "member"
 LEAD_TIME = "lead_time"
 INIT_TIME = "init_time"
 VALID_TIME = "valid_time"
+#: Coordinate over ``member`` of a pooled ensemble: the label of the model that drew the member.
+SOURCE_MODEL = "source_model"
 
 MODEL = "model"
 METRIC = "metric"

@@ -276,6 +276,7 @@ def run_protocol(
     from forecast.data.protocols import Protocol, get_protocol
     from forecast.export import open_ensemble, to_netcdf
     from forecast.models import BASELINE_KINDS, MODELS, forecast_many, load_model
+    from forecast.models.pooled import with_member_sources
     from forecast.scoring import diagnostics, scorecard, write_report
     from forecast.scoring.significance import (
         significance_table,
@@ -368,6 +369,7 @@ def run_protocol(
             t0 = time.perf_counter()
             ens = forecast_many(model, ds, issue_times, members, seed, progress=progress)
             timings[name]["sample_s"] = time.perf_counter() - t0
+            ens = with_member_sources(model, ens)  # a pool names each member's model
             to_netcdf(ens, path, model=name, seed=seed, compress=compress, overwrite=True)
             sampled.append(name)
         forecasts[name] = ens

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from forecast.dims import INIT_TIME, LAT, LEAD_TIME, LON, MEMBER, NODE, VALID_TIME
+from forecast.dims import INIT_TIME, LAT, LEAD_TIME, LON, MEMBER, NODE, SOURCE_MODEL, VALID_TIME
 from forecast.export import to_netcdf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -107,6 +107,18 @@ CASES = {
         institution="Test",
     ),
     "grid-one-issue": lambda p: to_netcdf(_ensemble("grid", 1).isel({INIT_TIME: 0}), p),
+    # a pool's ensemble: the model of each member as an auxiliary coordinate (char labels)
+    "grid-pooled": lambda p: to_netcdf(
+        _ensemble("grid").assign_coords(
+            {
+                SOURCE_MODEL: xr.Variable(
+                    MEMBER, ["vae-s0", "diffusion-s0", "vae-s1"], {"long_name": "model"}
+                )
+            }
+        ),
+        p,
+        summary=True,
+    ),
     "sensors": lambda p: to_netcdf(_ensemble("sensors"), p, summary=True, thresholds=[50.0]),
     "sensors-stream": lambda p: to_netcdf(
         (d.isel({INIT_TIME: i}) for d in [_ensemble("sensors", 3)] for i in range(3)), p

@@ -318,7 +318,10 @@ def test_torch_is_not_imported(tmp_path):
         (lambda e: e.drop_vars(LAT), "no 'lat' coordinate"),
         (lambda e: e.isel({INIT_TIME: [1, 0, 2]}), "must increase strictly"),
         (lambda e: e.isel({LEAD_TIME: [1, 0]}), "must increase strictly"),
-        (lambda e: e.assign_coords(extra=(MEMBER, np.arange(4))), "cannot be exported"),
+        (
+            lambda e: e.assign_coords(extra=((MEMBER, LEAD_TIME), np.zeros((4, 5)))),
+            "cannot be exported",
+        ),
         (lambda e: e.assign(bad=e.t2m.isel({LEAD_TIME: 0})), "has dims"),
     ],
 )
@@ -442,3 +445,45 @@ def test_streamed_issue_time_off_the_time_unit(writer, tmp_path):
     with pytest.raises(ForecastError, match="not a whole number of hours"):
         write(iter([first, late]), target)
     assert not target.exists()
+
+
+@pytest.mark.parametrize("writer", ["netcdf", "zarr"])
+def test_member_labels_of_a_pool_round_trip(tmp_path, writer):
+    """A coordinate over the members (a pool's source_model) is written once, over
+    realization, read back over member, and kept off the summary variables."""
+    from forecast.dims import SOURCE_MODEL
+    from forecast.export import to_zarr
+
+    labels = ["vae-s0", "diffusion-s0", "vae-s1"]
+    ens = grid_ensemble(m=3).assign_coords({SOURCE_MODEL: (MEMBER, labels)})
+    if writer == "netcdf":
+        path = to_netcdf(ens, tmp_path / "f.nc", summary=True)
+        with netCDF4.Dataset(path) as nc:
+            assert nc["source_model"].dimensions[0] == "realization"
+            assert "source_model" in nc["t2m"].coordinates
+            assert "source_model" not in nc["t2m_mean"].coordinates
+        summary = open_ensemble(path, summary=True)
+        assert summary["t2m_mean"].dims == (INIT_TIME, LEAD_TIME, LAT, LON)
+    else:
+        path = to_zarr(ens, tmp_path / "f.zarr")
+    back = open_ensemble(path)
+    assert back[SOURCE_MODEL].dims == (MEMBER,)
+    assert list(back[SOURCE_MODEL].values) == labels
+    np.testing.assert_array_equal(back.t2m.values, ens.t2m.values)
+
+
+def test_member_labels_must_agree_between_issue_times(tmp_path):
+    from forecast.dims import SOURCE_MODEL
+
+    ens = grid_ensemble(m=3)
+    slabs = [
+        ens.isel({INIT_TIME: i}).assign_coords({SOURCE_MODEL: (MEMBER, list(names))})
+        for i, names in enumerate(("abc", "abd"))
+    ]
+    with pytest.raises(ForecastError, match="another 'source_model' coordinate than the first"):
+        to_netcdf(iter(slabs), tmp_path / "f.nc")
+    assert not (tmp_path / "f.nc").exists()
+    with pytest.raises(ForecastError, match=r"coordinate 'extra' over .* cannot be exported"):
+        to_netcdf(
+            ens.assign_coords(extra=((MEMBER, LEAD_TIME), np.zeros((3, 5)))), tmp_path / "g.nc"
+        )

@@ -163,6 +163,9 @@ def test_protocol_runner_scores_a_pool(generative, tiny_data, tiny_protocol, tmp
     card = result["scorecard"]["t2m"]
     assert list(card["model"].values) == ["persistence", "pool"]
     assert np.isfinite(card.sel(model="pool")).all()
+    # the run's ensemble file of the pool names the model of every member
+    written = open_ensemble(result["files"]["ensemble_pool"])
+    assert list(written["source_model"].values) == ["diffusion", "vae"] * 2
 
 
 def test_bad_pools(baselines, split, tiny_protocol, tmp_path):
@@ -207,7 +210,10 @@ def test_cli_pool(generative, tiny_data, tiny_protocol, tmp_path, capsys):
     nc = tmp_path / "pool.nc"
     args = ["predict", "--checkpoint", str(out), "--data", str(data_path), "--out", str(nc)]
     assert main([*args, "--init-time", str(issue), "--members", "4"]) == 0
-    assert open_ensemble(nc).attrs["model"] == "pooled: d (diffusion) x3, v (vae) x1"
+    written = open_ensemble(nc)
+    assert written.attrs["model"] == "pooled: d (diffusion) x3, v (vae) x1"
+    # each member names the model that drew it: weights 3:1 -> d, d, v, d (round robin)
+    assert list(written["source_model"].values) == ["d", "d", "v", "d"] == pool.member_labels(4)
     capsys.readouterr()
     cases = [
         (["--checkpoint", d], "at least two"),
@@ -302,7 +308,9 @@ def test_training_settings_reach_every_trained_model(tiny_protocol):
     assert quiet.components == components[:1]
 
 
-def test_dashboard_walks_the_latent_space_of_one_pool_model(latent_pool, context, tiny_data):
+def test_dashboard_walks_the_latent_space_of_one_pool_model(
+    latent_pool, context, tiny_data, tmp_path
+):
     from forecast.dashboard import queries as q
     from forecast.data.windows import target_of
 
@@ -333,5 +341,12 @@ def test_dashboard_walks_the_latent_space_of_one_pool_model(latent_pool, context
         q.scenario_latents(latent_pool, context, 0, 1, n_members=7, seed=4, part="v")
     with pytest.raises(ForecastError, match="pool model 'p' has no latent space"):
         q.latent_part(latent_pool, "p")
+    # the download of a pool's ensemble names each member's model; other models' unchanged
+    raw = q.ensemble_netcdf_bytes(q.with_member_sources(latent_pool, shown), model="pooled")
+    (tmp_path / "shown.nc").write_bytes(raw)
+    back = open_ensemble(tmp_path / "shown.nc")
+    assert list(back["source_model"].values) == ["d", "v", "p", "d", "v", "p", "d"]
+    single = q.with_member_sources(latent_pool.models[1], shown)
+    assert "source_model" not in single.coords
     with pytest.raises(ForecastError, match=r"member 9 outside 0\.\.6"):
         q.scenario_latents(latent_pool, context, 1, 9, n_members=7, seed=4, part="v")

@@ -224,10 +224,13 @@ def run(args: argparse.Namespace) -> int:
     check_compatible(meta["data"], ds, what=f"checkpoint {args.checkpoint.name}")
     check_issue_times(ds, times, int(model.context))
 
-    def ensembles():
+    from forecast.models.pooled import with_member_sources
+
+    def ensembles():  # a pool's members carry the label of the model that drew them
         for t in times:
             context = context_of(ds, t, model.context)
-            yield model.sample(context, args.members, seed=issue_seed(args.seed, t))
+            ens = model.sample(context, args.members, seed=issue_seed(args.seed, t))
+            yield with_member_sources(model, ens)
 
     sampler = getattr(model, "sampler", None)
     nfe = getattr(model, "nfe", None)

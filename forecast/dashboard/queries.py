@@ -35,6 +35,7 @@ from forecast.dims import (
     space_dims,
 )
 from forecast.errors import ForecastError
+from forecast.models.pooled import with_member_sources as with_member_sources
 
 # the latent explorer's scenarios (shared with ``forecast path``), re-exported for the app
 from forecast.sampling.scenarios import is_latent as is_latent

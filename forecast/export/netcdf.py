@@ -273,19 +273,29 @@ def _as_slab(ds: Any, where: str) -> xr.Dataset:
 
 
 def _aux_coords(ds: xr.Dataset, space: tuple[str, ...], where: str) -> list[str]:
-    """Non-dimension coords to write beside the space dims (lat/lon per station, node info)."""
+    """Non-dimension coords to write beside the space dims (lat/lon per station, node info) or
+    the members (e.g. ``source_model``, the model that drew each member of a pool)."""
     names = []
     for name, coord in ds.coords.items():
         if name in (INIT_TIME, VALID_TIME, MEMBER, LEAD_TIME, *space):
             continue
-        if coord.dims and set(coord.dims) <= set(space):
+        if coord.dims and (set(coord.dims) <= set(space) or coord.dims == (MEMBER,)):
             names.append(str(name))
         else:
             raise ForecastError(
                 f"{where}: coordinate {name!r} over {coord.dims} cannot be exported; drop it "
-                "(only coordinates over the space dims are written)"
+                "(only coordinates over the space dims or the members are written)"
             )
     return names
+
+
+def _member_aux(lay: _Layout, first: xr.Dataset) -> list[str]:
+    """The auxiliary coordinates over the members (not attached to summary variables)."""
+    return [n for n in lay.aux_names if first[n].dims == (MEMBER,)]
+
+
+#: In-memory dims -> file dims of auxiliary coordinates.
+_AUX_FILE_DIMS = {NODE: STATION, MEMBER: REALIZATION}
 
 
 def _slabs(ensemble: Any) -> tuple[Iterator[xr.Dataset], int | None, bool, np.ndarray | None]:
@@ -444,20 +454,18 @@ class _Writer:
             self._create_stations(first)
         else:
             self._create_grid(first)
-        coords = " ".join(
-            ([FRT] if lay.scalar else [])
-            + [VTIME]
-            + ([STATION_ID] if lay.sensors else [])
-            + self._aux_file_names()
-        )
+        common = ([FRT] if lay.scalar else []) + [VTIME] + ([STATION_ID] if lay.sensors else [])
+        coords = " ".join(common + self._aux_file_names())
         # issue time first: it is the record (unlimited) dim of streamed files, and the
         # in-memory order (init_time, member, lead_time, *space), so reading needs no transpose
         base = (() if lay.scalar else (FRT,)) + (REALIZATION, FP, *self.space_file)
         chunk = (() if lay.scalar else (1,)) + (1, n_lead, *lay.space_sizes)
         for var in lay.variables:
             self._create_data(var, base, chunk, first[var], coords)
-        if lay.summary:
-            self._create_summary(first, coords, n_lead)
+        if lay.summary:  # no members there: no coordinates over the members either
+            member_aux = _member_aux(lay, first)
+            names = [n for n in self._aux_file_names() if n not in member_aux]
+            self._create_summary(first, " ".join(common + names), n_lead)
 
     def _aux_file_names(self) -> list[str]:
         return list(self.lay.aux_names)
@@ -494,7 +502,7 @@ class _Writer:
             self._create_aux(name, first[name], tuple(first[name].dims))
 
     def _create_aux(self, name: str, coord: xr.DataArray, dims: tuple[str, ...]) -> None:
-        file_dims = tuple(STATION if d == NODE else d for d in dims)
+        file_dims = tuple(_AUX_FILE_DIMS.get(d, d) for d in dims)
         vals = np.asarray(coord.values)
         attrs = _clean_attrs(coord.attrs)
         if name == LAT:
@@ -753,6 +761,12 @@ def _check_slab(slab: xr.Dataset, first: xr.Dataset, lay: _Layout, where: str) -
     for d in lay.space:
         if not np.array_equal(slab[d].values, first[d].values):
             raise ForecastError(f"{where} has other {d} coordinates than the first ensemble")
+    for name in _member_aux(lay, first):  # written once, over the realization dim
+        if name not in slab.coords or not np.array_equal(slab[name].values, first[name].values):
+            raise ForecastError(
+                f"{where} has another {name!r} coordinate than the first ensemble; it is written "
+                "once for all issue times, so give every issue time the same one"
+            )
 
 
 def to_netcdf(
@@ -1042,9 +1056,12 @@ def open_ensemble(
 
 
 def _space_vars(ds: xr.Dataset, sensors: bool) -> list[str]:
-    """Coordinates of the space dims to keep (lat/lon per station, station info)."""
+    """Coordinates to keep: of the space dims (lat/lon per station, station info) and of the
+    members (e.g. ``source_model``)."""
+    members = [str(c) for c in ds.coords if ds[c].dims == (REALIZATION,) and c != REALIZATION]
     if not sensors:
-        return [str(c) for c in ds.coords if set(ds[c].dims) <= {LAT, LON, Y, X} and ds[c].dims]
+        space = {LAT, LON, Y, X}
+        return [str(c) for c in ds.coords if set(ds[c].dims) <= space and ds[c].dims] + members
     return [
         str(c) for c in ds.coords if ds[c].dims and ds[c].dims[0] == STATION and c != STATION_ID
-    ]
+    ] + members

@@ -27,6 +27,7 @@ from forecast.checkpoint import umask_mode
 from forecast.dims import LAT, LEAD_TIME, LON, MEMBER, NODE, X, Y
 from forecast.errors import ForecastError
 from forecast.export.netcdf import (
+    _AUX_FILE_DIMS,
     _EPOCH,
     FP,
     FRT,
@@ -160,7 +161,7 @@ def _template(first: xr.Dataset, lay: _Layout, attrs: dict[str, Any]) -> tuple[x
         c = first[name]
         vals = np.asarray(c.values)
         vals = vals.astype(str) if vals.dtype.kind in "USO" else _portable_numbers(name, vals)
-        dims = tuple(STATION if d == NODE else d for d in c.dims)
+        dims = tuple(_AUX_FILE_DIMS.get(d, d) for d in c.dims)
         caux = _clean_attrs(c.attrs)
         if name in _AUX_ATTRS:
             caux = {**_AUX_ATTRS[name], **caux}

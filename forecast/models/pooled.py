@@ -26,7 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from forecast.checkpoint import load_checkpoint, save_checkpoint
-from forecast.dims import MEMBER
+from forecast.dims import MEMBER, SOURCE_MODEL
 from forecast.errors import ForecastError
 from forecast.models.base import check_members, checkpoint_meta
 
@@ -287,6 +287,18 @@ class PooledEnsemble:
         inv[by_model] = np.arange(n)
         return stacked.isel({MEMBER: inv}).assign_coords({MEMBER: np.arange(n)})
 
+    def member_labels(self, n_members: int) -> list[str]:
+        """The label of the model that draws each of ``n_members`` pooled members."""
+        sources = member_sources(self.weights, check_members(n_members))
+        return [self.labels[k] for k in sources]
+
+    def label_members(self, ens: xr.Dataset) -> xr.Dataset:
+        """``ens``, an ensemble of this pool, with the coordinate ``source_model`` over its
+        members (the model that drew each one; written to NetCDF and Zarr by the exporters)."""
+        labels = self.member_labels(ens.sizes[MEMBER])
+        coord = xr.Variable(MEMBER, labels, {"long_name": "model of the pool that drew the member"})
+        return ens.assign_coords({SOURCE_MODEL: coord})
+
     # -- latent spaces of the models ------------------------------------------------------------
     def latent_models(self) -> dict[str, Any]:
         """The pool's models that have a latent space (diffusion, VAE), by label.
@@ -364,6 +376,12 @@ class PooledEnsemble:
             models.append(MODELS.get(sub.get("kind")).from_checkpoint(own, sub, where=where))
         pool._adopt(models)
         return pool
+
+
+def with_member_sources(model: Any, ens: xr.Dataset) -> xr.Dataset:
+    """``ens`` with the ``source_model`` coordinate (:meth:`PooledEnsemble.label_members`) when
+    ``model`` is a pool; any other model's ensemble unchanged."""
+    return model.label_members(ens) if isinstance(model, PooledEnsemble) else ens
 
 
 def _with_training(components: list[dict[str, Any]], train: dict[str, Any]) -> list[dict]:
