@@ -74,14 +74,13 @@ def export_bytes(
     issue: str,
     members: int,
     seed: int,
-    _model,
     _ens,
     model_name: str,
     sampler: str | None,
     nfe: int | None,
 ) -> bytes:
     return q.ensemble_netcdf_bytes(
-        q.with_member_sources(_model, _ens),
+        _ens,  # a pool's ensemble names each member's model (source_model)
         model=model_name,
         seed=seed,
         sampler=sampler,
@@ -633,7 +632,7 @@ def export_tab() -> None:
     )
     try:
         data = export_bytes(
-            model_key, data_key, issue, members, seed, model, ens, model_name, sampler, nfe
+            model_key, data_key, issue, members, seed, ens, model_name, sampler, nfe
         )
     except ForecastError as err:
         st.error(str(err))

@@ -126,6 +126,17 @@ def test_plume_and_fan():
     np.testing.assert_allclose(plume.data[2].y, s.values[2])
     np.testing.assert_allclose(plume.data[4].y, s.values.mean(0), rtol=1e-6)
     assert pd.Timestamp(plume.data[0].x[0]) == INIT + pd.Timedelta("1h")
+    single_colour = {t.line.color for t in plume.data[:4]}
+    assert len(single_colour) == 1  # one model: one colour, one legend entry
+    assert [t.showlegend for t in plume.data[:4]] == [True, False, False, False]
+    # a pool's members: coloured and listed by the model that drew them
+    pooled = s.assign_coords(source_model=(MEMBER, ["vae", "diffusion", "vae", "diffusion"]))
+    plume = f.plume_figure(pooled)
+    assert [t.name for t in plume.data[:4]] == ["vae", "diffusion", "vae", "diffusion"]
+    assert [t.showlegend for t in plume.data[:4]] == [True, True, False, False]
+    colours = [t.line.color for t in plume.data[:4]]
+    assert colours[0] == colours[2] != colours[1] == colours[3]
+    assert f._rgba(f.MEAN_COLOR, 0.45) not in colours and plume.data[4].line.color == f.MEAN_COLOR
     fan = f.fan_figure(q.fan_quantiles(s), history=_history())
     names = [t.name for t in fan.data]
     assert names == [

@@ -341,12 +341,12 @@ def test_dashboard_walks_the_latent_space_of_one_pool_model(
         q.scenario_latents(latent_pool, context, 0, 1, n_members=7, seed=4, part="v")
     with pytest.raises(ForecastError, match="pool model 'p' has no latent space"):
         q.latent_part(latent_pool, "p")
-    # the download of a pool's ensemble names each member's model; other models' unchanged
-    raw = q.ensemble_netcdf_bytes(q.with_member_sources(latent_pool, shown), model="pooled")
+    # the shown ensemble of a pool (and its download) names each member's model
+    raw = q.ensemble_netcdf_bytes(shown, model="pooled")
     (tmp_path / "shown.nc").write_bytes(raw)
     back = open_ensemble(tmp_path / "shown.nc")
     assert list(back["source_model"].values) == ["d", "v", "p", "d", "v", "p", "d"]
-    single = q.with_member_sources(latent_pool.models[1], shown)
+    single = q.sample_at(latent_pool.models[1], tiny_data, issue, 7, 0)
     assert "source_model" not in single.coords
     with pytest.raises(ForecastError, match=r"member 9 outside 0\.\.6"):
         q.scenario_latents(latent_pool, context, 1, 9, n_members=7, seed=4, part="v")

@@ -15,7 +15,17 @@ import plotly.graph_objects as go
 import xarray as xr
 from plotly.subplots import make_subplots
 
-from forecast.dims import LEAD_TIME, MEMBER, MODEL, NODE, PATH, QUANTILE, TIME, space_dims
+from forecast.dims import (
+    LEAD_TIME,
+    MEMBER,
+    MODEL,
+    NODE,
+    PATH,
+    QUANTILE,
+    SOURCE_MODEL,
+    TIME,
+    space_dims,
+)
 from forecast.errors import ForecastError
 
 from .queries import box_stats, lead_labels
@@ -39,6 +49,16 @@ MODEL_COLORS = (
     "#e377c2",
     "#17becf",
 )
+
+
+#: Colour of the ensemble mean in plumes (the members take the other MODEL_COLORS).
+MEAN_COLOR = "#d62728"
+
+
+def _rgba(color: str, alpha: float) -> str:
+    """``#rrggbb`` -> ``rgba(r,g,b,alpha)``."""
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
 
 
 def _units(da: xr.DataArray) -> str:
@@ -353,20 +373,33 @@ def plume_figure(
     truth: xr.DataArray | None = None,
     title: str = "",
 ) -> go.Figure:
-    """Spaghetti plot: one line per member over valid time (``series`` dims (member, lead))."""
+    """Spaghetti plot: one line per member over valid time (``series`` dims (member, lead)).
+
+    A pool's members (coordinate ``source_model``) are coloured by the model that drew them,
+    one legend entry per model.
+    """
     xs = _valid_times(series)
     fig = go.Figure()
+    sources = series.coords.get(SOURCE_MODEL)
+    if sources is not None and sources.dims == (MEMBER,):
+        groups = [str(v) for v in sources.values]
+    else:
+        groups = ["members"] * series.sizes[MEMBER]
+    order = list(dict.fromkeys(groups))
+    palette = [c for c in MODEL_COLORS if c != MEAN_COLOR]
     for k, m in enumerate(series[MEMBER].values):
+        group = groups[k]
         fig.add_trace(
             go.Scatter(
                 x=xs,
                 y=series.isel({MEMBER: k}).values,
                 mode="lines",
-                name=f"member {int(m)}",
-                line={"width": 1, "color": "rgba(31,119,180,0.45)"},
-                showlegend=k == 0,
+                name=group if order != ["members"] else f"member {int(m)}",
+                hovertext=f"member {int(m)}",
+                line={"width": 1, "color": _rgba(palette[order.index(group) % len(palette)], 0.45)},
+                showlegend=groups.index(group) == k,
                 legendgrouptitle={"text": "members"} if k == 0 else None,
-                legendgroup="members",
+                legendgroup=group,
             )
         )
     fig.add_trace(
@@ -375,7 +408,7 @@ def plume_figure(
             y=series.mean(MEMBER).values,
             mode="lines",
             name="ensemble mean",
-            line={"color": "#d62728", "width": 2.5},
+            line={"color": MEAN_COLOR, "width": 2.5},
         )
     )
     _history_traces(fig, history, truth)

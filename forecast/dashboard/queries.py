@@ -898,11 +898,13 @@ def with_sampler(model: Any, sampler: str | None, nfe: int | None) -> Any:
 def sample_at(model: Any, ds: xr.Dataset, issue_time: Any, members: int, seed: int) -> xr.Dataset:
     """The ensemble of ``model`` for one issue time of ``ds`` (context cut from ``ds``), drawn
     with the issue time's seed (:func:`issue_seed`): the members ``forecast predict --seed``
-    writes for that issue time, and those the scores tab and latent paths use."""
+    writes for that issue time, and those the scores tab and latent paths use. A pool's
+    ensemble names the model of each member (coordinate ``source_model``)."""
     from forecast.data.windows import context_of
 
     context = context_of(ds, pd.Timestamp(issue_time), model.context)
-    return model.sample(context, int(members), seed=issue_seed(seed, issue_time))
+    ens = model.sample(context, int(members), seed=issue_seed(seed, issue_time))
+    return with_member_sources(model, ens)
 
 
 def issue_seed(seed: int, issue_time: Any) -> int:
