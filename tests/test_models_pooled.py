@@ -318,6 +318,8 @@ def test_dashboard_walks_the_latent_space_of_one_pool_model(
     assert q.latent_parts(latent_pool.models[1]) == [""] and q.latent_parts(object()) == []
     assert q.part_members(latent_pool, "v", 7) == [1, 4]  # round robin d, v, p, d, v, p, d
     assert q.part_members(latent_pool.models[1], "", 3) == [0, 1, 2]
+    with pytest.raises(ForecastError, match="pool model 'x' has no latent space"):
+        q.part_members(latent_pool, "x", 7)
     ens = latent_pool.sample(context, 7, seed=4)
     z_a, z_b = q.scenario_latents(latent_pool, context, 1, 4, n_members=7, seed=4, part="v")
     path, *_ = q.latent_explorer(q.latent_part(latent_pool, "v"), context, z_a, z_b, 3)

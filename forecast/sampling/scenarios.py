@@ -62,6 +62,7 @@ def part_members(model: Any, part: str, n_members: int) -> list[int]:
 
     if not isinstance(model, PooledEnsemble):
         return list(range(n_members))
+    latent_part(model, part)  # a one-line error for a label that is not a latent model
     k = model.labels.index(part)
     return [int(m) for m in np.flatnonzero(member_sources(model.weights, n_members) == k)]
 
