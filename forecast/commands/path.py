@@ -128,15 +128,9 @@ def run(args: argparse.Namespace) -> int:
 
     from forecast.checkpoint import atomic_path, file_sha256, load_checkpoint, publish
     from forecast.data import check_compatible, context_of, open_dataset
-    from forecast.dims import PATH, TIME
+    from forecast.dims import TIME
     from forecast.models import issue_seed, load_model
-    from forecast.sampling.paths import (
-        blend_path,
-        largest_step,
-        latent_path,
-        path_dataset,
-        variance_ratio,
-    )
+    from forecast.sampling.paths import largest_step, latent_explorer, path_dataset
     from forecast.sampling.scenarios import latent_part, scenario_latents
 
     _, meta = load_checkpoint(args.checkpoint)
@@ -166,13 +160,7 @@ def run(args: argparse.Namespace) -> int:
     z_a, z_b = scenario_latents(
         model, context, *scenarios, n_members=args.members, seed=seed, target=target, part=part
     )
-    path = latent_path(walker, context, z_a, z_b, args.steps)
-    blend = blend_path(
-        path.isel({PATH: 0}, drop=True), path.isel({PATH: -1}, drop=True), args.steps
-    )
-    last = context.isel({TIME: -1}, drop=True)[list(path.data_vars)]
-    last = last.drop_vars([c for c in last.coords if c not in last.dims])
-    ratios = variance_ratio(path, last), variance_ratio(blend, last)
+    path, blend, *ratios = latent_explorer(walker, context, z_a, z_b, args.steps)
     result = path_dataset(path, blend, *ratios)
     names = [f"member {s}" if s != "observed" else "observed" for s in scenarios]
     kind = meta.get("kind", type(model).__name__)

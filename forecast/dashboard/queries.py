@@ -26,7 +26,6 @@ from forecast.dims import (
     MODEL,
     NODE,
     NODE_J,
-    PATH,
     QUANTILE,
     TIME,
     VALID_TIME,
@@ -36,6 +35,7 @@ from forecast.dims import (
 )
 from forecast.errors import ForecastError
 from forecast.models.pooled import with_member_sources as with_member_sources
+from forecast.sampling.paths import latent_explorer as latent_explorer
 
 # the latent explorer's scenarios (shared with ``forecast path``), re-exported for the app
 from forecast.sampling.scenarios import is_latent as is_latent
@@ -556,31 +556,6 @@ def skill_score(
 # --------------------------------------------------------------------------------------------
 # latent paths
 # --------------------------------------------------------------------------------------------
-def latent_explorer(
-    model: Any, context: xr.Dataset, z_a: Any, z_b: Any, steps: int
-) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset, xr.Dataset]:
-    """Decode the slerp path between two latents and the straight blend of its end fields.
-
-    Returns
-    -------
-    path, blend : xr.Dataset
-        Dims ``(path, lead_time, *space)``: the decoded latent path and the blend
-        ``(1 - t) A + t B`` of its two ends.
-    path_ratio, blend_ratio : xr.Dataset
-        Spatial variance of the anomaly from the last context step along each, relative to
-        the ends (:func:`forecast.sampling.paths.variance_ratio`).
-    """
-    from forecast.sampling.paths import blend_path, latent_path, variance_ratio
-
-    path = latent_path(model, context, z_a, z_b, steps)
-    blend = blend_path(path.isel({PATH: 0}, drop=True), path.isel({PATH: -1}, drop=True), steps)
-    for name in blend.data_vars:
-        blend[name].attrs = path[name].attrs
-    last = context.isel({TIME: -1}, drop=True)[list(path.data_vars)]
-    last = last.drop_vars([c for c in last.coords if c not in last.dims])
-    return path, blend, variance_ratio(path, last), variance_ratio(blend, last)
-
-
 def member_of(ens: xr.Dataset, member: int) -> xr.Dataset:
     """One member of an ensemble as a one-member ensemble (member coord kept)."""
     return ens.isel({MEMBER: [int(member)]})

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from forecast.dims import MEMBER, PATH, space_dims
+from forecast.dims import MEMBER, PATH, TIME, space_dims
 from forecast.errors import ForecastError
 
 
@@ -165,3 +165,27 @@ def path_dataset(
             }
     out[PATH].attrs = {"long_name": "fraction along the path from scenario A to B", "units": "1"}
     return out
+
+
+def latent_explorer(
+    model: Any, context: xr.Dataset, z_a: Any, z_b: Any, steps: int
+) -> tuple[xr.Dataset, xr.Dataset, xr.Dataset, xr.Dataset]:
+    """Decode the slerp path between two latents and the straight blend of its end fields
+    (the dashboard's latent explorer and ``forecast path``).
+
+    Returns
+    -------
+    path, blend : xr.Dataset
+        Dims ``(path, lead_time, *space)``: the decoded latent path and the blend
+        ``(1 - t) A + t B`` of its two ends.
+    path_ratio, blend_ratio : xr.Dataset
+        Spatial variance of the anomaly from the last context step along each, relative to
+        the ends (:func:`forecast.sampling.paths.variance_ratio`).
+    """
+    path = latent_path(model, context, z_a, z_b, steps)
+    blend = blend_path(path.isel({PATH: 0}, drop=True), path.isel({PATH: -1}, drop=True), steps)
+    for name in blend.data_vars:
+        blend[name].attrs = path[name].attrs
+    last = context.isel({TIME: -1}, drop=True)[list(path.data_vars)]
+    last = last.drop_vars([c for c in last.coords if c not in last.dims])
+    return path, blend, variance_ratio(path, last), variance_ratio(blend, last)
