@@ -18,7 +18,7 @@ import streamlit as st
 from forecast.dashboard import figures as fg
 from forecast.dashboard import paths as dp
 from forecast.dashboard import queries as q
-from forecast.dims import LEAD_TIME, MEMBER, NODE, PATH, TIME, space_dims
+from forecast.dims import LEAD_TIME, MEMBER, NODE, PATH, TIME, space_dims, window_context
 from forecast.errors import ForecastError
 
 OWN_FILE = "your own file (NetCDF / GRIB / CSV)"
@@ -266,7 +266,7 @@ try:
         model_name = f"{what} (fitted on the fly)"
     else:
         model = loaded_model(what, data_key, ds)
-        protocol = q.protocol_for(data_name, ds, model.context, model.horizon)
+        protocol = q.protocol_for(data_name, ds, window_context(model), model.horizon)
         model_name = Path(what).name
         # the same summary as `forecast model info`: training record, first guess, pool parts
         side.expander("About this model").code(

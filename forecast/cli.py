@@ -18,7 +18,18 @@ from forecast import __version__
 from forecast.errors import ForecastError
 
 #: Sub-command modules under forecast.commands, in the order --help lists them.
-COMMANDS = ("data", "train", "pool", "model", "predict", "path", "evaluate", "app", "demo")
+COMMANDS = (
+    "data",
+    "train",
+    "pool",
+    "online",
+    "model",
+    "predict",
+    "path",
+    "evaluate",
+    "app",
+    "demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

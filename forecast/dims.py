@@ -92,6 +92,13 @@ class LatentForecaster(Forecaster, Protocol):
     def encode(self, context: xr.Dataset, target: xr.Dataset) -> Any: ...
 
 
+def window_context(model: Any) -> int:
+    """The context of the windows ``model`` was built for: ``base_context`` for a model that
+    reads extra history before it (:class:`~forecast.models.online.OnlineSpread`), else
+    ``context`` (the steps ``sample`` reads)."""
+    return int(getattr(model, "base_context", model.context))
+
+
 #: Points along a latent path (coordinate: fraction from 0 to 1); see forecast.sampling.paths.
 PATH = "path"
 

@@ -95,6 +95,7 @@ def load_checked(label: str, path: str | Path, protocol: Any, ds: xr.Dataset) ->
         Missing or unreadable file, or a model that does not fit (one line naming the mismatch).
     """
     from forecast.data import check_compatible
+    from forecast.dims import window_context
     from forecast.models import load_model
 
     path = Path(path)
@@ -109,7 +110,7 @@ def load_checked(label: str, path: str | Path, protocol: Any, ds: xr.Dataset) ->
         raise ForecastError(
             f"checkpoint {path} (label {label!r}) holds no data description; save a fitted model"
         )
-    got = (getattr(model, "context", None), getattr(model, "horizon", None))
+    got = (window_context(model), getattr(model, "horizon", None))
     if got != (protocol.context, protocol.horizon):
         raise ForecastError(
             f"checkpoint {path} (label {label!r}) has context {got[0]} and horizon {got[1]} but "

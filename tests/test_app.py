@@ -554,3 +554,32 @@ def test_real_grib_by_name_and_by_path(era5_path, no_checkpoints, monkeypatch):
     no_failure(at)
     assert map_z(at).shape == (33, 49)
     assert not list(era5_path.parent.glob("*.idx"))
+
+
+@pytest.mark.slow
+def test_online_spread_model_forecasts_and_walks_its_latent_space(
+    diffusion_checkpoint, tmp_path, monkeypatch
+):
+    from forecast.models import OnlineSpread, load_model
+
+    micro = load_model(diffusion_checkpoint / "micro.safetensors")
+    OnlineSpread.from_model(micro, history=6, members=2).save(tmp_path / "online.safetensors")
+    monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path))
+    at = new_app().run()
+    at.selectbox(key="model").set_value("online.safetensors (online-spread)").run()
+    no_failure(at)
+    assert np.isfinite(map_z(at)).all()
+    assert "Latent explorer" in [t.label for t in at.tabs]
+    at = open_tab(at, "Latent explorer")
+    at.number_input(key="path_steps").set_value(3).run()
+    at.selectbox(key="scen_a").set_value(0).run()
+    at.selectbox(key="scen_b").set_value(1).run()
+    no_failure(at)
+    ends = []
+    for pos in (0, 2):
+        at.slider(key="path_pos").set_value(pos).run()
+        no_failure(at)
+        fig = chart(at, "latent_panels")
+        ends.append((values(fig["data"][0]["z"]), values(fig["data"][1]["z"])))
+    for path_end, blend_end in ends:  # path and blend meet at the scenarios
+        np.testing.assert_allclose(path_end, blend_end, rtol=1e-5)

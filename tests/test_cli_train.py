@@ -263,3 +263,28 @@ def test_deep_ensemble_pool_config(nc_path, tmp_path, capsys):
     assert model.labels == ["diffusion-0-s0", "diffusion-0-s1"]
     assert [m.train_config.seed for m in model.models] == [0, 1]
     assert not any(m.train_config.progress for m in model.models)
+
+
+def test_online_spread_config_trains_its_base_in_the_folder(nc_path, tmp_path, capsys):
+    """``--model online-spread``: the base model trains (progress, checkpoints, resume) in the
+    output folder, and model.safetensors holds the wrapped model."""
+    model_part, train_part = TINY.split("[train]")
+    cfg = tmp_path / "online.toml"
+    cfg.write_text(
+        '[model]\nhistory = 5\nmembers = 3\n\n[model.model]\nkind = "diffusion"\n'
+        + model_part.replace("[model]", "[model.model.config]")
+        + "[train]"
+        + train_part
+    )
+    out = tmp_path / "online"
+    args = [*train_args(nc_path, cfg, out), "--model", "online-spread"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "trained online-spread" in printed and "6 steps, stopped: done" in printed
+    assert {"model.safetensors", "best.safetensors", "last.safetensors"} <= {
+        p.name for p in out.glob("*.safetensors")
+    }
+    model = load_model(out / "model.safetensors")
+    assert model.kind == "online-spread" and model.model.kind == "diffusion"
+    assert model.context == 4 + 5 and model.model.train_config.max_steps == 6
+    assert main([*args, "--resume"]) == 0  # a finished training resumes to the same end

@@ -19,8 +19,9 @@ CONFIGS = sorted((REPO / "data" / "configs").glob("*.toml"))
 
 def _model_of(path: Path) -> str:
     """``diffusion-era5-uk-t2m.toml`` -> ``diffusion``; ``shipped-vae-...`` -> ``vae``;
-    ``vae-grid.toml`` -> ``vae``."""
-    return path.stem.removeprefix("shipped-").split("-")[0]
+    ``vae-grid.toml`` -> ``vae``; ``online-spread-vae-...`` -> ``online-spread``."""
+    stem = path.stem.removeprefix("shipped-")
+    return "online-spread" if stem.startswith("online-spread-") else stem.split("-")[0]
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
@@ -30,6 +31,16 @@ def test_every_config_builds_its_model(path):
     cfg = load_toml(path)
     model = build_model(_model_of(path), 6, 24, cfg["model"], cfg["train"])
     assert model.kind == _model_of(path)
+
+
+def test_online_spread_config_repeats_the_vae_config():
+    """The online-spread VAE of P2 is the P2 VAE config, wrapped: same model and training."""
+    online = load_toml(REPO / "data" / "configs" / "online-spread-vae-era5-uk-t2m.toml")
+    vae = load_toml(REPO / "data" / "configs" / "vae-era5-uk-t2m.toml")
+    assert online["model"]["model"] == {"kind": "vae", "config": vae["model"]}
+    assert online["train"] == vae["train"]
+    model = build_model("online-spread", 6, 24, online["model"], online["train"])
+    assert model.context == 6 + 72 and model.spec["config"]["train"] == vae["train"]
 
 
 def _reproduce():

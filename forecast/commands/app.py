@@ -94,8 +94,10 @@ def warm_up() -> str:
         import forecast.models  # noqa: F401  (torch, for the baselines' fit)
 
         return name
+    from forecast.dims import window_context
+
     model = q.load_for_data(path, ds)
-    protocol = q.protocol_for(name, ds, model.context, model.horizon)
+    protocol = q.protocol_for(name, ds, window_context(model), model.horizon)
     q.sample_at(model, ds, q.test_issue_times(ds, protocol)[0], 2, 0)
     return f"{name}, {path.name}"
 

@@ -3,7 +3,9 @@
 Every model satisfies :class:`forecast.dims.Forecaster`. Registered names: ``persistence``,
 ``climatology``, ``diurnal-persistence`` and ``gp`` here; the generative models register
 themselves as ``diffusion`` and ``vae`` when their modules are imported at the end of this file;
-``pooled`` (:class:`~forecast.models.pooled.PooledEnsemble`, a multi-model ensemble) comes last.
+``pooled`` (:class:`~forecast.models.pooled.PooledEnsemble`, a multi-model ensemble) and
+``online-spread`` (:class:`~forecast.models.online.OnlineSpread`, any model with its spread
+rescaled by its recent verified errors) come last.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ from forecast.models import diffusion, vae  # noqa: E402, F401
 from forecast.models.pooled import PooledEnsemble  # noqa: E402
 
 MODELS.add(PooledEnsemble.kind, PooledEnsemble)
+from forecast.models.online import OnlineSpread  # noqa: E402
+
+MODELS.add(OnlineSpread.kind, OnlineSpread)
 
 #: Kinds of the baselines every other model is judged against.
 BASELINE_KINDS = (
@@ -72,6 +77,7 @@ __all__ = [
     "ClimatologyEnsemble",
     "DiurnalPersistenceEnsemble",
     "GaussianProcessForecaster",
+    "OnlineSpread",
     "PersistenceEnsemble",
     "PooledEnsemble",
     "forecast_many",

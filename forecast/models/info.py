@@ -2,8 +2,9 @@
 
 :func:`checkpoint_info` gathers the model kind, window geometry, data description, the
 training record (steps, best validation score, time, device, active latent units), the first
-guess (with the per-lead weights of ``"gp-clim"``), the spread factors, a pool's components and
-the shipped-model record; :func:`format_info` prints it (``forecast model info``).
+guess (with the per-lead weights of ``"gp-clim"``), the spread factors, a pool's components, an
+online-spread model's settings and base model, and the shipped-model record;
+:func:`format_info` prints it (``forecast model info``).
 """
 
 from __future__ import annotations
@@ -34,19 +35,30 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
         "data": meta.get("data", {}),
         "parameters": int(sum(np.asarray(a).size for a in arrays.values())),
     }
-    info.update(_model_part(meta, arrays))
+    info.update(_summary(meta, arrays))
+    if meta.get("shipped"):
+        info["shipped"] = meta["shipped"]
+    return info
+
+
+def _summary(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """:func:`_model_part`, plus a pool's components and an online-spread model's base."""
+    out = _model_part(meta, arrays)
     if meta.get("kind") == "pooled":
         config = meta.get("config", {})
         parts = meta.get("state", {}).get("models", [])
         labels = config.get("labels") or [f"c{k}" for k in range(len(parts))]
         weights = config.get("weights") or [1.0] * len(parts)
-        info["components"] = [
+        out["components"] = [
             {"label": label, "weight": float(weight), **_model_part(part, _prefixed(arrays, k))}
             for k, (label, weight, part) in enumerate(zip(labels, weights, parts, strict=False))
         ]
-    if meta.get("shipped"):
-        info["shipped"] = meta["shipped"]
-    return info
+    if meta.get("kind") == "online-spread":
+        base = (meta.get("state") or {}).get("model") or {}
+        prefix = "base/"
+        own = {n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix)}
+        out["base"] = _summary(base, own)
+    return out
 
 
 def _prefixed(arrays: dict[str, np.ndarray], k: int) -> dict[str, np.ndarray]:
@@ -65,8 +77,10 @@ def _model_part(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
         "horizon": config.pop("horizon", None),
     }
     train = config.pop("train", None)
-    if meta.get("kind") != "pooled":
+    if meta.get("kind") not in ("pooled", "online-spread"):
         part["config"] = config
+    if meta.get("kind") == "online-spread":
+        part["online"] = {k: config.get(k) for k in ("history", "members", "prior_weight")}
     if train is not None:
         part["train_config"] = train
     training = state.get("training")
@@ -118,13 +132,25 @@ def format_info(info: dict[str, Any]) -> str:
         f"  data: {_data_text(info['data'])}",
         *_part_lines(info, "  "),
     ]
-    for comp in info.get("components", []):
-        lines.append(f"  component {comp['label']} (weight {comp['weight']:g}):")
-        lines.extend(_part_lines(comp, "    "))
+    lines.extend(_parts_of(info, "  "))
     shipped = info.get("shipped")
     if shipped:
         lines.append(f"  shipped as {shipped.get('name')}; retrain: {shipped.get('command')}")
     return "\n".join(lines)
+
+
+def _parts_of(info: dict[str, Any], indent: str) -> list[str]:
+    """Lines of a pool's components and of an online-spread model's base model."""
+    lines = []
+    for comp in info.get("components", []):
+        lines.append(f"{indent}component {comp['label']} (weight {comp['weight']:g}):")
+        lines.extend(_part_lines(comp, indent + "  "))
+    base = info.get("base")
+    if base:
+        lines.append(f"{indent}base model:")
+        lines.extend(_part_lines(base, indent + "  "))
+        lines.extend(_parts_of(base, indent + "  "))
+    return lines
 
 
 def _data_text(data: dict[str, Any]) -> str:
@@ -145,6 +171,13 @@ def _part_lines(part: dict[str, Any], indent: str) -> list[str]:
         f"{indent}model: {part['kind']}, context {part['context']} steps, horizon "
         f"{part['horizon']} steps" + (f"; {head}" if head else "")
     ]
+    online = part.get("online")
+    if online:
+        lines.append(
+            f"{indent}online spread: factors from the last {online['history']} issue times "
+            f"({online['members']} reference members each, prior weight "
+            f"{online['prior_weight']:g}); reads {part['context'] + online['history']} steps"
+        )
     training = part.get("training")
     if training:
         # the record is the loop's state when these weights were saved (the best step for a

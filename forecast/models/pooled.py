@@ -337,8 +337,9 @@ class PooledEnsemble:
         return label, model.prior(context, j + 1, seed=model_seed(seed, k))[j]
 
     # -- checkpoints -------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        """Write the pool, with every model's weights and metadata, to one checkpoint file."""
+    def checkpoint_content(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """What :meth:`save` writes: ``(arrays, metadata)``, every model's arrays under
+        ``c<k>/``."""
         if not self.models:
             raise ForecastError("pooled model is not fitted; call fit(train) before save")
         arrays: dict[str, np.ndarray] = {}
@@ -347,17 +348,28 @@ class PooledEnsemble:
             content, meta = model.checkpoint_content()
             arrays.update({f"c{k}/{name}": value for name, value in content.items()})
             metas.append(meta)
-        save_checkpoint(path, arrays, checkpoint_meta(self, {"models": metas}))
+        return arrays, checkpoint_meta(self, {"models": metas})
+
+    def save(self, path: str | Path) -> None:
+        """Write the pool, with every model's weights and metadata, to one checkpoint file."""
+        save_checkpoint(path, *self.checkpoint_content())
 
     @classmethod
     def load(cls, path: str | Path) -> Self:
         """Read a pool written by :meth:`save`."""
+        arrays, meta = load_checkpoint(path)
+        return cls.from_checkpoint(arrays, meta, where=str(path))
+
+    @classmethod
+    def from_checkpoint(
+        cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], where: str = "checkpoint"
+    ) -> Self:
+        """Rebuild a pool from :meth:`checkpoint_content` (``where`` names it in errors)."""
         from forecast.models import MODELS
 
-        arrays, meta = load_checkpoint(path)
         if meta.get("kind") != cls.kind:
             raise ForecastError(
-                f"{path} holds a {meta.get('kind')!r} model, not {cls.kind!r}; "
+                f"{where} holds a {meta.get('kind')!r} model, not {cls.kind!r}; "
                 "use forecast.models.load_model(path)"
             )
         try:
@@ -365,23 +377,24 @@ class PooledEnsemble:
             metas = meta["state"]["models"]
         except (KeyError, TypeError) as err:
             raise ForecastError(
-                f"{path} is not a readable pooled checkpoint ({type(err).__name__}: {err}); "
+                f"{where} is not a readable pooled checkpoint ({type(err).__name__}: {err}); "
                 "rebuild it with `forecast pool`"
             ) from None
         models = []
         for k, (label, sub) in enumerate(zip(pool.labels, metas, strict=True)):
             prefix = f"c{k}/"
             own = {n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix)}
-            where = f"{path} (pool model {label!r})"
-            models.append(MODELS.get(sub.get("kind")).from_checkpoint(own, sub, where=where))
+            at = f"{where} (pool model {label!r})"
+            models.append(MODELS.get(sub.get("kind")).from_checkpoint(own, sub, where=at))
         pool._adopt(models)
         return pool
 
 
 def with_member_sources(model: Any, ens: xr.Dataset) -> xr.Dataset:
     """``ens`` with the ``source_model`` coordinate (:meth:`PooledEnsemble.label_members`) when
-    ``model`` is a pool; any other model's ensemble unchanged."""
-    return model.label_members(ens) if isinstance(model, PooledEnsemble) else ens
+    ``model`` is a pool or wraps one (``label_members``); any other model's ensemble unchanged."""
+    label = getattr(model, "label_members", None)
+    return label(ens) if callable(label) else ens
 
 
 def _with_training(components: list[dict[str, Any]], train: dict[str, Any]) -> list[dict]:

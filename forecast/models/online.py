@@ -1,0 +1,422 @@
+"""Online spread calibration: a forecaster's spread rescaled by its own recent verified errors.
+
+The generative models fit their spread factors once, on windows before the forecast period.
+When the weather changes regime (P2's test week: errors at 3-12 h 1.5 times the training
+days', docs/vae.md) those factors stay wrong for as long as the regime lasts. Forecast centres
+recalibrate from a sliding window of recent forecasts; :class:`OnlineSpread` does that for any
+fitted forecaster (a diffusion model, a VAE, a pool).
+
+At issue time ``t`` it re-forecasts each of the ``history`` steps ``s`` before ``t`` with
+``members`` reference members (seeded from ``reference_seed`` and ``s``, not from the caller's
+seed) and sums, per variable and lead ``L``, over the windows already verified at ``t``
+(``s + L <= t``) and over points: the squared error of the reference mean, and the reference
+variance times ``(M + 1) / M``. With ``r`` their ratio and ``n`` the number of verified windows
+at that lead, the lead's factor is::
+
+    g = sqrt((n * r + w) / (n + w))
+
+(``w = prior_weight`` pseudo-windows at factor 1 keep it near 1 while few windows are
+verified). Members become ``c + g * (x - c)``, with ``c`` the mean of the reference ensemble
+at ``t``: a deterministic function of the context, so member ``m`` still depends only on
+``(seed, m)``, and for a latent base model ``decode`` stays deterministic and ``encode``
+inverts it.
+
+The model reads ``history`` steps of context more than its base model (its ``context`` is the
+base's plus ``history``), all of them observed at the issue time. Reference ensembles are cached
+by issue time and context values, so forecasts for consecutive issue times (a protocol run, a
+week of forecasts) re-forecast each past step once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+from collections import OrderedDict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from forecast.checkpoint import load_checkpoint, save_checkpoint
+from forecast.dims import LEAD_TIME, MEMBER, TIME, space_dims
+from forecast.errors import ForecastError
+from forecast.models.base import check_members, checkpoint_meta, issue_seed, values_of
+
+#: Prefix of the base model's arrays in an online-spread checkpoint.
+BASE_PREFIX = "base/"
+
+
+def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise ForecastError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def online_factors(
+    squared_error: np.ndarray, variance: np.ndarray, windows: np.ndarray, prior_weight: float
+) -> np.ndarray:
+    """Spread factors ``(C, H)`` from sums over verified windows and points.
+
+    ``squared_error`` and ``variance`` are ``(C, H)`` sums of the squared error of the
+    reference-ensemble mean and of its variance times ``(M + 1) / M``; ``windows`` ``(H,)`` the
+    number of verified windows per lead. ``g = sqrt((n r + w) / (n + w))`` with
+    ``w = prior_weight`` and ``r = squared_error / variance`` (1 where the variance is 0, and
+    where there is neither a window nor prior weight).
+    """
+    ratio = np.divide(squared_error, variance, out=np.ones_like(squared_error), where=variance > 0)
+    n = np.broadcast_to(np.asarray(windows, dtype=np.float64), ratio.shape)
+    total = n + prior_weight
+    mixed = np.divide(n * ratio + prior_weight, total, out=np.ones_like(ratio), where=total > 0)
+    return np.sqrt(mixed)
+
+
+class OnlineSpread:
+    """A fitted forecaster whose spread is rescaled per lead by its recent verified errors.
+
+    Parameters
+    ----------
+    context, horizon
+        Window geometry of the base model; this model reads ``context + history`` steps.
+    model
+        The base model as ``{"kind": registry name, "config": constructor keywords}``;
+        :meth:`fit` builds and fits it. :meth:`from_model` wraps a fitted one.
+    history
+        Past issue times (steps before the issue time) re-forecast for the calibration
+        (default: three horizons).
+    members
+        Members of each reference ensemble (>= 2).
+    prior_weight
+        Weight of the factor 1, in pseudo-windows (default: one horizon).
+    reference_seed
+        Seed of the reference ensembles (with each issue time, :func:`issue_seed`).
+    train
+        Training settings merged over the base model's ``train`` table (``forecast train``).
+    """
+
+    kind: ClassVar[str] = "online-spread"
+
+    def __init__(
+        self,
+        *,
+        context: int,
+        horizon: int,
+        model: Mapping[str, Any] | None = None,
+        history: int | None = None,
+        members: int = 32,
+        prior_weight: float | None = None,
+        reference_seed: int = 0,
+        train: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.base_context = _positive_int("context", context)
+        self.horizon = _positive_int("horizon", horizon)
+        if model is None:
+            raise ForecastError(
+                "an online-spread model needs a base model: give [model.model] kind = NAME and "
+                "[model.model.config] in the config, or wrap a trained checkpoint with "
+                "`forecast online-spread --checkpoint MODEL --out OUT`"
+            )
+        if not isinstance(model, Mapping) or set(model) != {"kind", "config"}:
+            raise ForecastError(
+                f"online-spread model {model!r} is not {{'kind': NAME, 'config': {{...}}}}"
+            )
+        if model["kind"] == self.kind:
+            raise ForecastError("an online-spread model cannot wrap another; wrap its base model")
+        self.history = _positive_int("history", 3 * self.horizon if history is None else history)
+        self.members = _positive_int("members", members, minimum=2)
+        weight = float(self.horizon if prior_weight is None else prior_weight)
+        if not (math.isfinite(weight) and weight >= 0):
+            raise ForecastError(f"prior_weight must be a finite number >= 0, got {weight!r}")
+        self.prior_weight = weight
+        if isinstance(reference_seed, bool) or not isinstance(reference_seed, int | np.integer):
+            raise ForecastError(f"reference_seed must be an integer, got {reference_seed!r}")
+        self.reference_seed = int(reference_seed)
+        self.context = self.base_context + self.history
+        spec = {"kind": str(model["kind"]), "config": dict(model["config"])}
+        if train:
+            from forecast.models.pooled import _with_training
+
+            (spec,) = _with_training([spec], dict(train))
+        self.spec = spec
+        self.model: Any = None
+        self.description: dict[str, Any] | None = None
+        self.variables: list[str] = []
+        self.step: pd.Timedelta | None = None
+        self._cache: OrderedDict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_model(cls, model: Any, **options: Any) -> Self:
+        """Wrap the fitted ``model`` (``options``: ``history``, ``members``, ``prior_weight``,
+        ``reference_seed``)."""
+        if isinstance(model, OnlineSpread):
+            raise ForecastError("an online-spread model cannot wrap another; wrap its base model")
+        spec = {"kind": model.kind, "config": model.config()}
+        wrapper = cls(context=model.context, horizon=model.horizon, model=spec, **options)
+        wrapper._adopt(model)
+        return wrapper
+
+    @classmethod
+    def tiny(cls, context: int, horizon: int) -> Self:
+        """Persistence (context 1) with ``context - 1`` steps of history (contract test)."""
+        if context < 2:
+            raise ForecastError("the tiny online-spread model needs a context of at least 2")
+        return cls(
+            context=1,
+            horizon=horizon,
+            model={"kind": "persistence", "config": {}},
+            history=context - 1,
+            members=4,
+        )
+
+    def config(self) -> dict[str, Any]:
+        """The constructor keywords that rebuild this model (JSON-able)."""
+        return {
+            "context": self.base_context,
+            "horizon": self.horizon,
+            "model": self.spec,
+            "history": self.history,
+            "members": self.members,
+            "prior_weight": self.prior_weight,
+            "reference_seed": self.reference_seed,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"OnlineSpread({self.spec['kind']}, history={self.history}, "
+            f"members={self.members}, prior_weight={self.prior_weight:g})"
+        )
+
+    def _adopt(self, model: Any) -> None:
+        """Take the fitted ``model`` as the base, after checking that it fits the geometry."""
+        from forecast.sampling.scenarios import is_latent
+
+        if isinstance(model, OnlineSpread):
+            raise ForecastError("an online-spread model cannot wrap another; wrap its base model")
+        if getattr(model, "description", None) is None:
+            raise ForecastError("the base model is not fitted; fit or load it first")
+        if (model.context, model.horizon) != (self.base_context, self.horizon):
+            raise ForecastError(
+                f"the base model has context {model.context} and horizon {model.horizon}, the "
+                f"online-spread model {self.base_context} and {self.horizon}"
+            )
+        self.model = model
+        self.description = model.description
+        self.variables = list(model.variables)
+        self.step = model.step
+        self._cache.clear()
+        # a latent base model makes this one latent too (prior / decode / encode)
+        self.__class__ = LatentOnlineSpread if is_latent(model) else OnlineSpread
+
+    # -- protocol ----------------------------------------------------------------------------
+    def fit(
+        self,
+        train: xr.Dataset,
+        valid: xr.Dataset | None = None,
+        *,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+    ) -> Self:
+        """Build and fit the base model on ``train`` (and ``valid``); ``out_dir`` and
+        ``resume`` go to a base model that trains in a folder. The online factors need no
+        fitting."""
+        from forecast.models import MODELS
+
+        geometry = {"context": self.base_context, "horizon": self.horizon}
+        base = MODELS.get(self.spec["kind"])(**{**geometry, **self.spec["config"]})
+        if "out_dir" in inspect.signature(base.fit).parameters:
+            base.fit(train, valid, out_dir=out_dir, resume=resume)
+        elif resume:
+            raise ForecastError(f"model {self.spec['kind']} cannot resume; train without --resume")
+        else:
+            base.fit(train, valid)
+        self._adopt(base)
+        return self
+
+    @property
+    def training(self) -> dict[str, Any]:
+        """The base model's training record (empty for a model that does not train)."""
+        return dict(getattr(self.model, "training", None) or {})
+
+    def sample(self, context: xr.Dataset, n_members: int, *, seed: int | None = None) -> xr.Dataset:
+        """The base model's ensemble from the last ``base_context`` steps of ``context``, its
+        spread rescaled by :meth:`factors` (member ``m`` depends only on ``(seed, m)``)."""
+        n = check_members(n_members)
+        base_ctx, centre, gain = self._calibration(context)
+        return self._scaled(self.model.sample(base_ctx, n, seed=seed), centre, gain)
+
+    def factors(self, context: xr.Dataset) -> xr.DataArray:
+        """The spread factors ``(variable, lead_time)`` this model applies for ``context``."""
+        _, _, gain = self._calibration(context)
+        leads = self.step * np.arange(1, self.horizon + 1)
+        return xr.DataArray(
+            gain,
+            dims=("variable", LEAD_TIME),
+            coords={"variable": self.variables, LEAD_TIME: leads},
+            name="spread_factor",
+        )
+
+    def label_members(self, ens: xr.Dataset) -> xr.Dataset:
+        """``ens`` with the base pool's ``source_model`` coordinate (unchanged for other bases)."""
+        from forecast.models.pooled import with_member_sources
+
+        return with_member_sources(self.model, ens)
+
+    # -- calibration -------------------------------------------------------------------------
+    def _require_fitted(self) -> None:
+        if self.model is None:
+            raise ForecastError("online-spread model is not fitted; call fit(train) or load it")
+
+    def _calibration(self, context: xr.Dataset) -> tuple[xr.Dataset, np.ndarray, np.ndarray]:
+        """``(base context, centre (C, H, *space), factors (C, H))`` for ``context``."""
+        from forecast.data import check_compatible
+
+        self._require_fitted()
+        got = context.sizes.get(TIME, 0) if TIME in context.dims else 0
+        if got != self.context:
+            raise ForecastError(
+                f"context has {got} time steps, the online-spread model needs exactly "
+                f"{self.context} ({self.base_context} for its base model and {self.history} of "
+                "history for the spread calibration); pass "
+                "forecast.data.context_of(ds, issue_time, model.context)"
+            )
+        check_compatible(self.description, context)
+        values = values_of(context, self.variables)
+        channels, horizon = len(self.variables), self.horizon
+        squared = np.zeros((channels, horizon))
+        variance = np.zeros((channels, horizon))
+        windows = np.zeros(horizon)
+        centre = None
+        last = self.context - 1
+        for issue in range(self.base_context - 1, self.context):
+            mean, var_sum = self._reference(context, values, issue)
+            verified = min(last - issue, horizon)
+            if verified:
+                obs = np.moveaxis(values[issue + 1 : issue + 1 + verified], 0, 1)  # (C, k, ...)
+                err = (mean[:, :verified] - obs).reshape(channels, verified, -1)
+                squared[:, :verified] += (err**2).sum(axis=-1)
+                variance[:, :verified] += var_sum[:, :verified]
+                windows[:verified] += 1
+            else:
+                centre = mean
+        base_ctx = context.isel({TIME: slice(self.history, None)})
+        return base_ctx, centre, online_factors(squared, variance, windows, self.prior_weight)
+
+    def _reference(
+        self, context: xr.Dataset, values: np.ndarray, issue: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean ``(C, H, *space)`` and summed variance ``(C, H)`` of the reference ensemble
+        issued at step ``issue`` of ``context`` (cached)."""
+        start = issue - self.base_context + 1
+        window = values[start : issue + 1]
+        t = pd.Timestamp(context[TIME].values[issue])
+        key = (t.value, hashlib.sha1(np.ascontiguousarray(window).tobytes()).hexdigest())
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        ctx = context.isel({TIME: slice(start, issue + 1)})
+        ens = self.model.sample(ctx, self.members, seed=issue_seed(self.reference_seed, t))
+        space = space_dims(ens)
+        x = np.stack(
+            [ens[v].transpose(MEMBER, LEAD_TIME, *space).values for v in self.variables], axis=1
+        ).astype(np.float64)  # (M, C, H, *space)
+        m = x.shape[0]
+        var_sum = x.var(axis=0, ddof=1).reshape(*x.shape[1:3], -1).sum(axis=-1) * (m + 1) / m
+        self._cache[key] = (x.mean(axis=0), var_sum)
+        while len(self._cache) > 4 * (self.history + 1):
+            self._cache.popitem(last=False)
+        return self._cache[key]
+
+    def _scaled(self, ens: xr.Dataset, centre: np.ndarray, gain: np.ndarray) -> xr.Dataset:
+        """``ens`` with every member moved to ``centre + gain * (member - centre)``."""
+        space = space_dims(ens)
+        out = ens.copy()
+        for c, name in enumerate(self.variables):
+            da = ens[name].transpose(MEMBER, LEAD_TIME, *space)
+            g = gain[c].reshape(1, -1, *([1] * len(space)))
+            moved = centre[c][None] + g * (da.values - centre[c][None])
+            out[name] = da.copy(data=moved.astype(da.dtype))
+        return out
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def checkpoint_content(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """What :meth:`save` writes: the base model's arrays under ``base/`` and metadata."""
+        self._require_fitted()
+        content, meta = self.model.checkpoint_content()
+        arrays = {f"{BASE_PREFIX}{name}": value for name, value in content.items()}
+        return arrays, checkpoint_meta(self, {"model": meta})
+
+    def save(self, path: str | Path) -> None:
+        """Write the model, with its base model, to one checkpoint file."""
+        save_checkpoint(path, *self.checkpoint_content())
+
+    @classmethod
+    def load(cls, path: str | Path) -> OnlineSpread:
+        """Read a model written by :meth:`save`."""
+        arrays, meta = load_checkpoint(path)
+        return cls.from_checkpoint(arrays, meta, where=str(path))
+
+    @classmethod
+    def from_checkpoint(
+        cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], where: str = "checkpoint"
+    ) -> OnlineSpread:
+        """Rebuild a model from :meth:`checkpoint_content` (``where`` names it in errors)."""
+        from forecast.models import MODELS
+
+        if meta.get("kind") != cls.kind:
+            raise ForecastError(
+                f"{where} holds a {meta.get('kind')!r} model, not {cls.kind!r}; "
+                "use forecast.models.load_model(path)"
+            )
+        try:
+            wrapper = OnlineSpread(**meta["config"])
+            sub = meta["state"]["model"]
+            base_cls = MODELS.get(sub.get("kind"))
+        except (KeyError, TypeError, AttributeError) as err:
+            raise ForecastError(
+                f"{where} is not a readable online-spread checkpoint ({type(err).__name__}: "
+                f"{err}); rebuild it with `forecast online-spread`"
+            ) from None
+        own = {n[len(BASE_PREFIX) :]: a for n, a in arrays.items() if n.startswith(BASE_PREFIX)}
+        wrapper._adopt(base_cls.from_checkpoint(own, sub, where=f"{where} (base model)"))
+        return wrapper
+
+
+class LatentOnlineSpread(OnlineSpread):
+    """:class:`OnlineSpread` of a latent base model: members stay deterministic images of the
+    base model's latents (the factors are an affine map of each lead's field)."""
+
+    def prior(self, context: xr.Dataset, n_members: int, *, seed: int | None = None) -> Any:
+        """The base model's latents for the last ``base_context`` steps of ``context``."""
+        self._require_fitted()
+        self._calibration(context)  # checks the context
+        base_ctx = context.isel({TIME: slice(self.history, None)})
+        return self.model.prior(base_ctx, n_members, seed=seed)
+
+    def decode(self, context: xr.Dataset, latents: Any) -> xr.Dataset:
+        """The base model's decoded members, rescaled as in :meth:`sample`."""
+        base_ctx, centre, gain = self._calibration(context)
+        return self._scaled(self.model.decode(base_ctx, latents), centre, gain)
+
+    def encode(self, context: xr.Dataset, target: xr.Dataset) -> Any:
+        """The base model's latent of ``target`` with the rescaling undone (inverts
+        :meth:`decode`)."""
+        base_ctx, centre, gain = self._calibration(context)
+        space = space_dims(target)
+        unscaled = target.copy()
+        for c, name in enumerate(self.variables):
+            if name not in target.data_vars:
+                raise ForecastError(f"target lacks the variable {name!r}")
+            da = target[name].transpose(TIME, *space)
+            if da.sizes[TIME] != self.horizon:
+                raise ForecastError(
+                    f"target has {da.sizes[TIME]} time steps, the model's horizon is "
+                    f"{self.horizon}; pass forecast.data.windows.target_of(ds, issue, horizon)"
+                )
+            g = gain[c].reshape(-1, *([1] * len(space)))
+            back = centre[c] + (da.values - centre[c]) / g
+            unscaled[name] = da.copy(data=back.astype(da.dtype))
+        return self.model.encode(base_ctx, unscaled)

@@ -1,0 +1,296 @@
+"""Online spread calibration (``forecast.models.online``) and ``forecast online-spread``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from forecast.cli import main
+from forecast.data.windows import context_of, target_of
+from forecast.dims import LEAD_TIME, MEMBER, SOURCE_MODEL, TIME, LatentForecaster
+from forecast.errors import ForecastError
+from forecast.export import open_ensemble
+from forecast.models import (
+    ClimatologyEnsemble,
+    OnlineSpread,
+    PersistenceEnsemble,
+    PooledEnsemble,
+    issue_seed,
+    load_model,
+)
+from forecast.models.online import LatentOnlineSpread, online_factors
+from forecast.models.pooled import with_member_sources
+from forecast.models.vae import ConditionalVAE
+from forecast.pipeline import run_protocol
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+HISTORY = 8
+
+
+@pytest.fixture(scope="module")
+def split(tiny_data, tiny_protocol):
+    return tiny_protocol.split(tiny_data, "train"), tiny_protocol.split(tiny_data, "val")
+
+
+@pytest.fixture(scope="module")
+def climatology(split, tiny_protocol):
+    geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
+    return ClimatologyEnsemble(**geometry).fit(split[0])
+
+
+@pytest.fixture(scope="module")
+def vae(split, tiny_protocol):
+    config = ConditionalVAE.tiny(tiny_protocol.context, tiny_protocol.horizon).config()
+    config["train"] = {**config["train"], "max_steps": 4}
+    return ConditionalVAE(**config).fit(*split)
+
+
+@pytest.fixture(scope="module")
+def issue(tiny_data):
+    return tiny_data[TIME].values[-40]
+
+
+def brute_force(base, ds, issue, history, members, weight, reference_seed=0):
+    """Centre and factors of OnlineSpread, recomputed from the base model's own forecasts."""
+    times = ds[TIME].values
+    i = int(np.searchsorted(times, issue))
+    (name,) = list(ds.data_vars)
+    horizon = base.horizon
+    sq, var, n = np.zeros(horizon), np.zeros(horizon), np.zeros(horizon)
+    centre = None
+    for lag in range(history, -1, -1):
+        t = times[i - lag]
+        ens = base.sample(
+            context_of(ds, t, base.context), members, seed=issue_seed(reference_seed, t)
+        )
+        x = ens[name].values.astype(np.float64)  # (member, lead, *space)
+        mean = x.mean(0)
+        if lag == 0:
+            centre = mean
+            continue
+        k = min(lag, horizon)
+        obs = ds[name].values[i - lag + 1 : i - lag + 1 + k]
+        sq[:k] += ((mean[:k] - obs) ** 2).reshape(k, -1).sum(-1)
+        m = x.shape[0]
+        var[:k] += (x.var(0, ddof=1) * (m + 1) / m)[:k].reshape(k, -1).sum(-1)
+        n[:k] += 1
+    return centre, np.sqrt((n * sq / var + weight) / (n + weight))
+
+
+def test_online_factors_closed_form():
+    squared = np.array([[4.0, 9.0, 1.0, 5.0]])
+    variance = np.array([[1.0, 1.0, 4.0, 0.0]])
+    windows = np.array([3.0, 2.0, 1.0, 0.0])
+    got = online_factors(squared, variance, windows, prior_weight=1.0)
+    want = np.sqrt([(3 * 4 + 1) / 4, (2 * 9 + 1) / 3, (0.25 + 1) / 2, 1.0])
+    np.testing.assert_allclose(got[0], want)
+    # no prior: the raw ratio where windows were verified, 1 where none was
+    np.testing.assert_allclose(online_factors(squared, variance, windows, 0.0)[0], [2, 3, 0.5, 1])
+
+
+def test_sample_is_the_base_ensemble_rescaled_by_its_recent_errors(climatology, tiny_data, issue):
+    model = OnlineSpread.from_model(climatology, history=HISTORY, members=6, prior_weight=2.0)
+    assert model.context == climatology.context + HISTORY
+    assert not isinstance(model, LatentForecaster)
+    ctx = context_of(tiny_data, issue, model.context)
+    centre, gain = brute_force(climatology, tiny_data, issue, HISTORY, 6, 2.0)
+    np.testing.assert_allclose(model.factors(ctx).values[0], gain, rtol=1e-10)
+    assert not np.allclose(gain, 1.0)
+
+    ens = model.sample(ctx, 5, seed=3)
+    base = climatology.sample(context_of(tiny_data, issue, climatology.context), 5, seed=3)
+    g = gain.reshape(1, -1, 1, 1)
+    np.testing.assert_allclose(
+        ens["t2m"].values, centre + g * (base["t2m"].values - centre), rtol=1e-5
+    )
+    assert ens.attrs == base.attrs and ens["t2m"].attrs == base["t2m"].attrs
+    np.testing.assert_array_equal(ens[LEAD_TIME].values, base[LEAD_TIME].values)
+    # member m depends only on (seed, m); the reference ensembles do not depend on the seed
+    xr.testing.assert_allclose(model.sample(ctx, 2, seed=3), ens.isel({MEMBER: slice(0, 2)}))
+    np.testing.assert_allclose(model.factors(ctx).values[0], gain, rtol=1e-10)
+
+
+def test_a_heavy_prior_keeps_the_base_ensemble(climatology, tiny_data, issue):
+    model = OnlineSpread.from_model(climatology, history=HISTORY, members=4, prior_weight=1e12)
+    ctx = context_of(tiny_data, issue, model.context)
+    base = climatology.sample(context_of(tiny_data, issue, climatology.context), 4, seed=0)
+    np.testing.assert_allclose(model.factors(ctx).values, 1.0, atol=1e-9)
+    np.testing.assert_allclose(
+        model.sample(ctx, 4, seed=0)["t2m"].values, base["t2m"].values, rtol=1e-5
+    )
+
+
+def test_reference_ensembles_are_cached_without_changing_results(climatology, tiny_data, issue):
+    model = OnlineSpread.from_model(climatology, history=HISTORY, members=4)
+    times = tiny_data[TIME].values
+    i = int(np.searchsorted(times, issue))
+    first = model.sample(context_of(tiny_data, times[i], model.context), 3, seed=1)
+    assert len(model._cache) == HISTORY + 1
+    model.sample(context_of(tiny_data, times[i + 1], model.context), 3, seed=1)
+    assert len(model._cache) == HISTORY + 2  # the next issue time adds one reference ensemble
+    fresh = OnlineSpread.from_model(climatology, history=HISTORY, members=4)
+    xr.testing.assert_identical(
+        fresh.sample(context_of(tiny_data, times[i], model.context), 3, seed=1), first
+    )
+    # other values at the same times are not taken from the cache
+    shifted = context_of(tiny_data, times[i], model.context) + 1.0
+    assert not np.allclose(model.factors(shifted).values, fresh.factors(shifted - 1.0).values)
+
+
+def test_latent_base_decode_and_encode(vae, tiny_data, issue, tmp_path):
+    model = OnlineSpread.from_model(vae, history=HISTORY, members=4)
+    assert isinstance(model, LatentOnlineSpread) and isinstance(model, LatentForecaster)
+    ctx = context_of(tiny_data, issue, model.context)
+    base_ctx = context_of(tiny_data, issue, vae.context)
+    z = model.prior(ctx, 3, seed=2)
+    np.testing.assert_array_equal(np.asarray(z), np.asarray(vae.prior(base_ctx, 3, seed=2)))
+    decoded = model.decode(ctx, z)
+    xr.testing.assert_allclose(decoded, model.sample(ctx, 3, seed=2), rtol=1e-5, atol=1e-5)
+
+    centre, gain = brute_force(vae, tiny_data, issue, HISTORY, 4, float(vae.horizon))
+    target = target_of(tiny_data, issue, vae.horizon)
+    unscaled = target.copy()
+    unscaled["t2m"] = target["t2m"].copy(
+        data=(centre + (target["t2m"].values - centre) / gain.reshape(-1, 1, 1)).astype(np.float32)
+    )
+    np.testing.assert_allclose(
+        np.asarray(model.encode(ctx, target)),
+        np.asarray(vae.encode(base_ctx, unscaled)),
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+    path = tmp_path / "online-vae.safetensors"
+    model.save(path)
+    loaded = load_model(path)
+    assert type(loaded) is LatentOnlineSpread
+    assert loaded.config() == model.config()
+    xr.testing.assert_allclose(loaded.sample(ctx, 3, seed=2), decoded, rtol=1e-6, atol=1e-6)
+
+
+def test_wrapped_pool_names_its_members(
+    climatology, split, tiny_protocol, tiny_data, issue, tmp_path, capsys
+):
+    geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
+    pool = PooledEnsemble.from_models(
+        [PersistenceEnsemble(**geometry).fit(split[0]), climatology], labels=["p", "c"]
+    )
+    model = OnlineSpread.from_model(pool, history=HISTORY, members=4)
+    ens = with_member_sources(model, model.sample(context_of(tiny_data, issue, model.context), 4))
+    assert list(ens[SOURCE_MODEL].values) == ["p", "c", "p", "c"]
+    # `forecast model info` shows the settings, the base pool and its models
+    path = tmp_path / "online-pool.safetensors"
+    model.save(path)
+    assert main(["model", "info", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2:5] == [
+        "  model: online-spread, context 4 steps, horizon 5 steps",
+        "  online spread: factors from the last 8 issue times (4 reference members each, prior "
+        "weight 5); reads 12 steps",
+        "  base model:",
+    ]
+    assert "    component c (weight 1):" in lines
+
+
+def test_protocol_run_scores_a_wrapped_checkpoint(climatology, tiny_protocol, tiny_data, tmp_path):
+    path = tmp_path / "online.safetensors"
+    OnlineSpread.from_model(climatology, history=HISTORY, members=4).save(path)
+    result = run_protocol(
+        tiny_protocol,
+        ["climatology"],
+        tmp_path / "run",
+        members=4,
+        data=tiny_data,
+        progress=False,
+        checkpoints={"online": path},
+        metrics=("crps", "spread_skill"),
+    )
+    card = result["scorecard"]["t2m"]
+    assert list(card["model"].values) == ["climatology", "online"]
+    assert np.isfinite(card.sel(model="online")).all()
+    written = open_ensemble(result["files"]["ensemble_online"])
+    assert written.sizes[MEMBER] == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"history": 0}, "history must be an integer >= 1"),
+        ({"members": 1}, "members must be an integer >= 2"),
+        ({"prior_weight": -1.0}, "prior_weight must be a finite number >= 0"),
+        ({"reference_seed": 1.5}, "reference_seed must be an integer"),
+    ],
+)
+def test_bad_settings(climatology, kwargs, message):
+    with pytest.raises(ForecastError, match=message):
+        OnlineSpread.from_model(climatology, **kwargs)
+
+
+def test_bad_models_and_contexts(climatology, tiny_data, issue):
+    wrapped = OnlineSpread.from_model(climatology, history=HISTORY, members=4)
+    with pytest.raises(ForecastError, match="cannot wrap another"):
+        OnlineSpread.from_model(wrapped)
+    with pytest.raises(ForecastError, match="cannot wrap another"):
+        OnlineSpread(context=4, horizon=5, model={"kind": "online-spread", "config": {}})
+    with pytest.raises(ForecastError, match=r"needs a base model: give \[model.model\]"):
+        OnlineSpread(context=4, horizon=5)
+    with pytest.raises(ForecastError, match=r"is not \{'kind'"):
+        OnlineSpread(context=4, horizon=5, model={"kind": "vae"})
+    with pytest.raises(ForecastError, match="not fitted"):
+        OnlineSpread.from_model(ClimatologyEnsemble(context=4, horizon=5))
+    with pytest.raises(ForecastError, match=r"needs exactly 12 \(4 for its base model and 8 of"):
+        wrapped.sample(context_of(tiny_data, issue, climatology.context), 2)
+    with pytest.raises(ForecastError, match="not fitted"):
+        OnlineSpread(context=4, horizon=5, model={"kind": "climatology", "config": {}}).sample(
+            context_of(tiny_data, issue, 12), 2
+        )
+
+
+def test_cli_wraps_a_checkpoint(climatology, tiny_data, tmp_path, capsys):
+    src = tmp_path / "clim.safetensors"
+    climatology.save(src)
+    out = tmp_path / "online.safetensors"
+    argv = ["online-spread", "--checkpoint", str(src), "--history", "8", "--members", "4"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "it reads 12 steps of context (4 for the model, 8 of history)" in capsys.readouterr().out
+    model = load_model(out)
+    assert (model.history, model.members, model.prior_weight) == (8, 4, 5.0)
+    before = out.read_bytes()
+    assert main([*argv, "--prior-weight", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "--overwrite" in err
+    assert out.read_bytes() == before
+    assert (
+        main(
+            [
+                "online-spread",
+                "--checkpoint",
+                str(tmp_path / "no.safetensors"),
+                "--out",
+                str(tmp_path / "x.safetensors"),
+            ]
+        )
+        == 2
+    )
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_predict_with_a_wrapped_checkpoint(climatology, tiny_data, tmp_path):
+    src = tmp_path / "online.safetensors"
+    OnlineSpread.from_model(climatology, history=HISTORY, members=4).save(src)
+    data = tmp_path / "data.nc"
+    tiny_data.to_netcdf(data)
+    issue = str(tiny_data[TIME].values[30])[:16]
+    out = tmp_path / "ens.nc"
+    argv = ["predict", "--checkpoint", str(src), "--data", str(data), "--init-time", issue]
+    assert main([*argv, "--members", "3", "--out", str(out)]) == 0
+    ens = open_ensemble(out)
+    assert ens.sizes[MEMBER] == 3
+    # too little history before the issue time for the calibration: a one-line error
+    early = str(tiny_data[TIME].values[8])[:16]
+    argv = ["predict", "--checkpoint", str(src), "--data", str(data), "--init-time", early]
+    assert main([*argv, "--out", str(tmp_path / "early.nc")]) == 2
+    assert not (tmp_path / "early.nc").exists()
