@@ -48,6 +48,8 @@ from forecast.models.base import check_members, checkpoint_meta, issue_seed, val
 
 #: Prefix of the base model's arrays in an online-spread checkpoint.
 BASE_PREFIX = "base/"
+#: A progress bar (on a terminal) from this many reference forecasts to run on.
+_QUIET_BELOW = 8
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
@@ -272,6 +274,8 @@ class OnlineSpread:
 
     def _calibration(self, context: xr.Dataset) -> tuple[xr.Dataset, np.ndarray, np.ndarray]:
         """``(base context, centre (C, H, *space), factors (C, H))`` for ``context``."""
+        from tqdm.auto import tqdm
+
         from forecast.data import check_compatible
 
         self._require_fitted()
@@ -291,8 +295,17 @@ class OnlineSpread:
         windows = np.zeros(horizon)
         centre = None
         last = self.context - 1
-        for issue in range(self.base_context - 1, self.context):
-            mean, var_sum = self._reference(context, values, issue)
+        keys = {i: self._key(context, values, i) for i in range(self.base_context - 1, last + 1)}
+        missing = sum(key not in self._cache for key in keys.values())
+        bar = tqdm(
+            total=missing,
+            desc="online spread: reference forecasts",
+            leave=False,
+            disable=None if missing > _QUIET_BELOW else True,  # None: only on a terminal
+        )
+        for issue, key in keys.items():
+            bar.update(0 if key in self._cache else 1)
+            mean, var_sum = self._reference(context, issue, key)
             verified = min(last - issue, horizon)
             if verified:
                 obs = np.moveaxis(values[issue + 1 : issue + 1 + verified], 0, 1)  # (C, k, ...)
@@ -302,18 +315,24 @@ class OnlineSpread:
                 windows[:verified] += 1
             else:
                 centre = mean
+        bar.close()
         base_ctx = context.isel({TIME: slice(self.history, None)})
         return base_ctx, centre, online_factors(squared, variance, windows, self.prior_weight)
 
+    def _key(self, context: xr.Dataset, values: np.ndarray, issue: int) -> tuple[int, str]:
+        """Cache key of the reference ensemble issued at step ``issue``: its time and a hash of
+        its context values."""
+        window = values[issue - self.base_context + 1 : issue + 1]
+        digest = hashlib.sha1(np.ascontiguousarray(window).tobytes()).hexdigest()
+        return pd.Timestamp(context[TIME].values[issue]).value, digest
+
     def _reference(
-        self, context: xr.Dataset, values: np.ndarray, issue: int
+        self, context: xr.Dataset, issue: int, key: tuple[int, str]
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mean ``(C, H, *space)`` and summed variance ``(C, H)`` of the reference ensemble
         issued at step ``issue`` of ``context`` (cached)."""
         start = issue - self.base_context + 1
-        window = values[start : issue + 1]
         t = pd.Timestamp(context[TIME].values[issue])
-        key = (t.value, hashlib.sha1(np.ascontiguousarray(window).tobytes()).hexdigest())
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
