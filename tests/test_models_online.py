@@ -220,6 +220,7 @@ def test_protocol_run_scores_a_wrapped_checkpoint(climatology, tiny_protocol, ti
         ({"history": 0}, "history must be an integer >= 1"),
         ({"members": 1}, "members must be an integer >= 2"),
         ({"prior_weight": -1.0}, "prior_weight must be a finite number >= 0"),
+        ({"prior_weight": "many"}, "prior_weight must be a finite number >= 0"),
         ({"reference_seed": 1.5}, "reference_seed must be an integer"),
     ],
 )

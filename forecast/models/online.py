@@ -129,10 +129,14 @@ class OnlineSpread:
             raise ForecastError("an online-spread model cannot wrap another; wrap its base model")
         self.history = _positive_int("history", 3 * self.horizon if history is None else history)
         self.members = _positive_int("members", members, minimum=2)
-        weight = float(self.horizon if prior_weight is None else prior_weight)
-        if not (math.isfinite(weight) and weight >= 0):
+        weight = self.horizon if prior_weight is None else prior_weight
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, int | float | np.number)
+            or not (math.isfinite(weight) and weight >= 0)
+        ):
             raise ForecastError(f"prior_weight must be a finite number >= 0, got {weight!r}")
-        self.prior_weight = weight
+        self.prior_weight = float(weight)
         if isinstance(reference_seed, bool) or not isinstance(reference_seed, int | np.integer):
             raise ForecastError(f"reference_seed must be an integer, got {reference_seed!r}")
         self.reference_seed = int(reference_seed)
