@@ -7,21 +7,25 @@ seeds; ``significance.md`` tests each model against the best baseline per lead),
 tables of ``benchmarks/results_tables.py``. With ``--pool`` it also pools every trained model
 into one multi-model ensemble (``forecast pool``), and each model's seeds into its deep
 ensemble (``diffusion-pool``: with seeds 0-3 on P2 the same ensembles as
-``data/configs/pooled-diffusion-era5-uk-t2m.toml``), and scores them in the same run.
+``data/configs/pooled-diffusion-era5-uk-t2m.toml``), and scores them in the same run. With
+``--online`` every model and pool is also scored with online spread calibration
+(``forecast online-spread``: ``<label>-online``, docs/vae.md "Round 12").
 
 Every step is a ``forecast`` command, printed before it runs, so each can be rerun by hand. The
 script can be stopped and started again: a model whose ``model.safetensors`` exists is reused,
-one with only ``last.safetensors`` (interrupted) resumes, and the protocol run reuses its cached
-ensembles.
+one with only ``last.safetensors`` (interrupted) resumes, pools and online-spread wrappers are
+written again from the current checkpoints (seconds; the same files for the same checkpoints),
+and the protocol run reuses its cached ensembles.
 
 Usage::
 
     .venv/bin/python scripts/reproduce.py P2 --seeds 0,1 --pool       # about 30 min on 2 cores
+    .venv/bin/python scripts/reproduce.py P2 --seeds 0 --online       # plus online spread
     .venv/bin/python scripts/reproduce.py P1 --dry-run                # print the commands only
 
 Output: ``--out`` (default ``outputs/reproduce/<protocol>``) holds ``<model>-s<seed>/``
-training folders, the pools (``pool.safetensors``, ``<model>-pool.safetensors``) and the protocol
-run ``eval/``.
+training folders, the pools (``pool.safetensors``, ``<model>-pool.safetensors``), the
+online-spread wrappers (``<label>-online.safetensors``) and the protocol run ``eval/``.
 """
 
 from __future__ import annotations
@@ -143,8 +147,15 @@ def plan(args: argparse.Namespace) -> list[list[str]]:
         cmd = [*forecast_cli(), "pool"]
         for spec in members:
             cmd += ["--checkpoint", spec]
-        commands.append([*cmd, "--out", str(path)])
+        commands.append([*cmd, "--out", str(path), "--overwrite"])
         labelled.append(f"{name}={path}")
+    if args.online:
+        for spec in list(labelled):
+            label, path = spec.split("=", 1)
+            online = out / f"{label}-online.safetensors"
+            cmd = [*forecast_cli(), "online-spread", "--checkpoint", path]
+            commands.append([*cmd, "--out", str(online), "--overwrite"])
+            labelled.append(f"{label}-online={online}")
     cmd = [*forecast_cli(), "evaluate", "--protocol", args.protocol, "--models", BASELINES]
     for spec in labelled:
         cmd += ["--checkpoint", spec]
@@ -161,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("protocol", choices=sorted(RECOMMENDED), help="evaluation protocol")
     p.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1 (default 0)")
     p.add_argument("--pool", action="store_true", help="also score a pool of all trained models")
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="also score every model and pool with online spread calibration",
+    )
     p.add_argument("--members", type=int, default=50, help="ensemble members (default 50)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training")
     p.add_argument("--max-steps", type=int, help="cap on optimizer steps (quick checks only)")

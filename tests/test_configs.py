@@ -62,7 +62,7 @@ def test_recommended_configs_exist_and_match_their_protocol():
 
 def _plan(rep, tmp_path, *argv):
     ns = rep.argparse.Namespace(
-        protocol="P2", seeds="0,1", pool=False, members=50, threads=1, max_steps=None
+        protocol="P2", seeds="0,1", pool=False, online=False, members=50, threads=1, max_steps=None
     )
     ns.out = str(tmp_path)
     for key, value in zip(argv[::2], argv[1::2], strict=True):
@@ -96,12 +96,27 @@ def test_reproduce_plan_trains_resumes_and_reuses(tmp_path):
     assert trains[-1].endswith("--resume") and "--max-steps 3" in trains[-1]
     pools = [line for line in lines if " pool " in line]
     assert [p.rsplit("--out ", 1)[1] for p in pools] == [
-        str(tmp_path / f"{name}.safetensors") for name in ("pool", "diffusion-pool", "vae-pool")
-    ]
+        f"{tmp_path / f'{name}.safetensors'} --overwrite"
+        for name in ("pool", "diffusion-pool", "vae-pool")
+    ]  # a rerun writes them again
     assert pools[0].count("--checkpoint") == 4
     assert pools[1].count("--checkpoint diffusion-s") == 2 and "vae-s" not in pools[1]
     for name in ("pool", "diffusion-pool", "vae-pool"):
         assert f"--checkpoint {name}={tmp_path / f'{name}.safetensors'}" in lines[-2]
+
+
+def test_reproduce_online_wraps_every_model_and_pool(tmp_path):
+    rep = _reproduce()
+    lines = _plan(rep, tmp_path, "seeds", "0", "pool", True, "online", True)
+    online = [line for line in lines if " online-spread " in line]
+    labels = ["diffusion-s0", "vae-s0", "pool"]  # one seed: no per-model pools
+    assert len(online) == 3
+    for label, line in zip(labels, online, strict=True):
+        wrapper = tmp_path / f"{label}-online.safetensors"
+        assert f"--out {wrapper} --overwrite" in line
+        assert f"--checkpoint {label}-online={wrapper}" in lines[-2]
+    # wrapped after the pools are built, scored in the same protocol run
+    assert lines.index(online[0]) > max(i for i, x in enumerate(lines) if " pool " in x)
 
 
 def test_reproduce_bad_input(capsys):
