@@ -19,7 +19,7 @@ from forecast.models import (
     issue_seed,
     load_model,
 )
-from forecast.models.online import LatentOnlineSpread, online_factors
+from forecast.models.online import LatentOnlineSpread, online_factors, persistence_weights
 from forecast.models.pooled import with_member_sources
 from forecast.models.vae import ConditionalVAE
 from forecast.pipeline import run_protocol
@@ -52,13 +52,15 @@ def issue(tiny_data):
     return tiny_data[TIME].values[-40]
 
 
-def brute_force(base, ds, issue, history, members, weight, reference_seed=0):
-    """Centre and factors of OnlineSpread, recomputed from the base model's own forecasts."""
+def brute_force(base, ds, issue, history, members, weight, blend=False, reference_seed=0):
+    """Centre, spread factors and persistence weights of OnlineSpread, recomputed from the base
+    model's own forecasts."""
     times = ds[TIME].values
     i = int(np.searchsorted(times, issue))
     (name,) = list(ds.data_vars)
     horizon = base.horizon
-    sq, var, n = np.zeros(horizon), np.zeros(horizon), np.zeros(horizon)
+    sq, cross, dd = np.zeros(horizon), np.zeros(horizon), np.zeros(horizon)
+    var, n = np.zeros(horizon), np.zeros(horizon)
     centre = None
     for lag in range(history, -1, -1):
         t = times[i - lag]
@@ -72,11 +74,17 @@ def brute_force(base, ds, issue, history, members, weight, reference_seed=0):
             continue
         k = min(lag, horizon)
         obs = ds[name].values[i - lag + 1 : i - lag + 1 + k]
-        sq[:k] += ((mean[:k] - obs) ** 2).reshape(k, -1).sum(-1)
+        e = (obs - mean[:k]).reshape(k, -1)
+        d = (ds[name].values[i - lag][None] - mean[:k]).reshape(k, -1)
+        sq[:k] += (e**2).sum(-1)
+        cross[:k] += (d * e).sum(-1)
+        dd[:k] += (d**2).sum(-1)
         m = x.shape[0]
         var[:k] += (x.var(0, ddof=1) * (m + 1) / m)[:k].reshape(k, -1).sum(-1)
         n[:k] += 1
-    return centre, np.sqrt((n * sq / var + weight) / (n + weight))
+    a = np.clip(cross / dd, 0, 1) * n / (n + weight) if blend else np.zeros(horizon)
+    sq = sq - 2 * a * cross + a**2 * dd
+    return centre, np.sqrt((n * sq / var + weight) / (n + weight)), a
 
 
 def test_online_factors_closed_form():
@@ -95,8 +103,8 @@ def test_sample_is_the_base_ensemble_rescaled_by_its_recent_errors(climatology, 
     assert model.context == climatology.context + HISTORY
     assert not isinstance(model, LatentForecaster)
     ctx = context_of(tiny_data, issue, model.context)
-    centre, gain = brute_force(climatology, tiny_data, issue, HISTORY, 6, 2.0)
-    np.testing.assert_allclose(model.factors(ctx).values[0], gain, rtol=1e-10)
+    centre, gain, _ = brute_force(climatology, tiny_data, issue, HISTORY, 6, 2.0)
+    np.testing.assert_allclose(model.factors(ctx)["spread_factor"].values[0], gain, rtol=1e-10)
     assert not np.allclose(gain, 1.0)
 
     ens = model.sample(ctx, 5, seed=3)
@@ -109,14 +117,43 @@ def test_sample_is_the_base_ensemble_rescaled_by_its_recent_errors(climatology, 
     np.testing.assert_array_equal(ens[LEAD_TIME].values, base[LEAD_TIME].values)
     # member m depends only on (seed, m); the reference ensembles do not depend on the seed
     xr.testing.assert_allclose(model.sample(ctx, 2, seed=3), ens.isel({MEMBER: slice(0, 2)}))
-    np.testing.assert_allclose(model.factors(ctx).values[0], gain, rtol=1e-10)
+    np.testing.assert_allclose(model.factors(ctx)["spread_factor"].values[0], gain, rtol=1e-10)
+
+
+def test_persistence_blend_moves_the_mean_towards_the_last_observation(
+    climatology, tiny_data, issue
+):
+    model = OnlineSpread.from_model(
+        climatology, history=HISTORY, members=6, prior_weight=2.0, persistence_blend=True
+    )
+    ctx = context_of(tiny_data, issue, model.context)
+    centre, gain, weight = brute_force(climatology, tiny_data, issue, HISTORY, 6, 2.0, blend=True)
+    got = model.factors(ctx)
+    np.testing.assert_allclose(got["persistence_weight"].values[0], weight, rtol=1e-10)
+    np.testing.assert_allclose(got["spread_factor"].values[0], gain, rtol=1e-10)
+    assert (weight > 0).any() and (weight <= 1).all()
+    base = climatology.sample(context_of(tiny_data, issue, climatology.context), 5, seed=3)
+    last = tiny_data["t2m"].sel({TIME: issue}).values
+    g, a = gain.reshape(1, -1, 1, 1), weight.reshape(1, -1, 1, 1)
+    want = centre + g * (base["t2m"].values - centre) + a * (last - centre)
+    np.testing.assert_allclose(model.sample(ctx, 5, seed=3)["t2m"].values, want, rtol=1e-5)
+    # without the blend the weights are zero
+    plain = OnlineSpread.from_model(climatology, history=HISTORY, members=6, prior_weight=2.0)
+    assert (plain.factors(ctx)["persistence_weight"].values == 0).all()
+
+
+def test_online_weights_closed_form():
+    cross = np.array([[2.0, -1.0, 9.0, 1.0]])
+    dd = np.array([[4.0, 1.0, 4.0, 0.0]])
+    got = persistence_weights(cross, dd, np.array([3.0, 3.0, 1.0, 2.0]), prior_weight=1.0)
+    np.testing.assert_allclose(got[0], [0.5 * 3 / 4, 0.0, 1.0 * 1 / 2, 0.0])
 
 
 def test_a_heavy_prior_keeps_the_base_ensemble(climatology, tiny_data, issue):
     model = OnlineSpread.from_model(climatology, history=HISTORY, members=4, prior_weight=1e12)
     ctx = context_of(tiny_data, issue, model.context)
     base = climatology.sample(context_of(tiny_data, issue, climatology.context), 4, seed=0)
-    np.testing.assert_allclose(model.factors(ctx).values, 1.0, atol=1e-9)
+    np.testing.assert_allclose(model.factors(ctx)["spread_factor"].values, 1.0, atol=1e-9)
     np.testing.assert_allclose(
         model.sample(ctx, 4, seed=0)["t2m"].values, base["t2m"].values, rtol=1e-5
     )
@@ -136,11 +173,13 @@ def test_reference_ensembles_are_cached_without_changing_results(climatology, ti
     )
     # other values at the same times are not taken from the cache
     shifted = context_of(tiny_data, times[i], model.context) + 1.0
-    assert not np.allclose(model.factors(shifted).values, fresh.factors(shifted - 1.0).values)
+    assert not np.allclose(
+        model.factors(shifted)["spread_factor"], fresh.factors(shifted - 1.0)["spread_factor"]
+    )
 
 
 def test_latent_base_decode_and_encode(vae, tiny_data, issue, tmp_path):
-    model = OnlineSpread.from_model(vae, history=HISTORY, members=4)
+    model = OnlineSpread.from_model(vae, history=HISTORY, members=4, persistence_blend=True)
     assert isinstance(model, LatentOnlineSpread) and isinstance(model, LatentForecaster)
     ctx = context_of(tiny_data, issue, model.context)
     base_ctx = context_of(tiny_data, issue, vae.context)
@@ -149,12 +188,13 @@ def test_latent_base_decode_and_encode(vae, tiny_data, issue, tmp_path):
     decoded = model.decode(ctx, z)
     xr.testing.assert_allclose(decoded, model.sample(ctx, 3, seed=2), rtol=1e-5, atol=1e-5)
 
-    centre, gain = brute_force(vae, tiny_data, issue, HISTORY, 4, float(vae.horizon))
+    centre, gain, a = brute_force(vae, tiny_data, issue, HISTORY, 4, float(vae.horizon), True)
+    last = tiny_data["t2m"].sel({TIME: issue}).values
     target = target_of(tiny_data, issue, vae.horizon)
     unscaled = target.copy()
-    unscaled["t2m"] = target["t2m"].copy(
-        data=(centre + (target["t2m"].values - centre) / gain.reshape(-1, 1, 1)).astype(np.float32)
-    )
+    g, a = gain.reshape(-1, 1, 1), a.reshape(-1, 1, 1)
+    back = centre + (target["t2m"].values - centre - a * (last - centre)) / g
+    unscaled["t2m"] = target["t2m"].copy(data=back.astype(np.float32))
     np.testing.assert_allclose(
         np.asarray(model.encode(ctx, target)),
         np.asarray(vae.encode(base_ctx, unscaled)),
@@ -222,6 +262,7 @@ def test_protocol_run_scores_a_wrapped_checkpoint(climatology, tiny_protocol, ti
         ({"prior_weight": -1.0}, "prior_weight must be a finite number >= 0"),
         ({"prior_weight": "many"}, "prior_weight must be a finite number >= 0"),
         ({"reference_seed": 1.5}, "reference_seed must be an integer"),
+        ({"persistence_blend": "yes"}, "persistence_blend must be true or false"),
     ],
 )
 def test_bad_settings(climatology, kwargs, message):
@@ -263,18 +304,14 @@ def test_cli_wraps_a_checkpoint(climatology, tiny_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "--overwrite" in err
     assert out.read_bytes() == before
-    assert (
-        main(
-            [
-                "online-spread",
-                "--checkpoint",
-                str(tmp_path / "no.safetensors"),
-                "--out",
-                str(tmp_path / "x.safetensors"),
-            ]
-        )
-        == 2
-    )
+    blend = tmp_path / "blend.safetensors"
+    assert main([*argv, "--persistence-blend", "--out", str(blend)]) == 0
+    assert "persistence_blend=True" in capsys.readouterr().out
+    assert load_model(blend).persistence_blend and not model.persistence_blend
+    assert main(["model", "info", str(blend)]) == 0
+    assert "; mean blended with persistence; reads 12 steps" in capsys.readouterr().out
+    missing = ["--checkpoint", str(tmp_path / "no.safetensors")]
+    assert main(["online-spread", *missing, "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
 

@@ -6,9 +6,10 @@ recent verified errors.
 alone). At each issue time it re-forecasts the last ``--history`` steps with ``--members``
 reference members, compares them with what was observed by the issue time, and rescales the
 spread per lead by ``sqrt((n r + w) / (n + w))`` (``r``: squared error over spread squared,
-``n``: verified windows, ``w``: ``--prior-weight``). It reads ``--history`` more steps of
-context than the model. Use it like any checkpoint: ``forecast predict``,
-``forecast evaluate --checkpoint``, the dashboard.
+``n``: verified windows, ``w``: ``--prior-weight``); with ``--persistence-blend`` it also moves
+the mean towards the last observation by a weight per lead fitted on the same forecasts. It
+reads ``--history`` more steps of context than the model. Use it like any checkpoint:
+``forecast predict``, ``forecast evaluate --checkpoint``, the dashboard.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         help="weight of the factor 1, in verified windows (default: one horizon)",
     )
+    parser.add_argument(
+        "--persistence-blend",
+        action="store_true",
+        help="also move the mean towards persistence by a weight per lead fitted on the same "
+        "verified forecasts",
+    )
     parser.add_argument("--out", required=True, help="the checkpoint to write")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists already"
@@ -58,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise ForecastError(f"checkpoint {path} not found; pass a .safetensors file")
     check_target(out, args.overwrite)  # before loading the model: fail fast
-    options = {"history": args.history, "members": args.members, "prior_weight": args.prior_weight}
+    options = {
+        "history": args.history,
+        "members": args.members,
+        "prior_weight": args.prior_weight,
+        "persistence_blend": args.persistence_blend,
+    }
     model = OnlineSpread.from_model(load_model(path), **options)
     model.save(out)
     print(

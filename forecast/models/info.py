@@ -80,7 +80,8 @@ def _model_part(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
     if meta.get("kind") not in ("pooled", "online-spread"):
         part["config"] = config
     if meta.get("kind") == "online-spread":
-        part["online"] = {k: config.get(k) for k in ("history", "members", "prior_weight")}
+        keys = ("history", "members", "prior_weight", "persistence_blend")
+        part["online"] = {k: config.get(k) for k in keys}
     if train is not None:
         part["train_config"] = train
     training = state.get("training")
@@ -176,7 +177,9 @@ def _part_lines(part: dict[str, Any], indent: str) -> list[str]:
         lines.append(
             f"{indent}online spread: factors from the last {online['history']} issue times "
             f"({online['members']} reference members each, prior weight "
-            f"{online['prior_weight']:g}); reads {part['context'] + online['history']} steps"
+            f"{online['prior_weight']:g})"
+            + ("; mean blended with persistence" if online.get("persistence_blend") else "")
+            + f"; reads {part['context'] + online['history']} steps"
         )
     training = part.get("training")
     if training:

@@ -21,6 +21,13 @@ at ``t``: a deterministic function of the context, so member ``m`` still depends
 ``(seed, m)``, and for a latent base model ``decode`` stays deterministic and ``encode``
 inverts it.
 
+With ``persistence_blend`` the mean moves towards persistence (the last observation) too, by
+a weight per lead fitted on the same verified windows: ``a = clip(sum(d e) / sum(d d), 0, 1)``
+times ``n / (n + w)``, with ``d`` the persistence forecast minus the reference mean and ``e``
+the observation minus the reference mean (the least-squares weight of the two-forecast blend,
+shrunk towards the model alone). Members then become ``c + g (x - c) + a (p - c)`` with ``p``
+the persistence forecast, and ``g`` is computed from the errors of the blended mean.
+
 The model reads ``history`` steps of context more than its base model (its ``context`` is the
 base's plus ``history``), all of them observed at the issue time. Reference ensembles are cached
 by issue time and context values, so forecasts for consecutive issue times (a protocol run, a
@@ -34,6 +41,7 @@ import inspect
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -76,6 +84,51 @@ def online_factors(
     return np.sqrt(mixed)
 
 
+def persistence_weights(
+    cross: np.ndarray, persistence_sq: np.ndarray, windows: np.ndarray, prior_weight: float
+) -> np.ndarray:
+    """Blend weights ``(C, H)`` of persistence from sums over verified windows and points.
+
+    ``cross`` is the sum of ``d * e`` and ``persistence_sq`` of ``d * d`` (``d``: persistence
+    minus the reference mean, ``e``: observation minus the reference mean). The least-squares
+    weight ``cross / persistence_sq``, clipped to [0, 1], times ``n / (n + w)`` (0 where
+    ``persistence_sq`` is 0 or no window was verified).
+    """
+    raw = np.divide(cross, persistence_sq, out=np.zeros_like(cross), where=persistence_sq > 0)
+    n = np.broadcast_to(np.asarray(windows, dtype=np.float64), raw.shape)
+    total = n + prior_weight
+    share = np.divide(n, total, out=np.zeros_like(raw), where=total > 0)
+    return np.clip(raw, 0.0, 1.0) * share
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What :class:`OnlineSpread` applies at one issue time: the base model's context, the
+    reference mean ``centre`` ``(C, H, *space)``, the spread factors ``gain`` ``(C, H)``, the
+    persistence weights ``weight`` ``(C, H)`` (zeros without the blend) and the persistence
+    forecast ``persistence`` ``(C, 1, *space)``."""
+
+    base_context: xr.Dataset
+    centre: np.ndarray
+    gain: np.ndarray
+    weight: np.ndarray
+    persistence: np.ndarray
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """Members ``x`` ``(M, C, H, *space)`` moved to ``c + g (x - c) + a (p - c)``."""
+        shape = (1, *self.gain.shape, *([1] * (x.ndim - 3)))
+        g, a = self.gain.reshape(shape), self.weight.reshape(shape)
+        c = self.centre[None]
+        return c + g * (x - c) + a * (self.persistence[None] - c)
+
+    def undo(self, x: np.ndarray) -> np.ndarray:
+        """The inverse of :meth:`apply`."""
+        shape = (1, *self.gain.shape, *([1] * (x.ndim - 3)))
+        g, a = self.gain.reshape(shape), self.weight.reshape(shape)
+        c = self.centre[None]
+        return c + (x - c - a * (self.persistence[None] - c)) / g
+
+
 class OnlineSpread:
     """A fitted forecaster whose spread is rescaled per lead by its recent verified errors.
 
@@ -95,6 +148,9 @@ class OnlineSpread:
         Weight of the factor 1, in pseudo-windows (default: one horizon).
     reference_seed
         Seed of the reference ensembles (with each issue time, :func:`issue_seed`).
+    persistence_blend
+        Also move the mean towards persistence by a weight per lead fitted on the verified
+        windows (off by default).
     train
         Training settings merged over the base model's ``train`` table (``forecast train``).
     """
@@ -111,6 +167,7 @@ class OnlineSpread:
         members: int = 32,
         prior_weight: float | None = None,
         reference_seed: int = 0,
+        persistence_blend: bool = False,
         train: Mapping[str, Any] | None = None,
     ) -> None:
         self.base_context = _positive_int("context", context)
@@ -140,6 +197,11 @@ class OnlineSpread:
         if isinstance(reference_seed, bool) or not isinstance(reference_seed, int | np.integer):
             raise ForecastError(f"reference_seed must be an integer, got {reference_seed!r}")
         self.reference_seed = int(reference_seed)
+        if not isinstance(persistence_blend, bool | np.bool_):
+            raise ForecastError(
+                f"persistence_blend must be true or false, got {persistence_blend!r}"
+            )
+        self.persistence_blend = bool(persistence_blend)
         self.context = self.base_context + self.history
         spec = {"kind": str(model["kind"]), "config": dict(model["config"])}
         if train:
@@ -157,7 +219,7 @@ class OnlineSpread:
     @classmethod
     def from_model(cls, model: Any, **options: Any) -> Self:
         """Wrap the fitted ``model`` (``options``: ``history``, ``members``, ``prior_weight``,
-        ``reference_seed``)."""
+        ``reference_seed``, ``persistence_blend``)."""
         if isinstance(model, OnlineSpread):
             raise ForecastError("an online-spread model cannot wrap another; wrap its base model")
         spec = {"kind": model.kind, "config": model.config()}
@@ -188,12 +250,14 @@ class OnlineSpread:
             "members": self.members,
             "prior_weight": self.prior_weight,
             "reference_seed": self.reference_seed,
+            "persistence_blend": self.persistence_blend,
         }
 
     def __repr__(self) -> str:
         return (
             f"OnlineSpread({self.spec['kind']}, history={self.history}, "
-            f"members={self.members}, prior_weight={self.prior_weight:g})"
+            f"members={self.members}, prior_weight={self.prior_weight:g}"
+            + (", persistence_blend=True)" if self.persistence_blend else ")")
         )
 
     def _adopt(self, model: Any) -> None:
@@ -251,18 +315,18 @@ class OnlineSpread:
         """The base model's ensemble from the last ``base_context`` steps of ``context``, its
         spread rescaled by :meth:`factors` (member ``m`` depends only on ``(seed, m)``)."""
         n = check_members(n_members)
-        base_ctx, centre, gain = self._calibration(context)
-        return self._scaled(self.model.sample(base_ctx, n, seed=seed), centre, gain)
+        cal = self._calibration(context)
+        return self._moved(self.model.sample(cal.base_context, n, seed=seed), cal)
 
-    def factors(self, context: xr.Dataset) -> xr.DataArray:
-        """The spread factors ``(variable, lead_time)`` this model applies for ``context``."""
-        _, _, gain = self._calibration(context)
+    def factors(self, context: xr.Dataset) -> xr.Dataset:
+        """The spread factors and persistence weights ``(variable, lead_time)`` this model
+        applies for ``context`` (``spread_factor``, ``persistence_weight``)."""
+        cal = self._calibration(context)
         leads = self.step * np.arange(1, self.horizon + 1)
-        return xr.DataArray(
-            gain,
-            dims=("variable", LEAD_TIME),
+        dims = ("variable", LEAD_TIME)
+        return xr.Dataset(
+            {"spread_factor": (dims, cal.gain), "persistence_weight": (dims, cal.weight)},
             coords={"variable": self.variables, LEAD_TIME: leads},
-            name="spread_factor",
         )
 
     def label_members(self, ens: xr.Dataset) -> xr.Dataset:
@@ -276,8 +340,8 @@ class OnlineSpread:
         if self.model is None:
             raise ForecastError("online-spread model is not fitted; call fit(train) or load it")
 
-    def _calibration(self, context: xr.Dataset) -> tuple[xr.Dataset, np.ndarray, np.ndarray]:
-        """``(base context, centre (C, H, *space), factors (C, H))`` for ``context``."""
+    def _calibration(self, context: xr.Dataset) -> Calibration:
+        """The :class:`Calibration` of ``context``'s issue time."""
         from tqdm.auto import tqdm
 
         from forecast.data import check_compatible
@@ -296,6 +360,8 @@ class OnlineSpread:
         channels, horizon = len(self.variables), self.horizon
         squared = np.zeros((channels, horizon))
         variance = np.zeros((channels, horizon))
+        cross = np.zeros((channels, horizon))
+        persistence_sq = np.zeros((channels, horizon))
         windows = np.zeros(horizon)
         centre = None
         last = self.context - 1
@@ -313,15 +379,28 @@ class OnlineSpread:
             verified = min(last - issue, horizon)
             if verified:
                 obs = np.moveaxis(values[issue + 1 : issue + 1 + verified], 0, 1)  # (C, k, ...)
-                err = (mean[:, :verified] - obs).reshape(channels, verified, -1)
+                err = (obs - mean[:, :verified]).reshape(channels, verified, -1)
+                d = (values[issue][:, None] - mean[:, :verified]).reshape(channels, verified, -1)
                 squared[:, :verified] += (err**2).sum(axis=-1)
+                cross[:, :verified] += (d * err).sum(axis=-1)
+                persistence_sq[:, :verified] += (d**2).sum(axis=-1)
                 variance[:, :verified] += var_sum[:, :verified]
                 windows[:verified] += 1
             else:
                 centre = mean
         bar.close()
-        base_ctx = context.isel({TIME: slice(self.history, None)})
-        return base_ctx, centre, online_factors(squared, variance, windows, self.prior_weight)
+        weight = np.zeros_like(squared)
+        if self.persistence_blend:
+            weight = persistence_weights(cross, persistence_sq, windows, self.prior_weight)
+            # the spread follows the errors of the blended mean: sum (e - a d)^2
+            squared = squared - 2 * weight * cross + weight**2 * persistence_sq
+        return Calibration(
+            base_context=context.isel({TIME: slice(self.history, None)}),
+            centre=centre,
+            gain=online_factors(squared, variance, windows, self.prior_weight),
+            weight=weight,
+            persistence=values[last][:, None],
+        )
 
     def _key(self, context: xr.Dataset, values: np.ndarray, issue: int) -> tuple[int, str]:
         """Cache key of the reference ensemble issued at step ``issue``: its time and a hash of
@@ -353,15 +432,14 @@ class OnlineSpread:
             self._cache.popitem(last=False)
         return self._cache[key]
 
-    def _scaled(self, ens: xr.Dataset, centre: np.ndarray, gain: np.ndarray) -> xr.Dataset:
-        """``ens`` with every member moved to ``centre + gain * (member - centre)``."""
+    def _moved(self, ens: xr.Dataset, cal: Calibration) -> xr.Dataset:
+        """``ens`` with every member moved by :meth:`Calibration.apply`."""
         space = space_dims(ens)
+        arrays = [ens[v].transpose(MEMBER, LEAD_TIME, *space) for v in self.variables]
+        moved = cal.apply(np.stack([a.values for a in arrays], axis=1))
         out = ens.copy()
-        for c, name in enumerate(self.variables):
-            da = ens[name].transpose(MEMBER, LEAD_TIME, *space)
-            g = gain[c].reshape(1, -1, *([1] * len(space)))
-            moved = centre[c][None] + g * (da.values - centre[c][None])
-            out[name] = da.copy(data=moved.astype(da.dtype))
+        for c, (name, da) in enumerate(zip(self.variables, arrays, strict=True)):
+            out[name] = da.copy(data=moved[:, c].astype(da.dtype))
         return out
 
     # -- checkpoints -------------------------------------------------------------------------
@@ -414,32 +492,30 @@ class LatentOnlineSpread(OnlineSpread):
 
     def prior(self, context: xr.Dataset, n_members: int, *, seed: int | None = None) -> Any:
         """The base model's latents for the last ``base_context`` steps of ``context``."""
-        self._require_fitted()
-        self._calibration(context)  # checks the context
-        base_ctx = context.isel({TIME: slice(self.history, None)})
-        return self.model.prior(base_ctx, n_members, seed=seed)
+        cal = self._calibration(context)
+        return self.model.prior(cal.base_context, n_members, seed=seed)
 
     def decode(self, context: xr.Dataset, latents: Any) -> xr.Dataset:
-        """The base model's decoded members, rescaled as in :meth:`sample`."""
-        base_ctx, centre, gain = self._calibration(context)
-        return self._scaled(self.model.decode(base_ctx, latents), centre, gain)
+        """The base model's decoded members, moved as in :meth:`sample`."""
+        cal = self._calibration(context)
+        return self._moved(self.model.decode(cal.base_context, latents), cal)
 
     def encode(self, context: xr.Dataset, target: xr.Dataset) -> Any:
-        """The base model's latent of ``target`` with the rescaling undone (inverts
+        """The base model's latent of ``target`` with the move undone (inverts
         :meth:`decode`)."""
-        base_ctx, centre, gain = self._calibration(context)
+        cal = self._calibration(context)
         space = space_dims(target)
-        unscaled = target.copy()
-        for c, name in enumerate(self.variables):
-            if name not in target.data_vars:
-                raise ForecastError(f"target lacks the variable {name!r}")
-            da = target[name].transpose(TIME, *space)
-            if da.sizes[TIME] != self.horizon:
-                raise ForecastError(
-                    f"target has {da.sizes[TIME]} time steps, the model's horizon is "
-                    f"{self.horizon}; pass forecast.data.windows.target_of(ds, issue, horizon)"
-                )
-            g = gain[c].reshape(-1, *([1] * len(space)))
-            back = centre[c] + (da.values - centre[c]) / g
-            unscaled[name] = da.copy(data=back.astype(da.dtype))
-        return self.model.encode(base_ctx, unscaled)
+        missing = [v for v in self.variables if v not in target.data_vars]
+        if missing:
+            raise ForecastError(f"target lacks the variable(s) {missing}")
+        arrays = [target[v].transpose(TIME, *space) for v in self.variables]
+        if arrays[0].sizes[TIME] != self.horizon:
+            raise ForecastError(
+                f"target has {arrays[0].sizes[TIME]} time steps, the model's horizon is "
+                f"{self.horizon}; pass forecast.data.windows.target_of(ds, issue, horizon)"
+            )
+        back = cal.undo(np.stack([a.values for a in arrays], axis=0)[None])[0]
+        unmoved = target.copy()
+        for c, (name, da) in enumerate(zip(self.variables, arrays, strict=True)):
+            unmoved[name] = da.copy(data=back[c].astype(da.dtype))
+        return self.model.encode(cal.base_context, unmoved)
