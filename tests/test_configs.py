@@ -43,6 +43,18 @@ def test_online_spread_config_repeats_the_vae_config():
     assert model.context == 6 + 72 and model.spec["config"]["train"] == vae["train"]
 
 
+def test_online_spread_deep_ensemble_config_repeats_the_pool_config():
+    """The online P2 deep ensemble is the deep-ensemble config, wrapped with the blend."""
+    online = load_toml(
+        REPO / "data" / "configs" / "online-spread-pooled-diffusion-era5-uk-t2m.toml"
+    )
+    deep = load_toml(REPO / "data" / "configs" / "pooled-diffusion-era5-uk-t2m.toml")
+    assert online["model"]["model"] == {"kind": "pooled", "config": deep["model"]}
+    assert online["train"] == deep["train"] == {}
+    model = build_model("online-spread", 6, 24, online["model"], online["train"])
+    assert model.persistence_blend and model.context == 6 + 72
+
+
 def _reproduce():
     spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
     module = importlib.util.module_from_spec(spec)
