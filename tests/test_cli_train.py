@@ -288,3 +288,15 @@ def test_online_spread_config_trains_its_base_in_the_folder(nc_path, tmp_path, c
     assert model.kind == "online-spread" and model.model.kind == "diffusion"
     assert model.context == 4 + 5 and model.model.train_config.max_steps == 6
     assert main([*args, "--resume"]) == 0  # a finished training resumes to the same end
+    capsys.readouterr()
+    # a pool inside: its models are listed as for `--model pooled`
+    pool = tmp_path / "online-pool.toml"
+    pool.write_text(
+        '[model]\nhistory = 5\nmembers = 3\n\n[model.model]\nkind = "pooled"\n\n'
+        '[model.model.config]\ncomponents = [{kind = "persistence", config = {}}, '
+        '{kind = "climatology", config = {}}]\n'
+    )
+    out = tmp_path / "online-pool"
+    assert main([*train_args(nc_path, pool, out), "--model", "online-spread"]) == 0
+    printed = capsys.readouterr().out
+    assert "  persistence-0: fitted" in printed and "  climatology-1: fitted" in printed

@@ -170,10 +170,9 @@ def _run(args: argparse.Namespace, info: Any) -> int:
     if info:
         parts.append(_training_text(info))
     print("; ".join(parts))
-    for label, part in zip(
-        getattr(model, "labels", []), getattr(model, "models", []), strict=False
-    ):
-        record = getattr(part, "training", None)  # a pool's models
+    pool = model.model if getattr(model, "kind", "") == "online-spread" else model
+    for label, part in zip(getattr(pool, "labels", []), getattr(pool, "models", []), strict=False):
+        record = getattr(part, "training", None)  # a pool's models (also inside online-spread)
         print(f"  {label}: " + (_training_text(record) if record else "fitted"))
     latent = info.get("latent") if info else None
     if latent:  # latent-variable models report their latent usage (posterior-collapse check)
