@@ -312,8 +312,9 @@ class OnlineSpread:
         return dict(getattr(self.model, "training", None) or {})
 
     def sample(self, context: xr.Dataset, n_members: int, *, seed: int | None = None) -> xr.Dataset:
-        """The base model's ensemble from the last ``base_context`` steps of ``context``, its
-        spread rescaled by :meth:`factors` (member ``m`` depends only on ``(seed, m)``)."""
+        """The base model's ensemble from the last ``base_context`` steps of ``context``, moved
+        by the spread factors (and persistence weights) of :meth:`factors`; member ``m``
+        depends only on ``(seed, m)``."""
         n = check_members(n_members)
         cal = self._calibration(context)
         return self._moved(self.model.sample(cal.base_context, n, seed=seed), cal)
@@ -393,7 +394,7 @@ class OnlineSpread:
         if self.persistence_blend:
             weight = persistence_weights(cross, persistence_sq, windows, self.prior_weight)
             # the spread follows the errors of the blended mean: sum (e - a d)^2
-            squared = squared - 2 * weight * cross + weight**2 * persistence_sq
+            squared = np.maximum(squared - 2 * weight * cross + weight**2 * persistence_sq, 0.0)
         return Calibration(
             base_context=context.isel({TIME: slice(self.history, None)}),
             centre=centre,
