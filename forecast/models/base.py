@@ -281,11 +281,7 @@ class ArrayForecaster:
         cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], where: str = "checkpoint"
     ) -> Self:
         """Rebuild a model from :meth:`checkpoint_content` (``where`` names it in errors)."""
-        if meta.get("kind") != cls.kind:
-            raise ForecastError(
-                f"{where} holds a {meta.get('kind')!r} model, not {cls.kind!r}; "
-                "use forecast.models.load_model(path)"
-            )
+        check_kind(meta, cls.kind, where)
         model = cls(**meta["config"])
         model.description = meta["data"]
         model.variables = list(meta["variables"])
@@ -307,6 +303,15 @@ class ArrayForecaster:
 
     def _restore(self, arrays: dict[str, np.ndarray], state: dict[str, Any]) -> None:
         raise NotImplementedError
+
+
+def check_kind(meta: dict[str, Any], kind: str, where: str) -> None:
+    """Refuse checkpoint metadata ``meta`` of another model kind than ``kind`` (one line)."""
+    if meta.get("kind") != kind:
+        raise ForecastError(
+            f"{where} holds a {meta.get('kind')!r} model, not {kind!r}; "
+            "use forecast.models.load_model(path)"
+        )
 
 
 def checkpoint_meta(model: Any, state: dict[str, Any]) -> dict[str, Any]:

@@ -52,7 +52,7 @@ import xarray as xr
 from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import LEAD_TIME, MEMBER, TIME, space_dims
 from forecast.errors import ForecastError
-from forecast.models.base import check_members, checkpoint_meta, issue_seed, values_of
+from forecast.models.base import check_kind, check_members, checkpoint_meta, issue_seed, values_of
 
 #: Prefix of the base model's arrays in an online-spread checkpoint.
 BASE_PREFIX = "base/"
@@ -468,11 +468,7 @@ class OnlineSpread:
         """Rebuild a model from :meth:`checkpoint_content` (``where`` names it in errors)."""
         from forecast.models import MODELS
 
-        if meta.get("kind") != cls.kind:
-            raise ForecastError(
-                f"{where} holds a {meta.get('kind')!r} model, not {cls.kind!r}; "
-                "use forecast.models.load_model(path)"
-            )
+        check_kind(meta, cls.kind, where)
         try:
             wrapper = OnlineSpread(**meta["config"])
             sub = meta["state"]["model"]

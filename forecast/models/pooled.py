@@ -28,7 +28,7 @@ import xarray as xr
 from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import MEMBER, SOURCE_MODEL
 from forecast.errors import ForecastError
-from forecast.models.base import check_members, checkpoint_meta
+from forecast.models.base import check_kind, check_members, checkpoint_meta
 
 
 def member_sources(weights: Sequence[float], n_members: int) -> np.ndarray:
@@ -367,11 +367,7 @@ class PooledEnsemble:
         """Rebuild a pool from :meth:`checkpoint_content` (``where`` names it in errors)."""
         from forecast.models import MODELS
 
-        if meta.get("kind") != cls.kind:
-            raise ForecastError(
-                f"{where} holds a {meta.get('kind')!r} model, not {cls.kind!r}; "
-                "use forecast.models.load_model(path)"
-            )
+        check_kind(meta, cls.kind, where)
         try:
             pool = cls(**meta["config"])
             metas = meta["state"]["models"]
