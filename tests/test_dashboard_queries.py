@@ -531,3 +531,16 @@ def test_torch_threads_from_the_environment():
     for bad in ("0", "-2", "two", ""):
         with pytest.raises(ForecastError, match=THREADS_ENV):
             q.torch_threads({THREADS_ENV: bad})
+
+
+def test_importing_the_queries_keeps_torch_out_of_the_dashboard_start_up():
+    """The app imports this module on its first run; torch (1-2 s) loads only with a model."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, forecast.dashboard.queries as q; "
+        "assert 'torch' not in sys.modules, 'torch imported'; "
+        "q.is_latent(object()); assert 'torch' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -34,17 +34,31 @@ from forecast.dims import (
     space_dims,
 )
 from forecast.errors import ForecastError
-from forecast.models.pooled import with_member_sources as with_member_sources
-from forecast.sampling.paths import latent_explorer as latent_explorer
-
-# the latent explorer's scenarios (shared with ``forecast path``), re-exported for the app
-from forecast.sampling.scenarios import is_latent as is_latent
-from forecast.sampling.scenarios import latent_part as latent_part
-from forecast.sampling.scenarios import latent_parts as latent_parts
-from forecast.sampling.scenarios import part_members as part_members
-from forecast.sampling.scenarios import scenario_latents as scenario_latents
 
 from .paths import THREADS_ENV
+
+#: Functions the app calls through this module, shared with ``forecast path`` and the models,
+#: imported on first use (their modules import torch, which this module keeps out of the
+#: dashboard's start-up).
+_LAZY = {
+    "with_member_sources": "forecast.models.pooled",
+    "latent_explorer": "forecast.sampling.paths",
+    "is_latent": "forecast.sampling.scenarios",
+    "latent_part": "forecast.sampling.scenarios",
+    "latent_parts": "forecast.sampling.scenarios",
+    "part_members": "forecast.sampling.scenarios",
+    "scenario_latents": "forecast.sampling.scenarios",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The functions of :data:`_LAZY`, imported when first asked for."""
+    import importlib
+
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
 
 #: Statistics a map or network view can show.
 STATISTICS = ("mean", "spread", "quantile", "exceedance", "member", "truth")
@@ -876,6 +890,7 @@ def sample_at(model: Any, ds: xr.Dataset, issue_time: Any, members: int, seed: i
     writes for that issue time, and those the scores tab and latent paths use. A pool's
     ensemble names the model of each member (coordinate ``source_model``)."""
     from forecast.data.windows import context_of
+    from forecast.models.pooled import with_member_sources
 
     context = context_of(ds, pd.Timestamp(issue_time), model.context)
     ens = model.sample(context, int(members), seed=issue_seed(seed, issue_time))
