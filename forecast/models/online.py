@@ -341,10 +341,9 @@ class OnlineSpread:
         if self.model is None:
             raise ForecastError("online-spread model is not fitted; call fit(train) or load it")
 
-    def _calibration(self, context: xr.Dataset) -> Calibration:
-        """The :class:`Calibration` of ``context``'s issue time."""
-        from tqdm.auto import tqdm
-
+    def _base_context(self, context: xr.Dataset) -> xr.Dataset:
+        """The base model's context: the last ``base_context`` steps of ``context``, after
+        checking its length and data."""
         from forecast.data import check_compatible
 
         self._require_fitted()
@@ -357,6 +356,13 @@ class OnlineSpread:
                 "forecast.data.context_of(ds, issue_time, model.context)"
             )
         check_compatible(self.description, context)
+        return context.isel({TIME: slice(self.history, None)})
+
+    def _calibration(self, context: xr.Dataset) -> Calibration:
+        """The :class:`Calibration` of ``context``'s issue time."""
+        from tqdm.auto import tqdm
+
+        base_context = self._base_context(context)
         values = values_of(context, self.variables)
         channels, horizon = len(self.variables), self.horizon
         squared = np.zeros((channels, horizon))
@@ -396,7 +402,7 @@ class OnlineSpread:
             # the spread follows the errors of the blended mean: sum (e - a d)^2
             squared = np.maximum(squared - 2 * weight * cross + weight**2 * persistence_sq, 0.0)
         return Calibration(
-            base_context=context.isel({TIME: slice(self.history, None)}),
+            base_context=base_context,
             centre=centre,
             gain=online_factors(squared, variance, windows, self.prior_weight),
             weight=weight,
@@ -488,9 +494,9 @@ class LatentOnlineSpread(OnlineSpread):
     base model's latents (the factors are an affine map of each lead's field)."""
 
     def prior(self, context: xr.Dataset, n_members: int, *, seed: int | None = None) -> Any:
-        """The base model's latents for the last ``base_context`` steps of ``context``."""
-        cal = self._calibration(context)
-        return self.model.prior(cal.base_context, n_members, seed=seed)
+        """The base model's latents for the last ``base_context`` steps of ``context`` (no
+        reference forecasts needed)."""
+        return self.model.prior(self._base_context(context), n_members, seed=seed)
 
     def decode(self, context: xr.Dataset, latents: Any) -> xr.Dataset:
         """The base model's decoded members, moved as in :meth:`sample`."""
