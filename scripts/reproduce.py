@@ -9,7 +9,8 @@ into one multi-model ensemble (``forecast pool``), and each model's seeds into i
 ensemble (``diffusion-pool``: with seeds 0-3 on P2 the same ensembles as
 ``data/configs/pooled-diffusion-era5-uk-t2m.toml``), and scores them in the same run. With
 ``--online`` every model and pool is also scored with online spread calibration
-(``forecast online-spread``: ``<label>-online``, docs/vae.md "Round 12").
+(``forecast online-spread``: ``<label>-online``, docs/vae.md "Round 12"), and with
+``--online --blend`` their means are also moved towards persistence (``--persistence-blend``).
 
 Every step is a ``forecast`` command, printed before it runs, so each can be rerun by hand. The
 script can be stopped and started again: a model whose ``model.safetensors`` exists is reused,
@@ -154,6 +155,8 @@ def plan(args: argparse.Namespace) -> list[list[str]]:
             label, path = spec.split("=", 1)
             online = out / f"{label}-online.safetensors"
             cmd = [*forecast_cli(), "online-spread", "--checkpoint", path]
+            if args.blend:
+                cmd.append("--persistence-blend")
             commands.append([*cmd, "--out", str(online), "--overwrite"])
             labelled.append(f"{label}-online={online}")
     cmd = [*forecast_cli(), "evaluate", "--protocol", args.protocol, "--models", BASELINES]
@@ -177,6 +180,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also score every model and pool with online spread calibration",
     )
+    p.add_argument(
+        "--blend",
+        action="store_true",
+        help="with --online: also move each model's mean towards persistence",
+    )
     p.add_argument("--members", type=int, default=50, help="ensemble members (default 50)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per training")
     p.add_argument("--max-steps", type=int, help="cap on optimizer steps (quick checks only)")
@@ -186,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out = str(Path(args.out or Path("outputs") / "reproduce" / args.protocol).resolve())
     if args.members < 1:
         raise SystemExit(f"error: --members must be >= 1, got {args.members}")
+    if args.blend and not args.online:
+        raise SystemExit("error: --blend acts on the online-spread wrappers; add --online")
     commands = plan(args)
     for cmd in commands:
         print("$ " + shlex.join(cmd), flush=True)

@@ -181,6 +181,8 @@ def test_named_sensor_data(config, tmp_path):
         (["--context", "4"], TINY, "--context/--horizon are fixed by protocol"),
         (["--device", "gpu0"], TINY, "train.device 'gpu0' is not a torch device"),
         ([], TINY + 'keep = "first"\n', "train.keep must be one of best, last"),
+        (["--jobs", "0"], TINY, "--jobs must be >= 1, got 0"),
+        (["--jobs", "2"], TINY, "model diffusion fits in one process; drop --jobs"),
     ],
 )
 def test_bad_input_one_line(extra, toml, message, tmp_path, capsys):
@@ -263,6 +265,17 @@ def test_deep_ensemble_pool_config(nc_path, tmp_path, capsys):
     assert model.labels == ["diffusion-0-s0", "diffusion-0-s1"]
     assert [m.train_config.seed for m in model.models] == [0, 1]
     assert not any(m.train_config.progress for m in model.models)
+    # --jobs 2 fits the two models side by side, each on one thread: the same models
+    assert main([*train_args(nc_path, cfg, tmp_path / "side"), "--model", "pooled",
+                 "--jobs", "2"]) == 0  # fmt: skip
+    assert "  diffusion-0-s1: 2 steps, stopped: done" in capsys.readouterr().out
+    side = load_model(tmp_path / "side" / "model.safetensors")
+    ds = synthetic_weather(seed=0, n_lat=6, n_lon=8, days=6)
+    window = context_of(ds, ds[TIME].values[10], 4)
+    for a, b in zip(model.models, side.models, strict=True):
+        np.testing.assert_array_equal(
+            a.sample(window, 3, seed=2)["t2m"].values, b.sample(window, 3, seed=2)["t2m"].values
+        )
 
 
 def test_online_spread_config_trains_its_base_in_the_folder(nc_path, tmp_path, capsys):
@@ -297,6 +310,7 @@ def test_online_spread_config_trains_its_base_in_the_folder(nc_path, tmp_path, c
         '{kind = "climatology", config = {}}]\n'
     )
     out = tmp_path / "online-pool"
-    assert main([*train_args(nc_path, pool, out), "--model", "online-spread"]) == 0
+    args = [*train_args(nc_path, pool, out), "--model", "online-spread", "--jobs", "2"]
+    assert main(args) == 0  # --jobs reaches the pool inside
     printed = capsys.readouterr().out
     assert "  persistence-0: fitted" in printed and "  climatology-1: fitted" in printed

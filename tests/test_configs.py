@@ -55,6 +55,20 @@ def test_online_spread_deep_ensemble_config_repeats_the_pool_config():
     assert model.persistence_blend and model.context == 6 + 72
 
 
+def test_online_spread_vae_deep_ensemble_config_repeats_the_vae_config():
+    """The online P2 VAE deep ensemble pools seeds of the P2 VAE config (its seed aside)."""
+    online = load_toml(REPO / "data" / "configs" / "online-spread-pooled-vae-era5-uk-t2m.toml")
+    vae = load_toml(REPO / "data" / "configs" / "vae-era5-uk-t2m.toml")
+    pool = online["model"]["model"]
+    assert pool["kind"] == "pooled" and pool["config"]["seeds"] == [0, 1]
+    train = {k: v for k, v in vae["train"].items() if k != "seed"}
+    assert pool["config"]["components"] == [
+        {"kind": "vae", "config": {**vae["model"], "train": train}}
+    ]
+    model = build_model("online-spread", 6, 24, online["model"], online["train"])
+    assert model.persistence_blend and model.context == 6 + 72
+
+
 def _reproduce():
     spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
     module = importlib.util.module_from_spec(spec)
@@ -74,7 +88,14 @@ def test_recommended_configs_exist_and_match_their_protocol():
 
 def _plan(rep, tmp_path, *argv):
     ns = rep.argparse.Namespace(
-        protocol="P2", seeds="0,1", pool=False, online=False, members=50, threads=1, max_steps=None
+        protocol="P2",
+        seeds="0,1",
+        pool=False,
+        online=False,
+        blend=False,
+        members=50,
+        threads=1,
+        max_steps=None,
     )
     ns.out = str(tmp_path)
     for key, value in zip(argv[::2], argv[1::2], strict=True):
@@ -129,6 +150,10 @@ def test_reproduce_online_wraps_every_model_and_pool(tmp_path):
         assert f"--checkpoint {label}-online={wrapper}" in lines[-2]
     # wrapped after the pools are built, scored in the same protocol run
     assert lines.index(online[0]) > max(i for i, x in enumerate(lines) if " pool " in x)
+    assert not any("--persistence-blend" in line for line in online)
+    lines = _plan(rep, tmp_path, "seeds", "0", "online", True, "blend", True)
+    online = [line for line in lines if " online-spread " in line]
+    assert len(online) == 2 and all("--persistence-blend" in line for line in online)
 
 
 def test_reproduce_bad_input(capsys):
@@ -138,6 +163,8 @@ def test_reproduce_bad_input(capsys):
             rep.main(["P2", "--seeds", seeds, "--dry-run"])
     with pytest.raises(SystemExit, match=r"^error: --members must be >= 1"):
         rep.main(["P2", "--members", "0", "--dry-run"])
+    with pytest.raises(SystemExit, match=r"^error: --blend acts on the online-spread wrappers"):
+        rep.main(["P2", "--blend", "--dry-run"])
     with pytest.raises(SystemExit):  # argparse: not a protocol
         rep.main(["P3", "--dry-run"])
     assert "invalid choice: 'P3'" in capsys.readouterr().err

@@ -273,6 +273,29 @@ def test_seeds_make_a_deep_ensemble_of_one_configuration(split, tiny_protocol, c
     xr.testing.assert_equal(again.sample(context, 6, seed=1), pool.sample(context, 6, seed=1))
 
 
+def test_jobs_fit_the_models_side_by_side_as_one_after_the_other(split, tiny_protocol, context):
+    """``fit(jobs=2)`` fits each model in a process of its own, on one thread here: the models
+    equal those of a fit in this process; a model that fails stops the fit with its error."""
+    geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
+    components = []
+    for cls in (ConditionalDiffusion, ConditionalVAE):
+        config = {k: v for k, v in cls.tiny(**geometry).config().items() if k not in geometry}
+        config["train"] = {**config["train"], "max_steps": 3}
+        components.append({"kind": cls.kind, "config": config})
+    components.append({"kind": "persistence", "config": {}})
+    apart = PooledEnsemble(**geometry, components=components).fit(*split)
+    side = PooledEnsemble(**geometry, components=components).fit(*split, jobs=2)
+    assert side.models[1].training["step"] == 3
+    xr.testing.assert_identical(side.sample(context, 6, seed=4), apart.sample(context, 6, seed=4))
+    broken = split[0].copy(deep=True)
+    broken["t2m"][:] = np.nan
+    with pytest.raises(ForecastError, match="'t2m' has no finite value in the fitting data"):
+        PooledEnsemble(**geometry, components=components[:2]).fit(broken, split[1], jobs=2)
+    for jobs in (0, 1.5, True):
+        with pytest.raises(ForecastError, match="jobs must be an integer >= 1"):
+            PooledEnsemble(**geometry, components=components[2:]).fit(*split, jobs=jobs)
+
+
 def test_bad_seeds(tiny_protocol):
     geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
     diffusion = [{"kind": "diffusion", "config": {}}]

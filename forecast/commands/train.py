@@ -43,6 +43,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--horizon", type=int, help="horizon steps (path data; default 24)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="fit up to N models of a pool at once, each in its own process on threads / N "
+        "threads (default 1: one after the other)",
+    )
+    p.add_argument(
         "--device",
         help="where the optimizer steps run, e.g. cuda (overrides [train] device; default CPU, "
         "or each rank's GPU under torchrun)",
@@ -137,6 +144,12 @@ def _run(args: argparse.Namespace, info: Any) -> int:
         if args.threads < 1:
             raise ForecastError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+    if args.jobs < 1:
+        raise ForecastError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.jobs > 1 and info.world_size > 1:
+        raise ForecastError(
+            "--jobs fits a pool's models in processes of their own; under torchrun drop --jobs"
+        )
     cfg = load_toml(args.config) if args.config else {"model": {}, "train": {}}
     train_kw = dict(cfg["train"])
     for key, value in (
@@ -156,12 +169,16 @@ def _run(args: argparse.Namespace, info: Any) -> int:
     out.mkdir(parents=True, exist_ok=True)
     train, valid = proto.split(ds, "train"), proto.split(ds, "val")
     fit_params = inspect.signature(model.fit).parameters
+    options: dict[str, Any] = {}
     if "out_dir" in fit_params:
-        model.fit(train, valid, out_dir=out, resume=args.resume)
-    else:
-        if args.resume:
-            raise ForecastError(f"model {args.model} cannot resume; train without --resume")
-        model.fit(train, valid)
+        options.update(out_dir=out, resume=args.resume)
+    elif args.resume:
+        raise ForecastError(f"model {args.model} cannot resume; train without --resume")
+    if "jobs" in fit_params:
+        options["jobs"] = args.jobs
+    elif args.jobs != 1:
+        raise ForecastError(f"model {args.model} fits in one process; drop --jobs")
+    model.fit(train, valid, **options)
     if not info.is_main:  # rank 0 writes the final weights and reports
         return 0
     model.save(out / "model.safetensors")  # fit ends with the train.keep weights

@@ -289,20 +289,26 @@ class OnlineSpread:
         *,
         out_dir: str | Path | None = None,
         resume: bool = False,
+        jobs: int = 1,
     ) -> Self:
         """Build and fit the base model on ``train`` (and ``valid``); ``out_dir`` and
-        ``resume`` go to a base model that trains in a folder. The online factors need no
-        fitting."""
+        ``resume`` go to a base model that trains in a folder, ``jobs`` to a pool. The online
+        factors need no fitting."""
         from forecast.models import MODELS
 
         geometry = {"context": self.base_context, "horizon": self.horizon}
         base = MODELS.get(self.spec["kind"])(**{**geometry, **self.spec["config"]})
-        if "out_dir" in inspect.signature(base.fit).parameters:
-            base.fit(train, valid, out_dir=out_dir, resume=resume)
+        params = inspect.signature(base.fit).parameters
+        options: dict[str, Any] = {}
+        if "out_dir" in params:
+            options.update(out_dir=out_dir, resume=resume)
         elif resume:
             raise ForecastError(f"model {self.spec['kind']} cannot resume; train without --resume")
-        else:
-            base.fit(train, valid)
+        if "jobs" in params:
+            options["jobs"] = jobs
+        elif jobs != 1:
+            raise ForecastError(f"model {self.spec['kind']} fits in one process; drop --jobs")
+        base.fit(train, valid, **options)
         self._adopt(base)
         return self
 

@@ -252,17 +252,22 @@ class PooledEnsemble:
         self.step = first.step
 
     # -- protocol ----------------------------------------------------------------------------
-    def fit(self, train: xr.Dataset, valid: xr.Dataset | None = None) -> Self:
+    def fit(self, train: xr.Dataset, valid: xr.Dataset | None = None, *, jobs: int = 1) -> Self:
         """Build and fit every model of the pool on ``train`` (and ``valid``); a component's
-        config without ``context``/``horizon`` gets the pool's."""
-        from forecast.models import MODELS
+        config without ``context``/``horizon`` gets the pool's. ``jobs > 1`` fits that many
+        models at once, each in its own process (:mod:`forecast.models.parallel_fit`)."""
+        from forecast.models.parallel_fit import fit_models
 
         geometry = {"context": self.context, "horizon": self.horizon}
-        models = [
-            MODELS.get(spec["kind"])(**{**geometry, **spec["config"]}).fit(train, valid)
-            for spec in self.components
+        specs = [
+            {"kind": s["kind"], "config": {**geometry, **s["config"]}} for s in self.components
         ]
-        self._adopt(models)
+        progress = all(
+            (s["config"].get("train") or {}).get("progress", True) for s in self.components
+        )
+        self._adopt(
+            fit_models(specs, train, valid, labels=self.labels, jobs=jobs, progress=progress)
+        )
         return self
 
     def sample(self, context: xr.Dataset, n_members: int, *, seed: int | None = None) -> xr.Dataset:
