@@ -178,6 +178,48 @@ def test_reference_ensembles_are_cached_without_changing_results(climatology, ti
     )
 
 
+def test_reference_ensembles_on_disk_serve_the_next_process(
+    climatology, split, tiny_protocol, tiny_data, issue, tmp_path, monkeypatch
+):
+    """With a disk cache a new model instance (the next ``forecast predict``) re-forecasts only
+    the hours it has not seen, with the same results; other models use other folders, and a
+    damaged file is a one-line error."""
+    times = tiny_data[TIME].values
+    i = int(np.searchsorted(times, issue))
+    first = OnlineSpread.from_model(climatology, history=HISTORY, members=4)
+    folder = first.use_reference_cache(tmp_path / "refs")
+    expected = first.sample(context_of(tiny_data, times[i], first.context), 3, seed=1)
+    assert len(list(folder.glob("*.safetensors"))) == HISTORY + 1
+    calls = []
+    base_sample = climatology.sample
+    monkeypatch.setattr(
+        climatology, "sample", lambda *a, **k: calls.append(1) or base_sample(*a, **k)
+    )
+    later = OnlineSpread.from_model(climatology, history=HISTORY, members=4)
+    assert later.use_reference_cache(tmp_path / "refs") == folder
+    got = later.sample(context_of(tiny_data, times[i], later.context), 3, seed=1)
+    xr.testing.assert_identical(got, expected)
+    assert len(calls) == 1  # the members only: every reference ensemble came from the disk
+    later.sample(context_of(tiny_data, times[i + 1], later.context), 3, seed=1)
+    assert len(calls) == 3  # one new reference ensemble and the members
+    monkeypatch.undo()
+    # another base model, or other reference members, writes to a folder of its own
+    geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
+    other = OnlineSpread.from_model(PersistenceEnsemble(**geometry).fit(split[0]), history=HISTORY)
+    assert other.use_reference_cache(tmp_path / "refs") != folder
+    more = OnlineSpread.from_model(climatology, history=HISTORY, members=5)
+    assert more.use_reference_cache(tmp_path / "refs") != folder
+    # a damaged file is named, with the fix
+    damaged = sorted(folder.glob("*.safetensors"))[0]
+    damaged.write_bytes(b"not a safetensors file")
+    again = OnlineSpread.from_model(climatology, history=HISTORY, members=4)
+    again.use_reference_cache(tmp_path / "refs")
+    with pytest.raises(ForecastError, match=r"reference cache file .* cannot be used .*delete"):
+        again.sample(context_of(tiny_data, times[i], again.context), 3, seed=1)
+    with pytest.raises(ForecastError, match="is a file; pass a folder"):
+        again.use_reference_cache(damaged)
+
+
 def test_latent_base_decode_and_encode(vae, tiny_data, issue, tmp_path):
     model = OnlineSpread.from_model(vae, history=HISTORY, members=4, persistence_blend=True)
     assert isinstance(model, LatentOnlineSpread) and isinstance(model, LatentForecaster)
@@ -316,7 +358,7 @@ def test_cli_wraps_a_checkpoint(climatology, tiny_data, tmp_path, capsys):
     assert not (tmp_path / "x.safetensors").exists()
 
 
-def test_predict_with_a_wrapped_checkpoint(climatology, tiny_data, tmp_path):
+def test_predict_with_a_wrapped_checkpoint(climatology, tiny_data, tmp_path, capsys):
     src = tmp_path / "online.safetensors"
     OnlineSpread.from_model(climatology, history=HISTORY, members=4).save(src)
     data = tmp_path / "data.nc"
@@ -327,6 +369,19 @@ def test_predict_with_a_wrapped_checkpoint(climatology, tiny_data, tmp_path):
     assert main([*argv, "--members", "3", "--out", str(out)]) == 0
     ens = open_ensemble(out)
     assert ens.sizes[MEMBER] == 3
+    # a reference cache: written by the first run, read by the second, the same members
+    cache = ["--reference-cache", str(tmp_path / "refs"), "--members", "3"]
+    for name in ("cached-1.nc", "cached-2.nc"):
+        assert main([*argv, *cache, "--out", str(tmp_path / name)]) == 0
+        xr.testing.assert_identical(open_ensemble(tmp_path / name)["t2m"], ens["t2m"])
+    assert len(list((tmp_path / "refs").glob("*/*.safetensors"))) == HISTORY + 1
+    plain = tmp_path / "climatology.safetensors"
+    climatology.save(plain)
+    argv_plain = ["predict", "--checkpoint", str(plain), "--data", str(data), "--init-time", issue]
+    assert main([*argv_plain, *cache, "--out", str(tmp_path / "plain.nc")]) == 2
+    assert "--reference-cache keeps the reference forecasts of online-spread models" in (
+        capsys.readouterr().err
+    )
     # too little history before the issue time for the calibration: a one-line error
     early = str(tiny_data[TIME].values[8])[:16]
     argv = ["predict", "--checkpoint", str(src), "--data", str(data), "--init-time", early]

@@ -68,6 +68,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="exceedance thresholds of --summary in the variable's units; "
         "VAR=VALUE for one variable",
     )
+    parser.add_argument(
+        "--reference-cache",
+        type=Path,
+        metavar="DIR",
+        help="folder that keeps an online-spread model's reference forecasts between runs, so "
+        "that the next run re-forecasts only the hours it has not seen",
+    )
     parser.add_argument("--institution", help="global attribute institution")
     parser.add_argument("--title", help="global attribute title")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -220,6 +227,13 @@ def run(args: argparse.Namespace) -> int:
                 "models)"
             )
         model = model.with_sampler(args.sampler, args.nfe)
+    if args.reference_cache is not None:
+        if not hasattr(model, "use_reference_cache"):
+            raise ForecastError(
+                f"--reference-cache keeps the reference forecasts of online-spread models, this "
+                f"is a {kind} model; drop it"
+            )
+        model.use_reference_cache(args.reference_cache)
     ds = open_dataset(args.data)
     check_compatible(meta["data"], ds, what=f"checkpoint {args.checkpoint.name}")
     check_issue_times(ds, times, int(model.context))

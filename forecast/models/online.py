@@ -31,13 +31,16 @@ the persistence forecast, and ``g`` is computed from the errors of the blended m
 The model reads ``history`` steps of context more than its base model (its ``context`` is the
 base's plus ``history``), all of them observed at the issue time. Reference ensembles are cached
 by issue time and context values, so forecasts for consecutive issue times (a protocol run, a
-week of forecasts) re-forecast each past step once.
+week of forecasts) re-forecast each past step once. :meth:`OnlineSpread.use_reference_cache`
+keeps them on disk too, so that the next process (the next hour's ``forecast predict``)
+re-forecasts only the hours it has not seen.
 """
 
 from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -214,6 +217,7 @@ class OnlineSpread:
         self.variables: list[str] = []
         self.step: pd.Timedelta | None = None
         self._cache: OrderedDict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._disk: Path | None = None  # use_reference_cache: this model's folder
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -278,6 +282,7 @@ class OnlineSpread:
         self.variables = list(model.variables)
         self.step = model.step
         self._cache.clear()
+        self._disk = None
         # a latent base model makes this one latent too (prior / decode / encode)
         self.__class__ = LatentOnlineSpread if is_latent(model) else OnlineSpread
 
@@ -342,6 +347,62 @@ class OnlineSpread:
 
         return with_member_sources(self.model, ens)
 
+    def use_reference_cache(self, folder: str | Path) -> Path:
+        """Keep the reference ensembles on disk in ``folder`` as well as in memory, so that a
+        later process re-forecasts only the past hours it has not seen (an hourly
+        ``forecast predict`` then runs one new reference forecast instead of ``history``).
+
+        The files go to a sub-folder named by a hash of this model (the base model's arrays and
+        metadata, ``members``, ``reference_seed``), one per past issue time and context
+        (``<time>-<context hash>.safetensors``: the ensemble's mean and summed variance, about
+        ``8 * variables * horizon * points`` bytes), each written to a temporary name and
+        renamed. Results are the same with and without the cache. Returns the sub-folder.
+        """
+        self._require_fitted()
+        folder = Path(folder)
+        if folder.exists() and not folder.is_dir():
+            raise ForecastError(f"reference cache {folder} is a file; pass a folder")
+        arrays, meta = self.model.checkpoint_content()
+        digest = hashlib.sha256()
+        digest.update(
+            json.dumps(
+                [meta, self.base_context, self.members, self.reference_seed], sort_keys=True
+            ).encode()
+        )
+        for name in sorted(arrays):
+            digest.update(name.encode())
+            digest.update(np.ascontiguousarray(arrays[name]).tobytes())
+        self._disk = folder / digest.hexdigest()[:16]
+        self._disk.mkdir(parents=True, exist_ok=True)
+        return self._disk
+
+    def _disk_path(self, key: tuple[int, str]) -> Path | None:
+        """The cache file of reference ensemble ``key`` (None without a disk cache)."""
+        return None if self._disk is None else self._disk / f"{key[0]}-{key[1]}.safetensors"
+
+    def _read_disk(self, key: tuple[int, str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Reference ensemble ``key`` from the disk cache (None where it has no file)."""
+        path = self._disk_path(key)
+        if path is None or not path.is_file():
+            return None
+        try:
+            arrays, meta = load_checkpoint(path)
+            mean, var_sum = arrays["mean"], arrays["variance"]
+        except (ForecastError, KeyError) as err:
+            problem = f"it is unreadable: {err}"
+        else:
+            shape = (len(self.variables), self.horizon)
+            if meta.get("key") != [key[0], key[1]]:
+                problem = "it holds the forecast of another issue time or context"
+            elif var_sum.shape != shape or mean.shape[:2] != shape:
+                problem = f"its arrays are {var_sum.shape[:2]}, this model's {shape}"
+            else:
+                return mean, var_sum
+        raise ForecastError(
+            f"reference cache file {path} cannot be used ({problem}); delete the folder "
+            f"{path.parent} and run again"
+        )
+
     # -- calibration -------------------------------------------------------------------------
     def _require_fitted(self) -> None:
         if self.model is None:
@@ -379,7 +440,10 @@ class OnlineSpread:
         centre = None
         last = self.context - 1
         keys = {i: self._key(context, values, i) for i in range(self.base_context - 1, last + 1)}
-        missing = sum(key not in self._cache for key in keys.values())
+        missing = sum(
+            key not in self._cache and not ((path := self._disk_path(key)) and path.is_file())
+            for key in keys.values()
+        )
         bar = tqdm(
             total=missing,
             desc="online spread: reference forecasts",
@@ -387,7 +451,8 @@ class OnlineSpread:
             disable=None if missing > _QUIET_BELOW else True,  # None: only on a terminal
         )
         for issue, key in keys.items():
-            bar.update(0 if key in self._cache else 1)
+            known = key in self._cache or ((path := self._disk_path(key)) and path.is_file())
+            bar.update(0 if known else 1)
             mean, var_sum = self._reference(context, issue, key)
             verified = min(last - issue, horizon)
             if verified:
@@ -432,15 +497,22 @@ class OnlineSpread:
         if key in self._cache:
             self._cache.move_to_end(key)
             return self._cache[key]
-        ctx = context.isel({TIME: slice(start, issue + 1)})
-        ens = self.model.sample(ctx, self.members, seed=issue_seed(self.reference_seed, t))
-        space = space_dims(ens)
-        x = np.stack(
-            [ens[v].transpose(MEMBER, LEAD_TIME, *space).values for v in self.variables], axis=1
-        ).astype(np.float64)  # (M, C, H, *space)
-        m = x.shape[0]
-        var_sum = x.var(axis=0, ddof=1).reshape(*x.shape[1:3], -1).sum(axis=-1) * (m + 1) / m
-        self._cache[key] = (x.mean(axis=0), var_sum)
+        stored = self._read_disk(key)
+        if stored is None:
+            ctx = context.isel({TIME: slice(start, issue + 1)})
+            ens = self.model.sample(ctx, self.members, seed=issue_seed(self.reference_seed, t))
+            space = space_dims(ens)
+            x = np.stack(
+                [ens[v].transpose(MEMBER, LEAD_TIME, *space).values for v in self.variables],
+                axis=1,
+            ).astype(np.float64)  # (M, C, H, *space)
+            m = x.shape[0]
+            var_sum = x.var(axis=0, ddof=1).reshape(*x.shape[1:3], -1).sum(axis=-1) * (m + 1) / m
+            stored = (x.mean(axis=0), var_sum)
+            if (path := self._disk_path(key)) is not None:
+                arrays = {"mean": stored[0], "variance": stored[1]}
+                save_checkpoint(path, arrays, {"kind": "online-reference", "key": list(key)})
+        self._cache[key] = stored
         while len(self._cache) > 4 * (self.history + 1):
             self._cache.popitem(last=False)
         return self._cache[key]
