@@ -93,6 +93,7 @@ def _plan(rep, tmp_path, *argv):
         pool=False,
         online=False,
         blend=False,
+        jobs=1,
         members=50,
         threads=1,
         max_steps=None,
@@ -156,6 +157,25 @@ def test_reproduce_online_wraps_every_model_and_pool(tmp_path):
     assert len(online) == 2 and all("--persistence-blend" in line for line in online)
 
 
+def test_reproduce_runs_trainings_side_by_side(tmp_path, monkeypatch, capsys):
+    """``--jobs 2``: the trainings (without progress bars) run two at a time, then the other
+    steps in order; a failed training stops the run before them with its exit status."""
+    rep = _reproduce()
+    assert all("--no-progress" in line for line in _plan(rep, tmp_path, "jobs", 2)[:4])
+    assert not any("--no-progress" in line for line in _plan(rep, tmp_path)[:4])
+    script = "import sys; print('trained', sys.argv[2]); sys.exit(int(sys.argv[2]))"
+    monkeypatch.setattr(rep, "forecast_cli", lambda: [sys.executable, "-c", script])
+    after = [sys.executable, "-c", f"open({str(tmp_path / 'after')!r}, 'w')"]
+    trainings = [[*rep.forecast_cli(), "train", "0"], [*rep.forecast_cli(), "train", "0"]]
+    assert rep.run_commands([*trainings, after], jobs=2) == 0
+    assert capsys.readouterr().out.count("trained 0") == 2 and (tmp_path / "after").exists()
+    (tmp_path / "after").unlink()
+    trainings[1][-1] = "3"
+    assert rep.run_commands([*trainings, after], jobs=2) == 3
+    assert "error: a step above failed (exit 3)" in capsys.readouterr().err
+    assert not (tmp_path / "after").exists()
+
+
 def test_reproduce_bad_input(capsys):
     rep = _reproduce()
     for seeds in ("0,x", "1,1", ","):
@@ -165,6 +185,8 @@ def test_reproduce_bad_input(capsys):
         rep.main(["P2", "--members", "0", "--dry-run"])
     with pytest.raises(SystemExit, match=r"^error: --blend acts on the online-spread wrappers"):
         rep.main(["P2", "--blend", "--dry-run"])
+    with pytest.raises(SystemExit, match=r"^error: --jobs must be >= 1, got 0"):
+        rep.main(["P2", "--jobs", "0", "--dry-run"])
     with pytest.raises(SystemExit):  # argparse: not a protocol
         rep.main(["P3", "--dry-run"])
     assert "invalid choice: 'P3'" in capsys.readouterr().err
