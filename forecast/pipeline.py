@@ -218,6 +218,7 @@ def run_protocol(
     compress: bool = False,
     metrics: Sequence[str] = DEFAULT_METRICS,
     checkpoints: Mapping[str, str | Path] | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Run an evaluation protocol end to end and write the scorecard, ensembles and plots.
 
@@ -250,6 +251,10 @@ def run_protocol(
         Already-trained models to score beside ``models``: label -> checkpoint path (see
         :func:`load_checked`); the label is the model's name in the scorecard and must differ
         from the names in ``models``.
+    jobs
+        Above 1: the checkpoints' ensembles not written yet are sampled that many at a time,
+        each in a worker process (:func:`forecast.workers.sample_checkpoints`; the same
+        ensembles as one after the other on the same number of threads).
 
     Returns
     -------
@@ -284,11 +289,13 @@ def run_protocol(
         summary_lines,
         write_significance,
     )
+    from forecast.workers import check_jobs, sample_checkpoints
 
     start = time.perf_counter()
     proto = protocol if isinstance(protocol, Protocol) else get_protocol(str(protocol))
     if isinstance(members, bool) or not isinstance(members, int | np.integer) or members < 1:
         raise ForecastError(f"members must be a positive integer, got {members!r}")
+    jobs = check_jobs(jobs)
     names = list(dict.fromkeys(models))
     given = {check_label(str(k)): Path(v) for k, v in dict(checkpoints or {}).items()}
     if not names and not given:
@@ -316,6 +323,37 @@ def run_protocol(
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     (out / "ensembles").mkdir(parents=True, exist_ok=True)
 
+    def checkpoint_stem(name: str, digest: str) -> str:
+        """File stem of a given checkpoint's ensemble (its hash, label, protocol, seed, data)."""
+        payload = {
+            "checkpoint_sha256": digest,
+            "label": name,
+            "protocol": proto.to_dict(),
+            "seed": seed,
+            "data": description,
+        }
+        return f"{name}-{proto.name}-s{seed}-{_key(payload)}"
+
+    digests = {name: file_sha256(path) for name, path in given.items()}
+    ahead: dict[str, float] = {}  # label -> sampling seconds in a worker
+    if jobs > 1:
+        todo = {}
+        for name in loaded:
+            path = out / "ensembles" / f"{checkpoint_stem(name, digests[name])}-m{members}.nc"
+            if not path.is_file():
+                todo[name] = (given[name], path)
+        if len(todo) > 1:
+            ahead = sample_checkpoints(
+                todo,
+                ds,
+                issue_times,
+                members,
+                seed,
+                jobs=jobs,
+                compress=compress,
+                progress=progress,
+            )
+
     forecasts: dict[str, xr.Dataset] = {}
     gaussian: dict[str, xr.Dataset] = {}
     files: dict[str, Path] = {}
@@ -328,17 +366,8 @@ def run_protocol(
         timings[name] = {}
         if name in loaded:
             model = loaded[name]
-            digest = file_sha256(given[name])
-            key = _key(
-                {
-                    "checkpoint_sha256": digest,
-                    "label": name,
-                    "protocol": proto.to_dict(),
-                    "seed": seed,
-                    "data": description,
-                }
-            )
-            stem = f"{name}-{proto.name}-s{seed}-{key}"
+            digest = digests[name]
+            stem = checkpoint_stem(name, digest)
             files[f"checkpoint_{name}"] = given[name]
             checkpoint_runs[name] = {
                 "path": str(given[name]),
@@ -364,6 +393,9 @@ def run_protocol(
             files[f"checkpoint_{name}"] = ckpt
 
         path = out / "ensembles" / f"{stem}-m{members}.nc"
+        if name in ahead:  # sampled by a worker above
+            timings[name]["sample_s"] = ahead[name]
+            sampled.append(name)
         if path.is_file():
             ens = _like_data(open_ensemble(path).load(), ds)
         else:

@@ -105,6 +105,29 @@ def test_diffusion_checkpoint_run_resume_and_rerun(ckpts, tiny_protocol, tiny_da
     assert not (tmp_path / "significance.csv").exists() and other["significance"] == []
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_jobs_sample_checkpoints_side_by_side(ckpts, tiny_protocol, tiny_data, tmp_path):
+    """``jobs=2`` samples the checkpoints' ensembles in worker processes (one thread each
+    here): the same ensembles and scorecard as one after the other; a rerun resumes."""
+    given = {"diffusion": ckpts / "diffusion.safetensors", "saved": ckpts / "persist.safetensors"}
+    kwargs = dict(members=4, seed=1, data=tiny_data, progress=False, checkpoints=given)
+    one = run_protocol(tiny_protocol, ["persistence"], tmp_path / "one", **kwargs)
+    two = run_protocol(tiny_protocol, ["persistence"], tmp_path / "two", jobs=2, **kwargs)
+    assert two["sampled"] == one["sampled"] == ["persistence", "diffusion", "saved"]
+    assert two["timings"]["diffusion"]["sample_s"] > 0
+    xr.testing.assert_identical(two["scorecard"], one["scorecard"])
+    for label in given:
+        with (
+            xr.open_dataset(one["files"][f"ensemble_{label}"]) as a,
+            xr.open_dataset(two["files"][f"ensemble_{label}"]) as b,
+        ):
+            xr.testing.assert_equal(a["t2m"], b["t2m"])
+    again = run_protocol(tiny_protocol, ["persistence"], tmp_path / "two", jobs=2, **kwargs)
+    assert again["sampled"] == []
+    with pytest.raises(ForecastError, match="jobs must be an integer >= 1, got 0"):
+        run_protocol(tiny_protocol, ["persistence"], tmp_path / "bad", jobs=0, **kwargs)
+
+
 @pytest.mark.parametrize(
     ("label", "name", "message"),
     [
@@ -152,6 +175,8 @@ def test_cli_checkpoint_errors_exit_2_in_one_line(ckpts, tmp_path, capsys):
             ["--forecast", str(good), "--truth", "x.nc", "--checkpoint", f"d={good}"],
             "belong to --protocol mode",
         ),
+        (["--forecast", str(good), "--truth", "x.nc", "--jobs", "2"], "belong to --protocol mode"),
+        (["--protocol", "P1", "--checkpoint", f"d={good}", "--jobs", "0"], "--jobs must be >= 1"),
         # trained on a 3 x 4 grid, context 4: the synthetic-weather protocol has 32 x 48, 6
         (["--protocol", "synthetic-weather", "--checkpoint", f"d={good}"], "checkpoint"),
     ]
@@ -174,6 +199,8 @@ def test_cli_passes_checkpoints(ckpts, tmp_path, monkeypatch):
     argv = ["evaluate", "--protocol", "P1", "--out", str(tmp_path), "--checkpoint", f"d={path}"]
     assert main(argv) == 0
     assert calls == [{"protocol": "P1", "models": [], "out": tmp_path, "checkpoints": {"d": path}}]
+    assert main([*argv, "--jobs", "2"]) == 0
+    assert calls[-1]["jobs"] == 2
 
 
 def test_resume_on_sensors(tmp_path):

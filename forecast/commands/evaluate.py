@@ -58,6 +58,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, help="seed (protocol runs; rank-histogram ties)")
     parser.add_argument(
+        "--jobs",
+        type=int,
+        help="--protocol mode: sample up to N checkpoints' ensembles at once, each in its own "
+        "process (default 1)",
+    )
+    parser.add_argument(
         "--threshold",
         action="append",
         default=[],
@@ -307,6 +313,10 @@ def run(args: argparse.Namespace) -> int:
             kwargs["members"] = args.members
         if args.seed is not None:
             kwargs["seed"] = args.seed
+        if args.jobs is not None:
+            if args.jobs < 1:
+                raise ForecastError(f"--jobs must be >= 1, got {args.jobs}")
+            kwargs["jobs"] = args.jobs
         result = run_protocol(**kwargs)
         for line in result["significance"]:
             print(line)
@@ -316,9 +326,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.truth is None:
         raise ForecastError("--forecast needs --truth SOURCE (named data set or path)")
-    if args.models or args.members is not None or args.checkpoint:
+    if args.models or args.members is not None or args.checkpoint or args.jobs is not None:
         raise ForecastError(
-            "--models/--members/--checkpoint belong to --protocol mode, not --forecast"
+            "--models/--members/--checkpoint/--jobs belong to --protocol mode, not --forecast"
         )
     paths = _named_paths(args.forecast)
     unknown = [r for r in args.reference if r not in paths]

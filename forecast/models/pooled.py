@@ -255,8 +255,8 @@ class PooledEnsemble:
     def fit(self, train: xr.Dataset, valid: xr.Dataset | None = None, *, jobs: int = 1) -> Self:
         """Build and fit every model of the pool on ``train`` (and ``valid``); a component's
         config without ``context``/``horizon`` gets the pool's. ``jobs > 1`` fits that many
-        models at once, each in its own process (:mod:`forecast.models.parallel_fit`)."""
-        from forecast.models.parallel_fit import fit_models
+        models at once, each in its own process (:mod:`forecast.workers`)."""
+        from forecast.workers import fit_models
 
         geometry = {"context": self.context, "horizon": self.horizon}
         specs = [

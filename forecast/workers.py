@@ -1,0 +1,171 @@
+"""Work spread over worker processes: a pool's model fits, a protocol run's ensembles.
+
+On a machine with a few cores the small models of this package train and sample fastest on one
+thread each: a step is many small operations that another thread barely shortens. Fitting the
+models of a pool (the seeds of a deep ensemble), or sampling the ensembles of several
+checkpoints in a protocol run, side by side therefore cuts the wall time by about the number
+of processes, and every result is the one the same work on the same number of threads in one
+process gives (every fit and every ensemble is seeded).
+
+Each worker is a fresh interpreter (``spawn``), so no thread pool or lock of the parent is
+inherited. The parent gets back what it needs to go on: a fitted model's checkpoint content
+(arrays and JSON metadata), or the path of an ensemble file written to a temporary name and
+renamed. The first failure stops the work with that task's error, and the other workers are
+stopped.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from tqdm.auto import tqdm
+
+from forecast.errors import ForecastError
+
+
+def check_jobs(jobs: Any) -> int:
+    """``jobs`` as an int, or a one-line error unless it is an integer >= 1."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int | np.integer) or jobs < 1:
+        raise ForecastError(f"jobs must be an integer >= 1, got {jobs!r}")
+    return int(jobs)
+
+
+def _in_workers(
+    work: Callable[[Any], Any], tasks: Sequence[Any], jobs: int, desc: str, progress: bool
+) -> Iterator[Any]:
+    """Yield ``work(task)`` of every task as the workers finish them (``jobs`` at a time); a bar
+    counts the finished tasks."""
+    workers = min(jobs, len(tasks))
+    bar = tqdm(total=len(tasks), desc=f"{desc} ({workers} at a time)", disable=not progress)
+    # leaving the block terminates the workers, so a failure does not wait for the others
+    with bar, multiprocessing.get_context("spawn").Pool(workers) as pool:
+        for result in pool.imap_unordered(work, tasks):
+            bar.update(1)
+            yield result
+        pool.close()  # let the workers exit on their own (terminate is for failures)
+        pool.join()
+
+
+def worker_threads(workers: int) -> int:
+    """Torch threads for each of ``workers`` processes: this process's threads shared out."""
+    import torch
+
+    return max(1, torch.get_num_threads() // workers)
+
+
+# -- fitting -----------------------------------------------------------------------------------
+def build(spec: Mapping[str, Any]) -> Any:
+    """The unfitted model of ``spec`` (``{"kind": registry name, "config": keywords}``)."""
+    from forecast.models import MODELS
+
+    return MODELS.get(spec["kind"])(**spec["config"])
+
+
+def fit_models(
+    specs: Sequence[Mapping[str, Any]],
+    train: xr.Dataset,
+    valid: xr.Dataset | None,
+    *,
+    labels: Sequence[str],
+    jobs: int = 1,
+    progress: bool = True,
+) -> list[Any]:
+    """Build and fit the model of every spec on ``train`` (and ``valid``), ``jobs`` at a time.
+
+    ``jobs = 1`` fits them one after the other in this process. With more, each model is fitted
+    in a worker process on :func:`worker_threads` threads with its own progress bar off, and a
+    bar counts the finished models (``progress``).
+    """
+    jobs = check_jobs(jobs)
+    models = [build(spec) for spec in specs]  # bad configurations fail here, before any fit
+    if jobs == 1 or len(specs) == 1:
+        return [model.fit(train, valid) for model in models]
+    threads = worker_threads(min(jobs, len(specs)))
+    train = train.load()  # workers get the values, not a handle on the source file
+    valid = valid.load() if valid is not None else None
+    tasks = [(k, _quiet(spec), train, valid, threads) for k, spec in enumerate(specs)]
+    contents = dict(_in_workers(_fit_content, tasks, jobs, "pool models", progress))
+    return [
+        type(model).from_checkpoint(*contents[k], where=f"pool model {labels[k]!r}")
+        for k, model in enumerate(models)
+    ]
+
+
+def _quiet(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """``spec`` with the progress bar of a model that trains turned off (workers share one
+    terminal)."""
+    import inspect
+
+    from forecast.models import MODELS
+
+    config = dict(spec["config"])
+    if "train" in inspect.signature(MODELS.get(spec["kind"])).parameters:
+        config["train"] = {**dict(config.get("train") or {}), "progress": False}
+    return {"kind": spec["kind"], "config": config}
+
+
+def _fit_content(
+    task: tuple[int, Mapping[str, Any], xr.Dataset, xr.Dataset | None, int],
+) -> tuple[int, tuple[dict[str, np.ndarray], dict[str, Any]]]:
+    """Worker: fit model ``k`` of ``(k, spec, train, valid, threads)`` on ``threads`` threads;
+    ``(k, its checkpoint content)``."""
+    import torch
+
+    k, spec, train, valid, threads = task
+    torch.set_num_threads(threads)
+    return k, build(spec).fit(train, valid).checkpoint_content()
+
+
+# -- sampling ----------------------------------------------------------------------------------
+def sample_checkpoints(
+    files: Mapping[str, tuple[Path, Path]],
+    ds: xr.Dataset,
+    issue_times: Sequence[Any] | np.ndarray,
+    members: int,
+    seed: int,
+    *,
+    jobs: int,
+    compress: bool = False,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Write the ensembles of several checkpoints, ``jobs`` at a time, each in a worker process.
+
+    ``files`` maps a label to ``(checkpoint, ensemble file)``; each worker loads the
+    checkpoint, samples ``members`` members for every issue time of ``ds`` with ``seed``
+    (:func:`forecast.models.forecast_many`) and writes the ensemble file as the protocol
+    runner does (a pool's members labelled by model). Returns the sampling seconds per label.
+    """
+    jobs = check_jobs(jobs)
+    threads = worker_threads(min(jobs, len(files)))
+    ds = ds.load()
+    times = np.asarray(issue_times)
+    tasks = [
+        (label, str(ckpt), str(path), ds, times, members, seed, compress, threads)
+        for label, (ckpt, path) in files.items()
+    ]
+    return dict(_in_workers(_sample_to_file, tasks, jobs, "checkpoint ensembles", progress))
+
+
+def _sample_to_file(task: tuple) -> tuple[str, float]:
+    """Worker: one checkpoint's ensembles written to their file; ``(label, seconds)``."""
+    import torch
+
+    from forecast.export import to_netcdf
+    from forecast.models import forecast_many, load_model
+    from forecast.models.pooled import with_member_sources
+
+    label, ckpt, path, ds, times, members, seed, compress, threads = task
+    torch.set_num_threads(threads)
+    model = load_model(ckpt)
+    start = time.perf_counter()
+    ens = forecast_many(model, ds, times, members, seed)
+    seconds = time.perf_counter() - start
+    ens = with_member_sources(model, ens)
+    to_netcdf(ens, Path(path), model=label, seed=seed, compress=compress, overwrite=True)
+    return label, seconds
