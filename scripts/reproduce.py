@@ -208,6 +208,8 @@ def plan(args: argparse.Namespace) -> list[list[str]]:
     for spec in labelled:
         cmd += ["--checkpoint", spec]
     cmd += ["--members", str(args.members), "--out", str(out / "eval")]
+    if args.jobs > 1:  # the checkpoints' ensembles, that many at a time
+        cmd += ["--jobs", str(args.jobs)]
     commands.append(cmd)
     commands.append(
         [sys.executable, str(REPO / "benchmarks" / "results_tables.py"), str(out / "eval")]
@@ -236,7 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         "--jobs",
         type=int,
         default=1,
-        help="run up to N trainings at once (default 1; 2 on a 2-core machine halves the time)",
+        help="run up to N trainings, and sample up to N models' ensembles, at once (default 1; "
+        "2 on a 2-core machine halves the time)",
     )
     p.add_argument("--max-steps", type=int, help="cap on optimizer steps (quick checks only)")
     p.add_argument("--out", help="output folder (default outputs/reproduce/<protocol>)")

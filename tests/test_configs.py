@@ -161,8 +161,10 @@ def test_reproduce_runs_trainings_side_by_side(tmp_path, monkeypatch, capsys):
     """``--jobs 2``: the trainings (without progress bars) run two at a time, then the other
     steps in order; a failed training stops the run before them with its exit status."""
     rep = _reproduce()
-    assert all("--no-progress" in line for line in _plan(rep, tmp_path, "jobs", 2)[:4])
-    assert not any("--no-progress" in line for line in _plan(rep, tmp_path)[:4])
+    lines = _plan(rep, tmp_path, "jobs", 2)
+    assert all("--no-progress" in line for line in lines[:4]) and "--jobs 2" in lines[-2]
+    lines = _plan(rep, tmp_path)
+    assert not any("--no-progress" in line for line in lines[:4]) and "--jobs" not in lines[-2]
     script = "import sys; print('trained', sys.argv[2]); sys.exit(int(sys.argv[2]))"
     monkeypatch.setattr(rep, "forecast_cli", lambda: [sys.executable, "-c", script])
     after = [sys.executable, "-c", f"open({str(tmp_path / 'after')!r}, 'w')"]
