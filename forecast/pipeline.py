@@ -165,15 +165,6 @@ def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _fit_seeded(model: Any, train: xr.Dataset, valid: xr.Dataset, seed: int) -> None:
-    """Fit with torch's global generator seeded (for models that draw from it)."""
-    import torch
-
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        model.fit(train, valid)
-
-
 def _write_netcdf(ds: xr.Dataset, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     ds.to_netcdf(tmp)
@@ -252,9 +243,11 @@ def run_protocol(
         :func:`load_checked`); the label is the model's name in the scorecard and must differ
         from the names in ``models``.
     jobs
-        Above 1: the checkpoints' ensembles not written yet are sampled that many at a time,
-        each in a worker process (:func:`forecast.workers.sample_checkpoints`; the same
-        ensembles as one after the other on the same number of threads).
+        Above 1: the models of ``models`` not trained yet are fitted, and then the ensembles
+        not written yet are sampled, that many at a time, each in a worker process
+        (:func:`forecast.workers.fit_to_files`, :func:`forecast.workers.sample_checkpoints`;
+        the same checkpoints and ensembles as one after the other on the same number of
+        threads). A model fitted in a worker trains without its progress bar.
 
     Returns
     -------
@@ -289,7 +282,7 @@ def run_protocol(
         summary_lines,
         write_significance,
     )
-    from forecast.workers import check_jobs, sample_checkpoints
+    from forecast.workers import check_jobs, fit_seeded, fit_to_files, sample_checkpoints
 
     start = time.perf_counter()
     proto = protocol if isinstance(protocol, Protocol) else get_protocol(str(protocol))
@@ -335,16 +328,32 @@ def run_protocol(
         return f"{name}-{proto.name}-s{seed}-{_key(payload)}"
 
     digests = {name: file_sha256(path) for name, path in given.items()}
-    ahead: dict[str, float] = {}  # label -> sampling seconds in a worker
+    configs = {n: _model_config(classes[n], proto, options.get(n, {}), seed) for n in names}
+    stems = {name: checkpoint_stem(name, digest) for name, digest in digests.items()}
+    for name in names:
+        key = _trained_key(name, classes[name], configs[name], proto.to_dict(), seed, description)
+        stems[name] = f"{name}-{proto.name}-s{seed}-{key}"
+    ckpts = {name: out / "checkpoints" / f"{stems[name]}.safetensors" for name in names}
+    ckpts.update(given)
+    ensembles = {name: out / "ensembles" / f"{stem}-m{members}.nc" for name, stem in stems.items()}
+    fitted_ahead: dict[str, float] = {}  # name -> seconds of a fit in a worker
+    sampled_ahead: dict[str, float] = {}  # name -> seconds of sampling in a worker
     if jobs > 1:
-        todo = {}
-        for name in loaded:
-            path = out / "ensembles" / f"{checkpoint_stem(name, digests[name])}-m{members}.nc"
-            if not path.is_file():
-                todo[name] = (given[name], path)
-        if len(todo) > 1:
-            ahead = sample_checkpoints(
-                todo,
+        to_fit = {
+            name: ({"kind": name, "config": configs[name]}, ckpts[name])
+            for name in names
+            if not ckpts[name].is_file()
+        }
+        if len(to_fit) > 1:
+            fitted_ahead = fit_to_files(to_fit, train, valid, seed, jobs=jobs, progress=progress)
+        to_sample = {
+            name: (ckpts[name], ensembles[name])
+            for name in stems
+            if ckpts[name].is_file() and not ensembles[name].is_file()
+        }
+        if len(to_sample) > 1:
+            sampled_ahead = sample_checkpoints(
+                to_sample,
                 ds,
                 issue_times,
                 members,
@@ -366,35 +375,32 @@ def run_protocol(
         timings[name] = {}
         if name in loaded:
             model = loaded[name]
-            digest = digests[name]
-            stem = checkpoint_stem(name, digest)
             files[f"checkpoint_{name}"] = given[name]
             checkpoint_runs[name] = {
                 "path": str(given[name]),
-                "sha256": digest,
+                "sha256": digests[name],
                 "kind": getattr(model, "kind", type(model).__name__),
                 "config": model.config() if hasattr(model, "config") else {},
             }
         else:
-            cls = classes[name]
-            config = _model_config(cls, proto, options.get(name, {}), seed)
-            key = _trained_key(name, cls, config, proto.to_dict(), seed, description)
-            stem = f"{name}-{proto.name}-s{seed}-{key}"
-            ckpt = out / "checkpoints" / f"{stem}.safetensors"
+            ckpt = ckpts[name]
+            if name in fitted_ahead:  # fitted by a worker above
+                timings[name]["fit_s"] = fitted_ahead[name]
+                trained.append(name)
             if ckpt.is_file():
                 model = load_model(ckpt)
             else:
-                model = cls(**config)
+                model = classes[name](**configs[name])
                 t0 = time.perf_counter()
-                _fit_seeded(model, train, valid, seed)
+                fit_seeded(model, train, valid, seed)
                 timings[name]["fit_s"] = time.perf_counter() - t0
                 model.save(ckpt)
                 trained.append(name)
             files[f"checkpoint_{name}"] = ckpt
 
-        path = out / "ensembles" / f"{stem}-m{members}.nc"
-        if name in ahead:  # sampled by a worker above
-            timings[name]["sample_s"] = ahead[name]
+        path = ensembles[name]
+        if name in sampled_ahead:  # sampled by a worker above
+            timings[name]["sample_s"] = sampled_ahead[name]
             sampled.append(name)
         if path.is_file():
             ens = _like_data(open_ensemble(path).load(), ds)
@@ -411,7 +417,7 @@ def run_protocol(
             baselines.append(name)
 
         if hasattr(model, "predict_gaussian"):
-            gpath = out / "ensembles" / f"{stem}-gaussian.nc"
+            gpath = out / "ensembles" / f"{stems[name]}-gaussian.nc"
             if gpath.is_file():
                 with xr.open_dataset(gpath) as g:
                     g = g.load()

@@ -1,4 +1,4 @@
-"""Work spread over worker processes: a pool's model fits, a protocol run's ensembles.
+"""Work spread over worker processes: a pool's model fits, a protocol run's fits and ensembles.
 
 On a machine with a few cores the small models of this package train and sample fastest on one
 thread each: a step is many small operations that another thread barely shortens. Fitting the
@@ -120,6 +120,59 @@ def _fit_content(
     k, spec, train, valid, threads = task
     torch.set_num_threads(threads)
     return k, build(spec).fit(train, valid).checkpoint_content()
+
+
+def fit_seeded(model: Any, train: xr.Dataset, valid: xr.Dataset | None, seed: int) -> None:
+    """Fit with torch's global generator seeded (for models that draw from it), as the
+    protocol runner fits the models it trains."""
+    import torch
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model.fit(train, valid)
+
+
+def fit_to_files(
+    tasks: Mapping[str, tuple[Mapping[str, Any], Path]],
+    train: xr.Dataset,
+    valid: xr.Dataset | None,
+    seed: int,
+    *,
+    jobs: int,
+    progress: bool = True,
+) -> dict[str, float]:
+    """Fit models ``jobs`` at a time in worker processes and save each to its checkpoint file.
+
+    ``tasks`` maps a name to ``(spec, checkpoint path)``; each worker fits the spec's model as
+    the protocol runner does (torch's generator seeded with ``seed``) and saves it. Returns the
+    fitting seconds per name.
+    """
+    jobs = check_jobs(jobs)
+    for spec, _ in tasks.values():  # bad configurations fail here, before any fit
+        build(spec)
+    threads = worker_threads(min(jobs, len(tasks)))
+    train = train.load()
+    valid = valid.load() if valid is not None else None
+    work = [
+        (name, _quiet(spec), str(path), train, valid, seed, threads)
+        for name, (spec, path) in tasks.items()
+    ]
+    return dict(_in_workers(_fit_to_file, work, jobs, "model fits", progress))
+
+
+def _fit_to_file(task: tuple) -> tuple[str, float]:
+    """Worker: one model fitted (seeded as in the protocol runner) and saved; ``(name,
+    seconds)``."""
+    import torch
+
+    name, spec, path, train, valid, seed, threads = task
+    torch.set_num_threads(threads)
+    model = build(spec)
+    start = time.perf_counter()
+    fit_seeded(model, train, valid, seed)
+    seconds = time.perf_counter() - start
+    model.save(Path(path))
+    return name, seconds
 
 
 # -- sampling ----------------------------------------------------------------------------------

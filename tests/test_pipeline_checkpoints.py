@@ -106,24 +106,28 @@ def test_diffusion_checkpoint_run_resume_and_rerun(ckpts, tiny_protocol, tiny_da
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_jobs_sample_checkpoints_side_by_side(ckpts, tiny_protocol, tiny_data, tmp_path):
-    """``jobs=2`` samples the checkpoints' ensembles in worker processes (one thread each
-    here): the same ensembles and scorecard as one after the other; a rerun resumes."""
+def test_jobs_fit_and_sample_side_by_side(ckpts, tiny_protocol, tiny_data, tmp_path):
+    """``jobs=2`` fits the run's models and samples every ensemble in worker processes (one
+    thread each here): the same ensembles and scorecard as one after the other; a rerun
+    resumes."""
     given = {"diffusion": ckpts / "diffusion.safetensors", "saved": ckpts / "persist.safetensors"}
     kwargs = dict(members=4, seed=1, data=tiny_data, progress=False, checkpoints=given)
-    one = run_protocol(tiny_protocol, ["persistence"], tmp_path / "one", **kwargs)
-    two = run_protocol(tiny_protocol, ["persistence"], tmp_path / "two", jobs=2, **kwargs)
-    assert two["sampled"] == one["sampled"] == ["persistence", "diffusion", "saved"]
+    models = ["persistence", "climatology"]
+    one = run_protocol(tiny_protocol, models, tmp_path / "one", **kwargs)
+    two = run_protocol(tiny_protocol, models, tmp_path / "two", jobs=2, **kwargs)
+    assert two["trained"] == one["trained"] == models
+    assert two["sampled"] == one["sampled"] == [*models, "diffusion", "saved"]
     assert two["timings"]["diffusion"]["sample_s"] > 0
+    assert two["timings"]["climatology"]["fit_s"] > 0
     xr.testing.assert_identical(two["scorecard"], one["scorecard"])
-    for label in given:
+    for label in [*models, *given]:
         with (
             xr.open_dataset(one["files"][f"ensemble_{label}"]) as a,
             xr.open_dataset(two["files"][f"ensemble_{label}"]) as b,
         ):
             xr.testing.assert_equal(a["t2m"], b["t2m"])
-    again = run_protocol(tiny_protocol, ["persistence"], tmp_path / "two", jobs=2, **kwargs)
-    assert again["sampled"] == []
+    again = run_protocol(tiny_protocol, models, tmp_path / "two", jobs=2, **kwargs)
+    assert again["sampled"] == again["trained"] == []
     with pytest.raises(ForecastError, match="jobs must be an integer >= 1, got 0"):
         run_protocol(tiny_protocol, ["persistence"], tmp_path / "bad", jobs=0, **kwargs)
 

@@ -60,8 +60,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        help="--protocol mode: sample up to N checkpoints' ensembles at once, each in its own "
-        "process (default 1)",
+        help="--protocol mode: fit up to N of the run's models, and sample up to N ensembles, at "
+        "once, each in its own process (default 1)",
     )
     parser.add_argument(
         "--threshold",
