@@ -36,7 +36,7 @@ def check_jobs(jobs: Any) -> int:
     return int(jobs)
 
 
-def _in_workers(
+def in_workers(
     work: Callable[[Any], Any], tasks: Sequence[Any], jobs: int, desc: str, progress: bool
 ) -> Iterator[Any]:
     """Yield ``work(task)`` of every task as the workers finish them (``jobs`` at a time); a bar
@@ -90,7 +90,7 @@ def fit_models(
     train = train.load()  # workers get the values, not a handle on the source file
     valid = valid.load() if valid is not None else None
     tasks = [(k, _quiet(spec), train, valid, threads) for k, spec in enumerate(specs)]
-    contents = dict(_in_workers(_fit_content, tasks, jobs, "pool models", progress))
+    contents = dict(in_workers(_fit_content, tasks, jobs, "pool models", progress))
     return [
         type(model).from_checkpoint(*contents[k], where=f"pool model {labels[k]!r}")
         for k, model in enumerate(models)
@@ -157,7 +157,7 @@ def fit_to_files(
         (name, _quiet(spec), str(path), train, valid, seed, threads)
         for name, (spec, path) in tasks.items()
     ]
-    return dict(_in_workers(_fit_to_file, work, jobs, "model fits", progress))
+    return dict(in_workers(_fit_to_file, work, jobs, "model fits", progress))
 
 
 def _fit_to_file(task: tuple) -> tuple[str, float]:
@@ -202,7 +202,7 @@ def sample_checkpoints(
         (label, str(ckpt), str(path), ds, times, members, seed, compress, threads)
         for label, (ckpt, path) in files.items()
     ]
-    return dict(_in_workers(_sample_to_file, tasks, jobs, "checkpoint ensembles", progress))
+    return dict(in_workers(_sample_to_file, tasks, jobs, "checkpoint ensembles", progress))
 
 
 def _sample_to_file(task: tuple) -> tuple[str, float]:

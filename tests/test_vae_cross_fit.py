@@ -151,3 +151,22 @@ def test_resume_does_not_train_the_folds_again(splits, tmp_path, monkeypatch):
     assert not fits
     assert not list(out.glob("cross-fit-fold*"))
     np.testing.assert_array_equal(resumed.spread_factor, whole.spread_factor)
+
+
+def test_jobs_fit_the_folds_side_by_side(splits, tmp_path):
+    """``jobs=2`` trains the fold models in worker processes (one thread each here): the same
+    spread factors and model as one after the other; without cross-fit it is refused."""
+    train, valid = splits
+    kw = {"calibration": "cross-fit", "calibration_folds": 3, "calibration_windows": 3}
+    apart = _tiny(**kw).fit(train, valid)
+    side = _tiny(**kw).fit(train, valid, out_dir=tmp_path / "side", jobs=2)
+    np.testing.assert_array_equal(side.spread_factor, apart.spread_factor)
+    assert side.training["cross_fit"]["windows"] == apart.training["cross_fit"]["windows"] == 9
+    context = valid.isel(time=slice(0, K))
+    np.testing.assert_array_equal(
+        side.sample(context, 3, seed=1)["t2m"].values,
+        apart.sample(context, 3, seed=1)["t2m"].values,
+    )
+    assert not list((tmp_path / "side").glob("cross-fit-fold*"))  # removed at the end
+    with pytest.raises(ForecastError, match="jobs > 1 fits a VAE's cross-fit fold models"):
+        _tiny().fit(train, valid, jobs=2)

@@ -46,8 +46,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--jobs",
         type=int,
         default=1,
-        help="fit up to N models of a pool at once, each in its own process on threads / N "
-        "threads (default 1: one after the other)",
+        help="fit up to N models at once, each in its own process on threads / N threads: a "
+        "pool's models, or a VAE's cross-fit fold models (default 1: one after the other)",
     )
     p.add_argument(
         "--device",

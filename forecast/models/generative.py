@@ -217,11 +217,14 @@ def in_training_folder(fit: Callable[..., Any]) -> Callable[..., Any]:
         out_dir: str | Path | None = None,
         resume: bool = False,
         stop_after: int | None = None,
+        **options: Any,
     ) -> Any:
         if out_dir is not None or resume:
-            return fit(self, train, valid, out_dir=out_dir, resume=resume, stop_after=stop_after)
+            return fit(
+                self, train, valid, out_dir=out_dir, resume=resume, stop_after=stop_after, **options
+            )
         with tempfile.TemporaryDirectory(prefix=f"forecast-{self.kind}-") as tmp:
-            return fit(self, train, valid, out_dir=tmp, stop_after=stop_after)
+            return fit(self, train, valid, out_dir=tmp, stop_after=stop_after, **options)
 
     return wrapper
 

@@ -463,6 +463,7 @@ class ConditionalVAE(GenerativeForecaster):
         out_dir: str | Path | None = None,
         resume: bool = False,
         stop_after: int | None = None,
+        jobs: int = 1,
     ) -> Self:
         """Train on ``train`` (physical units); validation CRPS on ``valid`` if given.
 
@@ -480,6 +481,9 @@ class ConditionalVAE(GenerativeForecaster):
             read, not trained again).
         stop_after : int, optional
             Stop after this optimizer step as if interrupted (tests).
+        jobs : int
+            Above 1 (``calibration = "cross-fit"`` only): the fold models are fitted that many
+            at a time, each in a worker process (the same factors as one after the other).
 
         Returns
         -------
@@ -490,11 +494,18 @@ class ConditionalVAE(GenerativeForecaster):
         check_training_length(train, self.context, self.horizon)
         t_folds = time.perf_counter()
         held_out = None  # the cross-fit folds train first: this fit then seeds as without them
+        from forecast.workers import check_jobs
+
         cross_fit = self.spread_calibration and self.calibration == "cross-fit"
+        if check_jobs(jobs) > 1 and not cross_fit:
+            raise ForecastError(
+                "jobs > 1 fits a VAE's cross-fit fold models side by side; this VAE has no "
+                'calibration = "cross-fit", drop --jobs'
+            )
         if cross_fit:
             if out_dir is not None:  # each fold's samples are kept there until the fit ends
                 Path(out_dir).mkdir(parents=True, exist_ok=True)
-            held_out = self.cross_fit_samples(train, valid, cache=out_dir, reuse=resume)
+            held_out = self.cross_fit_samples(train, valid, cache=out_dir, reuse=resume, jobs=jobs)
         folds_s = round(time.perf_counter() - t_folds, 1)
         layout, out = self._start_fit(train, out_dir)
         cfg = self.train_config
@@ -774,6 +785,7 @@ class ConditionalVAE(GenerativeForecaster):
         *,
         cache: str | Path | None = None,
         reuse: bool = False,
+        jobs: int = 1,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`spread_samples` of held-out training windows (``calibration = "cross-fit"``).
 
@@ -789,9 +801,12 @@ class ConditionalVAE(GenerativeForecaster):
         With a ``cache`` folder each fold's samples are written there
         (``cross-fit-fold<k>.safetensors``) as soon as the fold is done; with ``reuse`` too, a
         fold whose file was written for the same configuration, data and members is read
-        instead of trained again (what ``fit(..., resume=True)`` does).
+        instead of trained again (what ``fit(..., resume=True)`` does). With ``jobs > 1`` the
+        folds still to train are fitted that many at a time in worker processes
+        (:func:`forecast.workers.in_workers`), with the same samples.
         """
-        from forecast.models.folds import fold_blocks, fold_cache_key, hold_out
+        from forecast.models.folds import fold_blocks, fold_cache_key
+        from forecast.workers import check_jobs, in_workers, worker_threads
 
         blocks = fold_blocks(
             int(train.sizes[TIME]),
@@ -802,29 +817,32 @@ class ConditionalVAE(GenerativeForecaster):
         )
         config = {**self.config(), "spread_calibration": False}
         key = fold_cache_key(config, members, train, valid)
-        parts = []
+        parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        tasks = []
         for k, block in enumerate(blocks):
             path = Path(cache) / f"{_FOLD_CACHE}{k}.safetensors" if cache is not None else None
             if reuse and path is not None and (cached := _read_fold(path, key, k)) is not None:
-                parts.append(cached)
-                continue
-            fold = type(self)(**config)
-            fold._progress_desc = f"vae fold {k + 1}/{len(blocks)}"
-            try:  # in a temporary folder: the fold model is the train.keep weights
-                fold.fit(hold_out(train, block), valid)
-            except ForecastError as err:
-                raise ForecastError(
-                    f"cross-fit fold {k + 1} of {len(blocks)} (training steps {block.lo}.."
-                    f"{block.hi - 1} held out) failed: {err}; use fewer calibration_folds"
-                ) from None
-            # the block's steps hold exactly its windows
-            data = fold._window_dataset(train.isel({TIME: slice(block.lo, block.hi)}))
-            items = self._pick(data, self.calibration_windows)
-            parts.append(fold.spread_samples(items, members, seed=20_000 + 1_000 * k))
-            if path is not None:
-                arrays = dict(zip(_FOLD_ARRAYS, parts[-1], strict=True))
+                parts[k] = cached
+            else:
+                tasks.append((k, config, train, valid, block, len(blocks), members))
+        if check_jobs(jobs) > 1 and len(tasks) > 1:
+            quiet = {**config, "train": {**config["train"], "progress": False}}
+            threads = worker_threads(min(jobs, len(tasks)))
+            train = train.load()  # workers get the values, not a handle on the source file
+            valid = valid.load() if valid is not None else None
+            work = [(k, quiet, train, valid, *rest, threads) for k, _, _, _, *rest in tasks]
+            progress = self.train_config.progress
+            done = in_workers(_fold_in_worker, work, jobs, "cross-fit folds", progress)
+        else:
+            done = (_fold_samples(*task) for task in tasks)
+        for k, samples in done:
+            parts[k] = samples
+            if cache is not None:
+                arrays = dict(zip(_FOLD_ARRAYS, samples, strict=True))
+                path = Path(cache) / f"{_FOLD_CACHE}{k}.safetensors"
                 save_checkpoint(path, arrays, {"kind": "cross-fit-fold", "fold": k, "key": key})
-        truth, centre, dev = (np.concatenate(a) for a in zip(*parts, strict=True))
+        ordered = [parts[k] for k in range(len(blocks))]
+        truth, centre, dev = (np.concatenate(a) for a in zip(*ordered, strict=True))
         return truth, centre, dev
 
     def calibrate_spread(
@@ -1042,6 +1060,42 @@ class _WithFirstGuess(torch.utils.data.Dataset):
 
     def __getitem__(self, k: int) -> dict[str, Any]:
         return {**self.data[k], "first_guess": self.first_guess[k]}
+
+
+def _fold_samples(
+    k: int,
+    config: dict[str, Any],
+    train: xr.Dataset,
+    valid: xr.Dataset | None,
+    block: Any,
+    n_blocks: int,
+    members: int,
+) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Cross-fit fold ``k``: a VAE of ``config`` trained on ``train`` without ``block``'s
+    steps, and its :meth:`ConditionalVAE.spread_samples` of the block's windows; ``(k,
+    samples)``."""
+    from forecast.models.folds import hold_out
+
+    fold = ConditionalVAE(**config)
+    fold._progress_desc = f"vae fold {k + 1}/{n_blocks}"
+    try:  # in a temporary folder: the fold model is the train.keep weights
+        fold.fit(hold_out(train, block), valid)
+    except ForecastError as err:
+        raise ForecastError(
+            f"cross-fit fold {k + 1} of {n_blocks} (training steps {block.lo}.."
+            f"{block.hi - 1} held out) failed: {err}; use fewer calibration_folds"
+        ) from None
+    # the block's steps hold exactly its windows
+    data = fold._window_dataset(train.isel({TIME: slice(block.lo, block.hi)}))
+    items = fold._pick(data, fold.calibration_windows)
+    return k, fold.spread_samples(items, members, seed=20_000 + 1_000 * k)
+
+
+def _fold_in_worker(task: tuple) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Worker: :func:`_fold_samples` of ``(*its arguments, threads)`` on ``threads`` threads."""
+    *args, threads = task
+    torch.set_num_threads(threads)
+    return _fold_samples(*args)
 
 
 def _read_fold(path: Path, key: str, fold: int) -> tuple[np.ndarray, ...] | None:
