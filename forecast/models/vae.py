@@ -491,11 +491,11 @@ class ConditionalVAE(GenerativeForecaster):
             Fitted; ``self.training`` holds the loop's record and the latent usage
             (``active_units`` etc., see :meth:`latent_usage`).
         """
+        from forecast.workers import check_jobs
+
         check_training_length(train, self.context, self.horizon)
         t_folds = time.perf_counter()
         held_out = None  # the cross-fit folds train first: this fit then seeds as without them
-        from forecast.workers import check_jobs
-
         cross_fit = self.spread_calibration and self.calibration == "cross-fit"
         if check_jobs(jobs) > 1 and not cross_fit:
             raise ForecastError(
