@@ -187,7 +187,8 @@ def sample_checkpoints(
     compress: bool = False,
     progress: bool = True,
 ) -> dict[str, float]:
-    """Write the ensembles of several checkpoints, ``jobs`` at a time, each in a worker process.
+    """Write the ensembles of several checkpoints (given, or trained in a protocol run), ``jobs``
+    at a time, each in a worker process.
 
     ``files`` maps a label to ``(checkpoint, ensemble file)``; each worker loads the
     checkpoint, samples ``members`` members for every issue time of ``ds`` with ``seed``
@@ -202,7 +203,7 @@ def sample_checkpoints(
         (label, str(ckpt), str(path), ds, times, members, seed, compress, threads)
         for label, (ckpt, path) in files.items()
     ]
-    return dict(in_workers(_sample_to_file, tasks, jobs, "checkpoint ensembles", progress))
+    return dict(in_workers(_sample_to_file, tasks, jobs, "ensembles", progress))
 
 
 def _sample_to_file(task: tuple) -> tuple[str, float]:
