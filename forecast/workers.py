@@ -52,6 +52,11 @@ def in_workers(
         pool.join()
 
 
+def loaded(train: xr.Dataset, valid: xr.Dataset | None) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """``train`` and ``valid`` in memory: workers get the values, not a handle on a file."""
+    return train.load(), (valid.load() if valid is not None else None)
+
+
 def worker_threads(workers: int) -> int:
     """Torch threads for each of ``workers`` processes: this process's threads shared out."""
     import torch
@@ -87,9 +92,8 @@ def fit_models(
     if jobs == 1 or len(specs) == 1:
         return [model.fit(train, valid) for model in models]
     threads = worker_threads(min(jobs, len(specs)))
-    train = train.load()  # workers get the values, not a handle on the source file
-    valid = valid.load() if valid is not None else None
-    tasks = [(k, _quiet(spec), train, valid, threads) for k, spec in enumerate(specs)]
+    train, valid = loaded(train, valid)
+    tasks = [(k, quiet(spec), train, valid, threads) for k, spec in enumerate(specs)]
     contents = dict(in_workers(_fit_content, tasks, jobs, "pool models", progress))
     return [
         type(model).from_checkpoint(*contents[k], where=f"pool model {labels[k]!r}")
@@ -97,7 +101,7 @@ def fit_models(
     ]
 
 
-def _quiet(spec: Mapping[str, Any]) -> dict[str, Any]:
+def quiet(spec: Mapping[str, Any]) -> dict[str, Any]:
     """``spec`` with the progress bar of a model that trains turned off (workers share one
     terminal)."""
     import inspect
@@ -151,10 +155,9 @@ def fit_to_files(
     for spec, _ in tasks.values():  # bad configurations fail here, before any fit
         build(spec)
     threads = worker_threads(min(jobs, len(tasks)))
-    train = train.load()
-    valid = valid.load() if valid is not None else None
+    train, valid = loaded(train, valid)
     work = [
-        (name, _quiet(spec), str(path), train, valid, seed, threads)
+        (name, quiet(spec), str(path), train, valid, seed, threads)
         for name, (spec, path) in tasks.items()
     ]
     return dict(in_workers(_fit_to_file, work, jobs, "model fits", progress))

@@ -440,10 +440,11 @@ class OnlineSpread:
         centre = None
         last = self.context - 1
         keys = {i: self._key(context, values, i) for i in range(self.base_context - 1, last + 1)}
-        missing = sum(
-            key not in self._cache and not ((path := self._disk_path(key)) and path.is_file())
+        known = {  # in memory or on disk: no reference forecast to run
+            key: key in self._cache or bool((path := self._disk_path(key)) and path.is_file())
             for key in keys.values()
-        )
+        }
+        missing = sum(not k for k in known.values())
         bar = tqdm(
             total=missing,
             desc="online spread: reference forecasts",
@@ -451,8 +452,7 @@ class OnlineSpread:
             disable=None if missing > _QUIET_BELOW else True,  # None: only on a terminal
         )
         for issue, key in keys.items():
-            known = key in self._cache or ((path := self._disk_path(key)) and path.is_file())
-            bar.update(0 if known else 1)
+            bar.update(0 if known[key] else 1)
             mean, var_sum = self._reference(context, issue, key)
             verified = min(last - issue, horizon)
             if verified:

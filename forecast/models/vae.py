@@ -806,7 +806,7 @@ class ConditionalVAE(GenerativeForecaster):
         (:func:`forecast.workers.in_workers`), with the same samples.
         """
         from forecast.models.folds import fold_blocks, fold_cache_key
-        from forecast.workers import check_jobs, in_workers, worker_threads
+        from forecast.workers import check_jobs, in_workers, loaded, quiet, worker_threads
 
         blocks = fold_blocks(
             int(train.sizes[TIME]),
@@ -826,11 +826,10 @@ class ConditionalVAE(GenerativeForecaster):
             else:
                 tasks.append((k, config, train, valid, block, len(blocks), members))
         if check_jobs(jobs) > 1 and len(tasks) > 1:
-            quiet = {**config, "train": {**config["train"], "progress": False}}
+            silent = quiet({"kind": self.kind, "config": config})["config"]
             threads = worker_threads(min(jobs, len(tasks)))
-            train = train.load()  # workers get the values, not a handle on the source file
-            valid = valid.load() if valid is not None else None
-            work = [(k, quiet, train, valid, *rest, threads) for k, _, _, _, *rest in tasks]
+            train, valid = loaded(train, valid)
+            work = [(k, silent, train, valid, *rest, threads) for k, _, _, _, *rest in tasks]
             progress = self.train_config.progress
             done = in_workers(_fold_in_worker, work, jobs, "cross-fit folds", progress)
         else:
