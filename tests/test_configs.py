@@ -55,6 +55,20 @@ def test_online_spread_deep_ensemble_config_repeats_the_pool_config():
     assert model.persistence_blend and model.context == 6 + 72
 
 
+def test_diurnal_deep_ensemble_config_repeats_the_pool_config():
+    """The P2 deep ensemble with spread factors by time of day: the deep-ensemble config,
+    wrapped without the blend."""
+    online = load_toml(
+        REPO / "data" / "configs" / "online-spread-diurnal-pooled-diffusion-era5-uk-t2m.toml"
+    )
+    deep = load_toml(REPO / "data" / "configs" / "pooled-diffusion-era5-uk-t2m.toml")
+    assert online["model"]["model"] == {"kind": "pooled", "config": deep["model"]}
+    assert online["train"] == deep["train"] == {}
+    model = build_model("online-spread", 6, 24, online["model"], online["train"])
+    assert not model.persistence_blend and model.diurnal_width == 3.0
+    assert model.context == 6 + 72
+
+
 def test_online_spread_vae_deep_ensemble_config_repeats_the_vae_config():
     """The online P2 VAE deep ensemble pools seeds of the P2 VAE config (its seed aside)."""
     online = load_toml(REPO / "data" / "configs" / "online-spread-pooled-vae-era5-uk-t2m.toml")

@@ -19,7 +19,13 @@ from forecast.models import (
     issue_seed,
     load_model,
 )
-from forecast.models.online import LatentOnlineSpread, online_factors, persistence_weights
+from forecast.models.online import (
+    LatentOnlineSpread,
+    diurnal_kernel,
+    hour_of_day,
+    online_factors,
+    persistence_weights,
+)
 from forecast.models.pooled import with_member_sources
 from forecast.models.vae import ConditionalVAE
 from forecast.pipeline import run_protocol
@@ -52,15 +58,18 @@ def issue(tiny_data):
     return tiny_data[TIME].values[-40]
 
 
-def brute_force(base, ds, issue, history, members, weight, blend=False, reference_seed=0):
+def brute_force(
+    base, ds, issue, history, members, weight, blend=False, reference_seed=0, diurnal=None
+):
     """Centre, spread factors and persistence weights of OnlineSpread, recomputed from the base
-    model's own forecasts."""
+    model's own forecasts (``diurnal``: the kernel's half width in hours)."""
     times = ds[TIME].values
     i = int(np.searchsorted(times, issue))
     (name,) = list(ds.data_vars)
     horizon = base.horizon
     sq, cross, dd = np.zeros(horizon), np.zeros(horizon), np.zeros(horizon)
     var, n = np.zeros(horizon), np.zeros(horizon)
+    hourly = {k: np.zeros(horizon) for k in ("sq", "cross", "dd", "var", "n")}
     centre = None
     for lag in range(history, -1, -1):
         t = times[i - lag]
@@ -76,15 +85,30 @@ def brute_force(base, ds, issue, history, members, weight, blend=False, referenc
         obs = ds[name].values[i - lag + 1 : i - lag + 1 + k]
         e = (obs - mean[:k]).reshape(k, -1)
         d = (ds[name].values[i - lag][None] - mean[:k]).reshape(k, -1)
-        sq[:k] += (e**2).sum(-1)
-        cross[:k] += (d * e).sum(-1)
-        dd[:k] += (d**2).sum(-1)
         m = x.shape[0]
-        var[:k] += (x.var(0, ddof=1) * (m + 1) / m)[:k].reshape(k, -1).sum(-1)
-        n[:k] += 1
+        terms = {
+            "sq": (e**2).sum(-1),
+            "cross": (d * e).sum(-1),
+            "dd": (d**2).sum(-1),
+            "var": (x.var(0, ddof=1) * (m + 1) / m)[:k].reshape(k, -1).sum(-1),
+            "n": 1.0,
+        }
+        for total, key in ((sq, "sq"), (cross, "cross"), (dd, "dd"), (var, "var"), (n, "n")):
+            total[:k] += terms[key]
+        if diurnal:  # hours between the two issue times' times of day, on the 24-h circle
+            hours = (times[i] - t) / np.timedelta64(1, "h")
+            kappa = np.log(2) / (1 - np.cos(2 * np.pi * diurnal / 24))
+            w = np.exp(kappa * (np.cos(2 * np.pi * hours / 24) - 1))
+            for key, total in hourly.items():
+                total[:k] += w * terms[key]
     a = np.clip(cross / dd, 0, 1) * n / (n + weight) if blend else np.zeros(horizon)
     sq = sq - 2 * a * cross + a**2 * dd
-    return centre, np.sqrt((n * sq / var + weight) / (n + weight)), a
+    gain2 = (n * sq / var + weight) / (n + weight)
+    if diurnal:
+        h = hourly
+        hsq = h["sq"] - 2 * a * h["cross"] + a**2 * h["dd"]
+        gain2 = (h["n"] * hsq / h["var"] + weight * gain2) / (h["n"] + weight)
+    return centre, np.sqrt(gain2), a
 
 
 def test_online_factors_closed_form():
@@ -140,6 +164,43 @@ def test_persistence_blend_moves_the_mean_towards_the_last_observation(
     # without the blend the weights are zero
     plain = OnlineSpread.from_model(climatology, history=HISTORY, members=6, prior_weight=2.0)
     assert (plain.factors(ctx)["persistence_weight"].values == 0).all()
+
+
+def test_diurnal_kernel_closed_form():
+    got = diurnal_kernel(np.array([0.0, 3.0, -3.0, 21.0, 27.0, 12.0]), 3.0)
+    np.testing.assert_allclose(got[:5], [1.0, 0.5, 0.5, 0.5, 0.5])  # periodic, symmetric
+    assert 0 < got[5] < 0.01  # the opposite hour of day hardly counts
+    times = np.array(["2019-03-01T00:00", "2019-03-02T06:30", "2019-03-03T23:00"], "M8[ns]")
+    np.testing.assert_allclose(hour_of_day(times), [0.0, 6.5, 23.0])
+
+
+def test_online_factors_shrink_towards_a_given_prior():
+    got = online_factors(np.array([[4.0, 1.0]]), np.array([[1.0, 1.0]]), np.zeros(2), 1.0, 2.25)
+    np.testing.assert_allclose(got[0], [1.5, 1.5])  # no window: the prior's factor
+    got = online_factors(np.array([[4.0]]), np.array([[1.0]]), np.array([1.0]), 1.0, 2.25)
+    np.testing.assert_allclose(got[0], [np.sqrt((4 + 2.25) / 2)])
+
+
+@pytest.mark.parametrize("blend", [False, True])
+def test_diurnal_factors_follow_the_issue_hour(climatology, tiny_data, issue, blend):
+    options = {"history": 30, "members": 6, "prior_weight": 2.0, "persistence_blend": blend}
+    model = OnlineSpread.from_model(climatology, diurnal_width=3.0, **options)
+    assert "diurnal_width=3" in repr(model)
+    ctx = context_of(tiny_data, issue, model.context)
+    centre, gain, weight = brute_force(
+        climatology, tiny_data, issue, 30, 6, 2.0, blend=blend, diurnal=3.0
+    )
+    got = model.factors(ctx)
+    np.testing.assert_allclose(got["spread_factor"].values[0], gain, rtol=1e-10)
+    np.testing.assert_allclose(got["persistence_weight"].values[0], weight, rtol=1e-10)
+    plain = OnlineSpread.from_model(climatology, **options).factors(ctx)["spread_factor"]
+    assert not np.allclose(gain, plain.values[0])  # the hour's windows tell another story
+    # members are moved the same way as without the kernel, with the hour's factors
+    base = climatology.sample(context_of(tiny_data, issue, climatology.context), 5, seed=3)
+    last = tiny_data["t2m"].sel({TIME: issue}).values
+    g, a = gain.reshape(1, -1, 1, 1), weight.reshape(1, -1, 1, 1)
+    want = centre + g * (base["t2m"].values - centre) + a * (last - centre)
+    np.testing.assert_allclose(model.sample(ctx, 5, seed=3)["t2m"].values, want, rtol=1e-5)
 
 
 def test_online_weights_closed_form():
@@ -305,6 +366,9 @@ def test_protocol_run_scores_a_wrapped_checkpoint(climatology, tiny_protocol, ti
         ({"prior_weight": "many"}, "prior_weight must be a finite number >= 0"),
         ({"reference_seed": 1.5}, "reference_seed must be an integer"),
         ({"persistence_blend": "yes"}, "persistence_blend must be true or false"),
+        ({"diurnal_width": 0}, r"diurnal_width must be a number of hours in \(0, 12\)"),
+        ({"diurnal_width": 12.5}, r"diurnal_width must be a number of hours in \(0, 12\)"),
+        ({"diurnal_width": True}, r"diurnal_width must be a number of hours in \(0, 12\)"),
     ],
 )
 def test_bad_settings(climatology, kwargs, message):
@@ -352,6 +416,16 @@ def test_cli_wraps_a_checkpoint(climatology, tiny_data, tmp_path, capsys):
     assert load_model(blend).persistence_blend and not model.persistence_blend
     assert main(["model", "info", str(blend)]) == 0
     assert "; mean blended with persistence; reads 12 steps" in capsys.readouterr().out
+    assert load_model(blend).diurnal_width is None
+    hourly = tmp_path / "hourly.safetensors"
+    assert main([*argv, "--diurnal-width", "2.5", "--out", str(hourly)]) == 0
+    assert "diurnal_width=2.5" in capsys.readouterr().out
+    assert load_model(hourly).diurnal_width == 2.5
+    assert main(["model", "info", str(hourly)]) == 0
+    assert "factors by time of day (kernel half width 2.5 h)" in capsys.readouterr().out
+    assert main([*argv, "--diurnal-width", "24", "--out", str(tmp_path / "y.safetensors")]) == 2
+    assert "diurnal_width must be a number of hours in (0, 12)" in capsys.readouterr().err
+    assert not (tmp_path / "y.safetensors").exists()
     missing = ["--checkpoint", str(tmp_path / "no.safetensors")]
     assert main(["online-spread", *missing, "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "not found" in capsys.readouterr().err

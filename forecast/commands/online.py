@@ -7,9 +7,11 @@ alone). At each issue time it re-forecasts the last ``--history`` steps with ``-
 reference members, compares them with what was observed by the issue time, and rescales the
 spread per lead by ``sqrt((n r + w) / (n + w))`` (``r``: squared error over spread squared,
 ``n``: verified windows, ``w``: ``--prior-weight``); with ``--persistence-blend`` it also moves
-the mean towards the last observation by a weight per lead fitted on the same forecasts. It
-reads ``--history`` more steps of context than the model. Use it like any checkpoint:
-``forecast predict``, ``forecast evaluate --checkpoint``, the dashboard.
+the mean towards the last observation by a weight per lead fitted on the same forecasts; with
+``--diurnal-width HOURS`` the spread factor follows the time of day (windows issued near the
+issue time's hour of day weigh more). It reads ``--history`` more steps of context than the
+model. Use it like any checkpoint: ``forecast predict``, ``forecast evaluate --checkpoint``,
+the dashboard.
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also move the mean towards persistence by a weight per lead fitted on the same "
         "verified forecasts",
     )
+    parser.add_argument(
+        "--diurnal-width",
+        type=float,
+        metavar="HOURS",
+        help="let the spread factor follow the time of day: verified windows issued this many "
+        "hours of day away from the issue time weigh half (e.g. 3; default: off)",
+    )
     parser.add_argument("--out", required=True, help="the checkpoint to write")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace --out if it exists already"
@@ -70,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "members": args.members,
         "prior_weight": args.prior_weight,
         "persistence_blend": args.persistence_blend,
+        "diurnal_width": args.diurnal_width,
     }
     model = OnlineSpread.from_model(load_model(path), **options)
     model.save(out)

@@ -80,7 +80,7 @@ def _model_part(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
     if meta.get("kind") not in ("pooled", "online-spread"):
         part["config"] = config
     if meta.get("kind") == "online-spread":
-        keys = ("history", "members", "prior_weight", "persistence_blend")
+        keys = ("history", "members", "prior_weight", "persistence_blend", "diurnal_width")
         part["online"] = {k: config.get(k) for k in keys}
     if train is not None:
         part["train_config"] = train
@@ -179,6 +179,11 @@ def _part_lines(part: dict[str, Any], indent: str) -> list[str]:
             f"({online['members']} reference members each, prior weight "
             f"{online['prior_weight']:g})"
             + ("; mean blended with persistence" if online.get("persistence_blend") else "")
+            + (
+                f"; factors by time of day (kernel half width {online['diurnal_width']:g} h)"
+                if online.get("diurnal_width")
+                else ""
+            )
             + f"; reads {part['context'] + online['history']} steps"
         )
     training = part.get("training")

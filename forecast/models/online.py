@@ -28,6 +28,15 @@ the observation minus the reference mean (the least-squares weight of the two-fo
 shrunk towards the model alone). Members then become ``c + g (x - c) + a (p - c)`` with ``p``
 the persistence forecast, and ``g`` is computed from the errors of the blended mean.
 
+With ``diurnal_width`` (hours) the spread factor also follows the time of day: forecast errors
+at the first leads depend on the issue hour (a night-time forecast of 2 m temperature is easier
+than one through the morning warming). The same sums, with each verified window weighted by a
+circular kernel of the distance between its issue hour and the issue time's
+(``exp(kappa (cos(2 pi d / 24 h) - 1))``, half weight at ``d = diurnal_width``), give ``r_h`` and
+the effective number of windows ``n_h``; the factor is then
+``g_h = sqrt((n_h r_h + w g^2) / (n_h + w))``, the hour's ratio shrunk towards the all-hours
+factor ``g`` above.
+
 The model reads ``history`` steps of context more than its base model (its ``context`` is the
 base's plus ``history``), all of them observed at the issue time. Reference ensembles are cached
 by issue time and context values, so forecasts for consecutive issue times (a protocol run, a
@@ -70,20 +79,26 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
 
 
 def online_factors(
-    squared_error: np.ndarray, variance: np.ndarray, windows: np.ndarray, prior_weight: float
+    squared_error: np.ndarray,
+    variance: np.ndarray,
+    windows: np.ndarray,
+    prior_weight: float,
+    prior: np.ndarray | float = 1.0,
 ) -> np.ndarray:
     """Spread factors ``(C, H)`` from sums over verified windows and points.
 
     ``squared_error`` and ``variance`` are ``(C, H)`` sums of the squared error of the
     reference-ensemble mean and of its variance times ``(M + 1) / M``; ``windows`` ``(H,)`` the
-    number of verified windows per lead. ``g = sqrt((n r + w) / (n + w))`` with
-    ``w = prior_weight`` and ``r = squared_error / variance`` (1 where the variance is 0, and
-    where there is neither a window nor prior weight).
+    number of verified windows per lead (or their summed weights).
+    ``g = sqrt((n r + w p) / (n + w))`` with ``w = prior_weight``, ``p = prior`` (the squared
+    factor shrunk towards, default 1) and ``r = squared_error / variance`` (1 where the variance
+    is 0); ``sqrt(p)`` where there is neither a window nor prior weight.
     """
     ratio = np.divide(squared_error, variance, out=np.ones_like(squared_error), where=variance > 0)
     n = np.broadcast_to(np.asarray(windows, dtype=np.float64), ratio.shape)
+    p = np.broadcast_to(np.asarray(prior, dtype=np.float64), ratio.shape)
     total = n + prior_weight
-    mixed = np.divide(n * ratio + prior_weight, total, out=np.ones_like(ratio), where=total > 0)
+    mixed = np.divide(n * ratio + prior_weight * p, total, out=p.copy(), where=total > 0)
     return np.sqrt(mixed)
 
 
@@ -102,6 +117,19 @@ def persistence_weights(
     total = n + prior_weight
     share = np.divide(n, total, out=np.zeros_like(raw), where=total > 0)
     return np.clip(raw, 0.0, 1.0) * share
+
+
+def diurnal_kernel(hours: np.ndarray, width: float) -> np.ndarray:
+    """Weights of windows issued ``hours`` (time-of-day distance, hours) from the issue time:
+    ``exp(kappa (cos(2 pi h / 24) - 1))``, 1 at ``h = 0`` and 1/2 at ``h = width``."""
+    kappa = math.log(2.0) / (1.0 - math.cos(2.0 * math.pi * width / 24.0))
+    return np.exp(kappa * (np.cos(2.0 * np.pi * np.asarray(hours, dtype=np.float64) / 24.0) - 1.0))
+
+
+def hour_of_day(times: np.ndarray) -> np.ndarray:
+    """Time of day of ``times`` (datetime64) in hours, as floats in [0, 24)."""
+    t = pd.DatetimeIndex(np.asarray(times))
+    return np.asarray((t - t.normalize()) / pd.Timedelta(hours=1), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -154,6 +182,10 @@ class OnlineSpread:
     persistence_blend
         Also move the mean towards persistence by a weight per lead fitted on the verified
         windows (off by default).
+    diurnal_width
+        Hours: let the spread factor follow the time of day, weighting verified windows by a
+        kernel of their issue hour's distance from the issue time's (half weight at this
+        distance, shrunk towards the all-hours factor); ``None`` (default): off.
     train
         Training settings merged over the base model's ``train`` table (``forecast train``).
     """
@@ -171,6 +203,7 @@ class OnlineSpread:
         prior_weight: float | None = None,
         reference_seed: int = 0,
         persistence_blend: bool = False,
+        diurnal_width: float | None = None,
         train: Mapping[str, Any] | None = None,
     ) -> None:
         self.base_context = _positive_int("context", context)
@@ -205,6 +238,16 @@ class OnlineSpread:
                 f"persistence_blend must be true or false, got {persistence_blend!r}"
             )
         self.persistence_blend = bool(persistence_blend)
+        if diurnal_width is not None and (
+            isinstance(diurnal_width, bool)
+            or not isinstance(diurnal_width, int | float | np.number)
+            or not 0 < diurnal_width < 12
+        ):
+            raise ForecastError(
+                f"diurnal_width must be a number of hours in (0, 12), or None for off; got "
+                f"{diurnal_width!r}"
+            )
+        self.diurnal_width = None if diurnal_width is None else float(diurnal_width)
         self.context = self.base_context + self.history
         spec = {"kind": str(model["kind"]), "config": dict(model["config"])}
         if train:
@@ -223,7 +266,7 @@ class OnlineSpread:
     @classmethod
     def from_model(cls, model: Any, **options: Any) -> Self:
         """Wrap the fitted ``model`` (``options``: ``history``, ``members``, ``prior_weight``,
-        ``reference_seed``, ``persistence_blend``)."""
+        ``reference_seed``, ``persistence_blend``, ``diurnal_width``)."""
         if isinstance(model, OnlineSpread):
             raise ForecastError("an online-spread model cannot wrap another; wrap its base model")
         spec = {"kind": model.kind, "config": model.config()}
@@ -255,13 +298,16 @@ class OnlineSpread:
             "prior_weight": self.prior_weight,
             "reference_seed": self.reference_seed,
             "persistence_blend": self.persistence_blend,
+            "diurnal_width": self.diurnal_width,
         }
 
     def __repr__(self) -> str:
         return (
             f"OnlineSpread({self.spec['kind']}, history={self.history}, "
             f"members={self.members}, prior_weight={self.prior_weight:g}"
-            + (", persistence_blend=True)" if self.persistence_blend else ")")
+            + (", persistence_blend=True" if self.persistence_blend else "")
+            + ("" if self.diurnal_width is None else f", diurnal_width={self.diurnal_width:g}")
+            + ")"
         )
 
     def _adopt(self, model: Any) -> None:
@@ -432,13 +478,19 @@ class OnlineSpread:
         base_context = self._base_context(context)
         values = values_of(context, self.variables)
         channels, horizon = len(self.variables), self.horizon
-        squared = np.zeros((channels, horizon))
-        variance = np.zeros((channels, horizon))
-        cross = np.zeros((channels, horizon))
-        persistence_sq = np.zeros((channels, horizon))
-        windows = np.zeros(horizon)
-        centre = None
+        # per verified window, summed over points: squared error of the reference mean, its
+        # variance, and the persistence cross terms; [0] over all windows, [1] weighted by the
+        # time-of-day kernel (diurnal_width only)
+        sums = np.zeros((2, 4, channels, horizon))
+        windows = np.zeros((2, horizon))
         last = self.context - 1
+        hours = hour_of_day(context[TIME].values)
+        kernel = (
+            diurnal_kernel(hours - hours[last], self.diurnal_width)
+            if self.diurnal_width is not None
+            else None
+        )
+        centre = None
         keys = {i: self._key(context, values, i) for i in range(self.base_context - 1, last + 1)}
         known = {  # in memory or on disk: no reference forecast to run
             key: key in self._cache or bool((path := self._disk_path(key)) and path.is_file())
@@ -455,27 +507,36 @@ class OnlineSpread:
             bar.update(0 if known[key] else 1)
             mean, var_sum = self._reference(context, issue, key)
             verified = min(last - issue, horizon)
-            if verified:
-                obs = np.moveaxis(values[issue + 1 : issue + 1 + verified], 0, 1)  # (C, k, ...)
-                err = (obs - mean[:, :verified]).reshape(channels, verified, -1)
-                d = (values[issue][:, None] - mean[:, :verified]).reshape(channels, verified, -1)
-                squared[:, :verified] += (err**2).sum(axis=-1)
-                cross[:, :verified] += (d * err).sum(axis=-1)
-                persistence_sq[:, :verified] += (d**2).sum(axis=-1)
-                variance[:, :verified] += var_sum[:, :verified]
-                windows[:verified] += 1
-            else:
+            if not verified:
                 centre = mean
+                continue
+            obs = np.moveaxis(values[issue + 1 : issue + 1 + verified], 0, 1)  # (C, k, ...)
+            err = (obs - mean[:, :verified]).reshape(channels, verified, -1)
+            d = (values[issue][:, None] - mean[:, :verified]).reshape(channels, verified, -1)
+            part = np.stack(
+                [(err**2).sum(-1), var_sum[:, :verified], (d * err).sum(-1), (d**2).sum(-1)]
+            )
+            for j, w in enumerate((1.0, 0.0 if kernel is None else kernel[issue])):
+                sums[j, ..., :verified] += w * part
+                windows[j, :verified] += w
         bar.close()
-        weight = np.zeros_like(squared)
+        weight = np.zeros((channels, horizon))
         if self.persistence_blend:
-            weight = persistence_weights(cross, persistence_sq, windows, self.prior_weight)
+            weight = persistence_weights(sums[0, 2], sums[0, 3], windows[0], self.prior_weight)
+
+        def gain(j: int, prior: np.ndarray | float) -> np.ndarray:
+            squared, variance, cross, persistence_sq = sums[j]
             # the spread follows the errors of the blended mean: sum (e - a d)^2
             squared = np.maximum(squared - 2 * weight * cross + weight**2 * persistence_sq, 0.0)
+            return online_factors(squared, variance, windows[j], self.prior_weight, prior)
+
+        factors = gain(0, 1.0)
+        if kernel is not None:  # the issue hour's factor, shrunk towards the all-hours one
+            factors = gain(1, factors**2)
         return Calibration(
             base_context=base_context,
             centre=centre,
-            gain=online_factors(squared, variance, windows, self.prior_weight),
+            gain=factors,
             weight=weight,
             persistence=values[last][:, None],
         )

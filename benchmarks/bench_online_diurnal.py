@@ -1,0 +1,120 @@
+"""Spread-skill by issue hour, and a protocol run on the validation days at every issue hour.
+
+Forecast errors at the first leads depend on the time of day (2 m temperature through the
+morning warming is harder to forecast than at night), and a model's spread may not follow.
+This benchmark shows it, and checks the online calibration's ``diurnal_width`` outside the test
+week:
+
+- ``hours RUN_DIR``: the spread-skill ratio per lead of every ensemble of a protocol run
+  (``forecast evaluate --protocol``), over all issue times and per issue hour of day.
+- ``val --checkpoint NAME=PATH ... --out DIR``: the protocol run of the baselines and the given
+  checkpoints on the protocol's validation days instead of its test days, with an issue time at
+  every step whose 24-h target lies in them (P2: 48 issue times, 03-22 00 UTC to 03-23 23 UTC).
+  The training split is the protocol's, so the baselines are fitted as in a test run; the
+  checkpoints chose their weights on 8 of these windows (early stopping), their spread on
+  none of them (the online calibration uses only the hours before each issue time).
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_online_diurnal.py hours outputs/final/eval-p2-blend
+    .venv/bin/python benchmarks/bench_online_diurnal.py val --protocol P2 --out DIR \\
+        --checkpoint deep=MODEL.safetensors --checkpoint online=ONLINE.safetensors [--jobs 2]
+    .venv/bin/python benchmarks/bench_online_diurnal.py hours DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from forecast.data import get_protocol, open_dataset
+from forecast.dims import MEMBER
+from forecast.export import open_ensemble
+from forecast.pipeline import run_protocol
+
+LEADS = (1, 2, 3, 4, 6, 12, 24)  # lead steps shown
+BASELINES = "persistence,climatology,diurnal-persistence,gp"
+
+
+def ratio(var: np.ndarray, err2: np.ndarray) -> np.ndarray:
+    """Spread-skill ratio per lead from ``(issue, lead, ...)`` variances and squared errors."""
+    axes = (0, *range(2, var.ndim))
+    return np.sqrt(var.mean(axis=axes) / err2.mean(axis=axes))
+
+
+def by_hour(run: Path) -> None:
+    """Print the spread-skill ratio by issue hour of every ensemble in ``run``."""
+    meta = json.loads((run / "run.json").read_text())
+    ds = open_dataset(meta["protocol"]["dataset"])
+    print(f"{run}: spread-skill ratio at leads {', '.join(map(str, LEADS))} (steps)")
+    for path in sorted((run / "ensembles").glob("*-m[0-9]*.nc")):  # not the GP's Gaussian
+        ens = open_ensemble(path)
+        (name,) = list(ens.data_vars)
+        x = ens[name].transpose("init_time", MEMBER, "lead_time", ...).values.astype(np.float64)
+        obs = ds[name].sel(time=ens["valid_time"]).values  # (issue, lead, *space)
+        m = x.shape[1]
+        var = x.var(axis=1, ddof=1) * (m + 1) / m
+        err2 = (x.mean(axis=1) - obs) ** 2
+        pick = [k - 1 for k in LEADS if k <= x.shape[2]]
+        hours = ens["init_time"].dt.hour.values
+        print(f"{path.name.split('-P')[0]}")
+        print(f"  all   ({len(hours):3d}) " + " ".join(f"{r:.2f}" for r in ratio(var, err2)[pick]))
+        for h in np.unique(hours):
+            s = hours == h
+            r = ratio(var[s], err2[s])[pick]
+            print(f"  {h:02d} h  ({s.sum():3d}) " + " ".join(f"{v:.2f}" for v in r))
+
+
+def on_validation_days(args: argparse.Namespace) -> None:
+    """Run the protocol with the validation days as its test days, every issue hour."""
+    proto = get_protocol(args.protocol)
+    ds = open_dataset(proto.dataset)
+    b, end = proto.val[1], proto.train[1]
+    shifted = dataclasses.replace(
+        proto,
+        name=f"{proto.name}-val",
+        val=(end, end + 1),  # a one-step stub: the run uses the training split only
+        test=(end + 1, b),
+        hours=None,
+        test_stride=1,
+        n_steps=b,
+    )
+    checkpoints = dict(spec.split("=", 1) for spec in args.checkpoint)
+    run_protocol(
+        shifted,
+        [m for m in args.models.split(",") if m],
+        args.out,
+        members=args.members,
+        seed=0,
+        data=ds.isel(time=slice(0, b)),
+        checkpoints=checkpoints,
+        jobs=args.jobs,
+    )
+    by_hour(Path(args.out))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    h = sub.add_parser("hours", help="spread-skill by issue hour of a protocol run's ensembles")
+    h.add_argument("run", type=Path)
+    v = sub.add_parser("val", help="a protocol run on the validation days, every issue hour")
+    v.add_argument("--protocol", default="P2")
+    v.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH")
+    v.add_argument("--models", default=BASELINES)
+    v.add_argument("--members", type=int, default=50)
+    v.add_argument("--jobs", type=int, default=1)
+    v.add_argument("--out", required=True)
+    args = p.parse_args()
+    if args.what == "hours":
+        by_hour(args.run)
+    else:
+        on_validation_days(args)
+
+
+if __name__ == "__main__":
+    main()
