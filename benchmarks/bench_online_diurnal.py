@@ -7,17 +7,19 @@ week:
 
 - ``hours RUN_DIR``: the spread-skill ratio per lead of every ensemble of a protocol run
   (``forecast evaluate --protocol``), over all issue times and per issue hour of day.
-- ``val --checkpoint NAME=PATH ... --out DIR``: the protocol run of the baselines and the given
-  checkpoints on the protocol's validation days instead of its test days, with an issue time at
-  every step whose 24-h target lies in them (P2: 48 issue times, 03-22 00 UTC to 03-23 23 UTC).
-  The training split is the protocol's, so the baselines are fitted as in a test run; the
-  checkpoints chose their weights on 8 of these windows (early stopping), their spread on
-  none of them (the online calibration uses only the hours before each issue time).
+- ``hourly --split val --checkpoint NAME=PATH ... --out DIR``: the protocol run of the
+  baselines and the given checkpoints on the protocol's validation days instead of its test
+  days, with an issue time at every step whose 24-h target lies in them (P2: 48 issue times,
+  03-22 00 UTC to 03-23 23 UTC). The training split is the protocol's, so the baselines are
+  fitted as in a test run; the checkpoints chose their weights on 8 of these windows (early
+  stopping), their spread on none of them (the online calibration uses only the hours before
+  each issue time). ``--split test``: the test days with an issue time at every step (P2: 145
+  instead of the protocol's 24 at 00 / 06 / 12 / 18 UTC).
 
 Usage::
 
     .venv/bin/python benchmarks/bench_online_diurnal.py hours outputs/final/eval-p2-blend
-    .venv/bin/python benchmarks/bench_online_diurnal.py val --protocol P2 --out DIR \\
+    .venv/bin/python benchmarks/bench_online_diurnal.py hourly --split val --out DIR \\
         --checkpoint deep=MODEL.safetensors --checkpoint online=ONLINE.safetensors [--jobs 2]
     .venv/bin/python benchmarks/bench_online_diurnal.py hours DIR
 """
@@ -69,19 +71,23 @@ def by_hour(run: Path) -> None:
             print(f"  {h:02d} h  ({s.sum():3d}) " + " ".join(f"{v:.2f}" for v in r))
 
 
-def on_validation_days(args: argparse.Namespace) -> None:
-    """Run the protocol with the validation days as its test days, every issue hour."""
+def hourly_run(args: argparse.Namespace) -> None:
+    """Run the protocol with an issue time at every step: on its test days (``--split test``)
+    or with its validation days as the test days (``--split val``)."""
     proto = get_protocol(args.protocol)
     ds = open_dataset(proto.dataset)
-    b, end = proto.val[1], proto.train[1]
+    if args.split == "val":
+        b, end = proto.val[1], proto.train[1]
+        changes = {
+            "val": (end, end + 1),  # a one-step stub: the run uses the training split only
+            "test": (end + 1, b),
+            "n_steps": b,
+        }
+        ds = ds.isel(time=slice(0, b))
+    else:
+        changes = {}
     shifted = dataclasses.replace(
-        proto,
-        name=f"{proto.name}-val",
-        val=(end, end + 1),  # a one-step stub: the run uses the training split only
-        test=(end + 1, b),
-        hours=None,
-        test_stride=1,
-        n_steps=b,
+        proto, name=f"{proto.name}-{args.split}-hourly", hours=None, test_stride=1, **changes
     )
     checkpoints = dict(spec.split("=", 1) for spec in args.checkpoint)
     run_protocol(
@@ -90,7 +96,7 @@ def on_validation_days(args: argparse.Namespace) -> None:
         args.out,
         members=args.members,
         seed=0,
-        data=ds.isel(time=slice(0, b)),
+        data=ds,
         checkpoints=checkpoints,
         jobs=args.jobs,
     )
@@ -102,7 +108,8 @@ def main() -> None:
     sub = p.add_subparsers(dest="what", required=True)
     h = sub.add_parser("hours", help="spread-skill by issue hour of a protocol run's ensembles")
     h.add_argument("run", type=Path)
-    v = sub.add_parser("val", help="a protocol run on the validation days, every issue hour")
+    v = sub.add_parser("hourly", help="a protocol run with an issue time at every step")
+    v.add_argument("--split", choices=("val", "test"), default="val")
     v.add_argument("--protocol", default="P2")
     v.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH")
     v.add_argument("--models", default=BASELINES)
@@ -113,7 +120,7 @@ def main() -> None:
     if args.what == "hours":
         by_hour(args.run)
     else:
-        on_validation_days(args)
+        hourly_run(args)
 
 
 if __name__ == "__main__":
