@@ -43,29 +43,22 @@ def test_online_spread_config_repeats_the_vae_config():
     assert model.context == 6 + 72 and model.spec["config"]["train"] == vae["train"]
 
 
-def test_online_spread_deep_ensemble_config_repeats_the_pool_config():
-    """The online P2 deep ensemble is the deep-ensemble config, wrapped with the blend."""
-    online = load_toml(
-        REPO / "data" / "configs" / "online-spread-pooled-diffusion-era5-uk-t2m.toml"
-    )
+@pytest.mark.parametrize(
+    ("name", "blend", "diurnal"),
+    [
+        ("online-spread-pooled-diffusion-era5-uk-t2m.toml", True, None),
+        ("online-spread-diurnal-pooled-diffusion-era5-uk-t2m.toml", False, 3.0),
+    ],
+)
+def test_online_spread_deep_ensemble_configs_repeat_the_pool_config(name, blend, diurnal):
+    """The online P2 deep ensembles are the deep-ensemble config, wrapped with the blend or
+    with spread factors by time of day."""
+    online = load_toml(REPO / "data" / "configs" / name)
     deep = load_toml(REPO / "data" / "configs" / "pooled-diffusion-era5-uk-t2m.toml")
     assert online["model"]["model"] == {"kind": "pooled", "config": deep["model"]}
     assert online["train"] == deep["train"] == {}
     model = build_model("online-spread", 6, 24, online["model"], online["train"])
-    assert model.persistence_blend and model.context == 6 + 72
-
-
-def test_diurnal_deep_ensemble_config_repeats_the_pool_config():
-    """The P2 deep ensemble with spread factors by time of day: the deep-ensemble config,
-    wrapped without the blend."""
-    online = load_toml(
-        REPO / "data" / "configs" / "online-spread-diurnal-pooled-diffusion-era5-uk-t2m.toml"
-    )
-    deep = load_toml(REPO / "data" / "configs" / "pooled-diffusion-era5-uk-t2m.toml")
-    assert online["model"]["model"] == {"kind": "pooled", "config": deep["model"]}
-    assert online["train"] == deep["train"] == {}
-    model = build_model("online-spread", 6, 24, online["model"], online["train"])
-    assert not model.persistence_blend and model.diurnal_width == 3.0
+    assert (model.persistence_blend, model.diurnal_width) == (blend, diurnal)
     assert model.context == 6 + 72
 
 
