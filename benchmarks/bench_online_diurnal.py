@@ -32,20 +32,25 @@ import json
 from pathlib import Path
 
 import numpy as np
+import xarray as xr
 
 from forecast.data import get_protocol, open_dataset
-from forecast.dims import MEMBER
+from forecast.dims import INIT_TIME, LEAD_TIME, MEMBER
 from forecast.export import open_ensemble
 from forecast.pipeline import run_protocol
+from forecast.scoring import obs_for, spread_skill_ratio
 
 LEADS = (1, 2, 3, 4, 6, 12, 24)  # lead steps shown
 BASELINES = "persistence,climatology,diurnal-persistence,gp"
 
 
-def ratio(var: np.ndarray, err2: np.ndarray) -> np.ndarray:
-    """Spread-skill ratio per lead from ``(issue, lead, ...)`` variances and squared errors."""
-    axes = (0, *range(2, var.ndim))
-    return np.sqrt(var.mean(axis=axes) / err2.mean(axis=axes))
+def ratio_line(label: str, obs: xr.Dataset, ens: xr.Dataset, pick: np.ndarray) -> str:
+    """One printed line: the spread-skill ratio per lead over the issue times ``pick``."""
+    sel = {INIT_TIME: np.flatnonzero(pick)}
+    pooled = [d for d in ens.dims if d not in (MEMBER, LEAD_TIME)]
+    (name,) = list(ens.data_vars)
+    r = spread_skill_ratio(obs.isel(sel), ens.isel(sel), dim=pooled)[name].values
+    return f"  {label} ({pick.sum():3d}) " + " ".join(f"{v:.2f}" for v in r)
 
 
 def by_hour(run: Path) -> None:
@@ -55,20 +60,13 @@ def by_hour(run: Path) -> None:
     print(f"{run}: spread-skill ratio at leads {', '.join(map(str, LEADS))} (steps)")
     for path in sorted((run / "ensembles").glob("*-m[0-9]*.nc")):  # not the GP's Gaussian
         ens = open_ensemble(path)
-        (name,) = list(ens.data_vars)
-        x = ens[name].transpose("init_time", MEMBER, "lead_time", ...).values.astype(np.float64)
-        obs = ds[name].sel(time=ens["valid_time"]).values  # (issue, lead, *space)
-        m = x.shape[1]
-        var = x.var(axis=1, ddof=1) * (m + 1) / m
-        err2 = (x.mean(axis=1) - obs) ** 2
-        pick = [k - 1 for k in LEADS if k <= x.shape[2]]
-        hours = ens["init_time"].dt.hour.values
-        print(f"{path.name.split('-P')[0]}")
-        print(f"  all   ({len(hours):3d}) " + " ".join(f"{r:.2f}" for r in ratio(var, err2)[pick]))
+        ens = ens.isel({LEAD_TIME: [k - 1 for k in LEADS if k <= ens.sizes[LEAD_TIME]]})
+        obs = obs_for(ens, ds)
+        hours = ens[INIT_TIME].dt.hour.values
+        print(path.name.split("-P")[0])
+        print(ratio_line("all  ", obs, ens, np.ones(len(hours), dtype=bool)))
         for h in np.unique(hours):
-            s = hours == h
-            r = ratio(var[s], err2[s])[pick]
-            print(f"  {h:02d} h  ({s.sum():3d}) " + " ".join(f"{v:.2f}" for v in r))
+            print(ratio_line(f"{h:02d} h ", obs, ens, hours == h))
 
 
 def hourly_run(args: argparse.Namespace) -> None:
