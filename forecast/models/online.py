@@ -484,12 +484,10 @@ class OnlineSpread:
         sums = np.zeros((2, 4, channels, horizon))
         windows = np.zeros((2, horizon))
         last = self.context - 1
-        hours = hour_of_day(context[TIME].values)
-        kernel = (
-            diurnal_kernel(hours - hours[last], self.diurnal_width)
-            if self.diurnal_width is not None
-            else None
-        )
+        kernel = None
+        if self.diurnal_width is not None:
+            hours = hour_of_day(context[TIME].values)
+            kernel = diurnal_kernel(hours - hours[last], self.diurnal_width)
         centre = None
         keys = {i: self._key(context, values, i) for i in range(self.base_context - 1, last + 1)}
         known = {  # in memory or on disk: no reference forecast to run
@@ -516,7 +514,7 @@ class OnlineSpread:
             part = np.stack(
                 [(err**2).sum(-1), var_sum[:, :verified], (d * err).sum(-1), (d**2).sum(-1)]
             )
-            for j, w in enumerate((1.0, 0.0 if kernel is None else kernel[issue])):
+            for j, w in enumerate((1.0,) if kernel is None else (1.0, kernel[issue])):
                 sums[j, ..., :verified] += w * part
                 windows[j, :verified] += w
         bar.close()
