@@ -9,7 +9,7 @@ import torch
 
 from forecast.errors import ForecastError
 from forecast.models.folds import fold_blocks, hold_out
-from forecast.models.spread import fit_spread_factors
+from forecast.models.spread import fit_correction_weights, fit_spread_factors
 from forecast.models.vae import ConditionalVAE
 
 torch.set_num_threads(1)
@@ -98,6 +98,15 @@ def test_cross_fit_calibration_uses_validation_and_held_out_windows(splits):
     # recalibrate repeats it on a fitted model; "valid" drops the folds again
     np.testing.assert_allclose(model.recalibrate(train, valid), want)
     np.testing.assert_allclose(model.recalibrate(train, valid, "valid"), only_valid)
+    # with calibrate_correction the same windows, centred on the reference mean (the folds'
+    # too, though they train without it), give the weights
+    model.calibrate_correction = True
+    model.recalibrate(train, valid, "cross-fit")
+    held = model.cross_fit_samples(train, valid)
+    val = model.spread_samples(model._calibration_set(None, valid))
+    truth, centre = (np.concatenate(a) for a in list(zip(val, held, strict=True))[:2])
+    assert not np.allclose(centre, parts[1])  # not the decoded prior mean
+    np.testing.assert_allclose(model.correction_weight, fit_correction_weights(truth, centre))
 
 
 def _count_fold_fits(monkeypatch) -> list:

@@ -100,6 +100,9 @@ def _model_part(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
     if spread is not None:
         values = np.asarray(spread, dtype=float)
         part["spread_factors"] = [float(values.min()), float(values.max())]
+    weight = state.get("correction_weight")
+    if weight is not None:
+        part["correction_weights"] = np.round(np.asarray(weight, dtype=float), 2).tolist()
     return part
 
 
@@ -224,4 +227,7 @@ def _part_lines(part: dict[str, Any], indent: str) -> list[str]:
     if part.get("spread_factors"):
         low, high = part["spread_factors"]
         lines.append(f"{indent}spread factors: {low:.2f}-{high:.2f}")
+    if part.get("correction_weights"):
+        per_lead = ", ".join(f"{w:.2f}" for w in np.asarray(part["correction_weights"])[0])
+        lines.append(f"{indent}kept share of the correction by lead: {per_lead}")
     return lines

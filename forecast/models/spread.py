@@ -9,6 +9,10 @@ is chosen from a grid on held-out windows by one of two objectives:
   RMSE(ensemble mean)``, pooled over windows and points, as
   :func:`forecast.scoring.spread_skill_ratio`). Where the errors are heavy-tailed the CRPS
   optimum is under-dispersed; this objective trades a little CRPS for calibrated spread.
+
+:func:`fit_correction_weights` fits, on the same windows, how much of a model's correction of
+its anchor to keep (``centre -> w * centre``, least squares): a correction learned on few
+training days may be partly noise that held-out windows do not support.
 """
 
 from __future__ import annotations
@@ -85,3 +89,23 @@ def fit_spread_factors(
     grid = np.asarray(grid, dtype=np.float64)
     scores = spread_factor_scores(truth, centre, deviation, grid, objective)
     return grid[np.argmin(scores, axis=0)]
+
+
+def fit_correction_weights(truth: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Least-squares weight ``w`` in [0, 1] of a model's correction per (C, H): the ``w`` that
+    minimizes ``sum (truth - w * centre) ** 2`` over the axes other than C and H, clipped.
+
+    ``truth`` and ``centre`` are ``(W, C, H, *space)`` and measured from the same anchor (a
+    first guess, or the last observed step), so that ``w = 0`` keeps the anchor and ``w = 1``
+    the model's correction whole. A (C, H) whose centre is zero everywhere gets 1.
+    """
+    truth = np.asarray(truth, dtype=np.float64)
+    centre = np.asarray(centre, dtype=np.float64)
+    if truth.shape != centre.shape or truth.ndim < 3:
+        raise ForecastError(
+            f"truth {truth.shape} and centre {centre.shape} must share one (W, C, H, ...) shape"
+        )
+    axes = tuple(i for i in range(truth.ndim) if i not in (1, 2))
+    cross, power = (truth * centre).sum(axis=axes), (centre * centre).sum(axis=axes)
+    weight = np.divide(cross, power, out=np.ones_like(cross), where=power > 0)
+    return np.clip(weight, 0.0, 1.0)

@@ -81,6 +81,9 @@ _CALIBRATIONS = ("valid", "train+valid", "cross-fit")
 #: Cross-fit fold samples kept in the training folder for a resume: ``<prefix><k>.safetensors``.
 _FOLD_CACHE = "cross-fit-fold"
 _FOLD_ARRAYS = ("truth", "centre", "deviation")
+#: The reference mean of ``calibrate_correction``: the mean decode of this many fixed latents,
+#: half drawn with this seed and half their negatives.
+REFERENCE_DRAWS, REFERENCE_SEED = 16, 99_991
 
 
 def gaussian_kl(
@@ -166,6 +169,13 @@ class ConditionalVAE(GenerativeForecaster):
         ratio closest to 1) or ``"crps"`` (lowest CRPS); :mod:`forecast.models.spread`. The
         spread-skill objective gave calibrated spread and an equal or lower test CRPS on all
         four data sets (docs/vae.md); checkpoints written before it existed used ``"crps"``.
+    calibrate_correction : bool
+        Also fit, on the same held-out windows and before the spread factors, how much of the
+        model's mean correction of the anchor (first guess, or last step) to keep: one weight
+        ``w`` in [0, 1] per (channel, lead), by least squares
+        (:func:`forecast.models.spread.fit_correction_weights`); members become
+        ``w * c + a * (g(z) - c)`` with ``c`` the reference mean (:meth:`_reference_eps`)
+        instead of ``g(mu)``. Needs ``spread_calibration``.
     first_guess : str, optional
         Generate the residual from this first guess (:data:`forecast.models.first_guess.
         FIRST_GUESSES`: ``"diurnal"``, ``"damped"``, ``"climatology"``, ``"gp"``,
@@ -217,6 +227,7 @@ class ConditionalVAE(GenerativeForecaster):
         calibration_windows: int = 32,
         calibration_folds: int = 3,
         calibration_objective: str = "spread-skill",
+        calibrate_correction: bool = False,
         first_guess: str | None = None,
         first_guess_condition: bool = False,
         first_guess_folds: int = 1,
@@ -260,6 +271,14 @@ class ConditionalVAE(GenerativeForecaster):
                 f"{calibration_folds}"
             )
         self.calibration_objective = check_objective(str(calibration_objective))
+        self.calibrate_correction = bool(calibrate_correction)
+        if self.calibrate_correction and not self.spread_calibration:
+            raise ForecastError(
+                "calibrate_correction fits on the spread calibration's windows; set "
+                "spread_calibration = true or drop calibrate_correction"
+            )
+        #: Kept share of the decoded correction per (channel, lead) (calibrate_correction).
+        self.correction_weight: np.ndarray | None = None
         if first_guess is not None:
             from forecast.models.first_guess import FIRST_GUESSES
 
@@ -550,8 +569,8 @@ class ConditionalVAE(GenerativeForecaster):
         usage_data = valid_data if validate is not None else data
         calib = self._calibration_set(data, valid_data) if self.spread_calibration else []
 
-        def calibrated() -> np.ndarray | None:
-            return self._factors_or_none(calib, held_out)
+        def calibrate() -> None:
+            self._calibrate_on(calib, held_out)
 
         final: dict[str, Any] = {}
 
@@ -559,11 +578,13 @@ class ConditionalVAE(GenerativeForecaster):
             if out is None:
                 return
             self._set_module(ema_module)
-            self.spread_factor = calibrated()
+            calibrate()
             meta = {**meta, "latent": self.latent_usage(usage_data)}
             self._write_training(out, tag, arrays, meta)
             if tag == "last":  # the final weights: fit reuses this work below
-                final.update(factor=self.spread_factor, latent=meta["latent"])
+                final.update(
+                    factor=self.spread_factor, weight=self.correction_weight, latent=meta["latent"]
+                )
 
         ema, result = train_loop(
             module,
@@ -578,7 +599,10 @@ class ConditionalVAE(GenerativeForecaster):
             desc=self._progress_desc,
         )
         self._set_module(ema.eval())
-        self.spread_factor = final["factor"] if final else calibrated()
+        if final:
+            self.spread_factor, self.correction_weight = final["factor"], final["weight"]
+        else:
+            calibrate()
         if cfg.keep != "last" and out is not None:
             final.update(self._take_kept(out / f"{cfg.keep}.safetensors"))
         self.training = dict(result.to_dict())
@@ -711,9 +735,10 @@ class ConditionalVAE(GenerativeForecaster):
         calibration: str | None = None,
         objective: str | None = None,
     ) -> np.ndarray | None:
-        """Refit the spread factors of a fitted model (e.g. a loaded checkpoint) on the windows
-        that ``calibration`` names, by ``objective`` (defaults: the model's
-        ``calibration`` and ``calibration_objective``); returns the new factors."""
+        """Refit the spread factors (and, with ``calibrate_correction``, the correction
+        weights) of a fitted model (e.g. a loaded checkpoint) on the windows that
+        ``calibration`` names, by ``objective`` (defaults: the model's ``calibration`` and
+        ``calibration_objective``); returns the new factors."""
         self._require_fitted()
         if objective is not None:
             self.calibration_objective = check_objective(objective)
@@ -728,14 +753,15 @@ class ConditionalVAE(GenerativeForecaster):
         held_out = None
         if self.calibration == "cross-fit":
             held_out = self.cross_fit_samples(train, valid)
-        self.spread_factor = self._factors_or_none(items, held_out)
+        self._calibrate_on(items, held_out)
         return self.spread_factor
 
-    def _factors_or_none(self, items: list, held_out: Any) -> np.ndarray | None:
-        """:meth:`calibrate_spread` on ``items`` and ``held_out``; None when both are empty."""
-        if not items and held_out is None:
-            return None
-        return self.calibrate_spread(items, held_out=held_out)
+    def _calibrate_on(self, items: list, held_out: Any) -> None:
+        """Set the spread factors and correction weights by :meth:`calibrate` on ``items``
+        and ``held_out``; both None when neither has windows."""
+        self.spread_factor = self.correction_weight = None
+        if items or held_out is not None:
+            self.spread_factor, self.correction_weight = self.calibrate(items, held_out=held_out)
 
     def _calibration_items(self, valid: xr.Dataset | Any, max_windows: int = 32) -> list | None:
         """Up to ``max_windows`` evenly spaced validation windows (None without any); ``valid``
@@ -757,21 +783,31 @@ class ConditionalVAE(GenerativeForecaster):
         return net_ctx, anchor, tgt, cal
 
     def spread_samples(
-        self, items: list[dict[str, Any]], members: int = 16, seed: int = 10_000
+        self,
+        items: list[dict[str, Any]],
+        members: int = 16,
+        seed: int = 10_000,
+        *,
+        reference: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(truth, centre, deviation)`` of ``members``-member ensembles on window items, in
         the generated (normalized, scaled) units: the target ``x`` ``(W, C, H, *s)``, the
-        decoded prior mean ``g(mu)`` ``(W, C, H, *s)`` and the members' departures
-        ``g(z) - g(mu)`` ``(W, C, H, *s, M)``, float32; window ``k`` draws its latents with
-        seed ``seed + k``."""
+        centre ``c`` ``(W, C, H, *s)`` and the members' departures ``g(z) - c``
+        ``(W, C, H, *s, M)``, float32; window ``k`` draws its latents with seed ``seed + k``.
+        The centre is the decoded prior mean ``g(mu)``, or with ``reference`` (default:
+        ``calibrate_correction``) the reference mean (:meth:`_reference_eps`)."""
         self._require_fitted()
+        reference = self.calibrate_correction if reference is None else bool(reference)
         centres, devs, obs = [], [], []
         for k, item in enumerate(items):
             ctx, anchor, tgt, cal = self._batch([item])
             eps = self._prior_eps(self.latent_shape(), members, seed=seed + k)
             x = self._decode_eps(self.net, ctx, cal, eps).numpy()
-            # the decoded prior mean g(mu): eps = 0
-            centre = self._decode_eps(self.net, ctx, cal, torch.zeros_like(eps[:1])).numpy()
+            if reference:
+                ref = self._decode_eps(self.net, ctx, cal, self._reference_eps()).numpy()
+                centre = ref.mean(axis=0, keepdims=True)
+            else:  # the decoded prior mean g(mu): eps = 0
+                centre = self._decode_eps(self.net, ctx, cal, torch.zeros_like(eps[:1])).numpy()
             centres.append(centre[0])
             devs.append(np.moveaxis(x - centre, 0, -1))
             obs.append((tgt - anchor)[0].numpy())
@@ -815,8 +851,10 @@ class ConditionalVAE(GenerativeForecaster):
             self.calibration_folds,
             "calibration_folds",
         )
-        config = {**self.config(), "spread_calibration": False}
-        key = fold_cache_key(config, members, train, valid)
+        # the fold models are not calibrated; their samples are centred as this model's are
+        reference = self.calibrate_correction
+        config = {**self.config(), "spread_calibration": False, "calibrate_correction": False}
+        key = fold_cache_key({**config, "reference_centre": reference}, members, train, valid)
         parts: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         tasks = []
         for k, block in enumerate(blocks):
@@ -824,7 +862,7 @@ class ConditionalVAE(GenerativeForecaster):
             if reuse and path is not None and (cached := _read_fold(path, key, k)) is not None:
                 parts[k] = cached
             else:
-                tasks.append((k, config, train, valid, block, len(blocks), members))
+                tasks.append((k, config, train, valid, block, len(blocks), members, reference))
         if check_jobs(jobs) > 1 and len(tasks) > 1:
             silent = quiet({"kind": self.kind, "config": config})["config"]
             threads = worker_threads(min(jobs, len(tasks)))
@@ -851,16 +889,32 @@ class ConditionalVAE(GenerativeForecaster):
         grid: np.ndarray | None = None,
         held_out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
-        """Spread factors ``(channel, lead)`` fitted on held-out windows.
+        """Spread factors ``(channel, lead)`` fitted on held-out windows: the first part of
+        :meth:`calibrate` (with ``calibrate_correction``, about the weighted centre)."""
+        return self.calibrate(items, members, grid, held_out)[0]
 
-        Members become ``g(mu) + a * (g(z) - g(mu))`` with ``g(mu)`` the decoded prior mean;
-        for each (channel, lead) ``a`` is the value of ``grid`` (default 0.5..4, geometric)
-        with the best ``calibration_objective`` (lowest CRPS, or spread-skill closest to 1;
-        :mod:`forecast.models.spread`) of ``members``-member ensembles over ``items``
-        (held-out windows, see ``calibration``) and the samples ``held_out`` (e.g.
-        :meth:`cross_fit_samples`). Members still depend only on their own latent.
+    def calibrate(
+        self,
+        items: list[dict[str, Any]],
+        members: int = 16,
+        grid: np.ndarray | None = None,
+        held_out: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Spread factors and correction weights ``(channel, lead)`` fitted on held-out windows.
+
+        Members become ``w * c + a * (g(z) - c)`` (in the generated units: change from the
+        anchor), with the centre ``c`` the decoded prior mean ``g(mu)``, or with
+        ``calibrate_correction`` the reference mean (:meth:`spread_samples`). ``w`` (only with
+        ``calibrate_correction``, else None: ``w = 1``) is the least-squares share of ``c``
+        the windows support (:func:`forecast.models.spread.fit_correction_weights`); then for
+        each (channel, lead) ``a`` is the value of ``grid`` (default 0.5..4, geometric) with
+        the best ``calibration_objective`` (lowest CRPS, or spread-skill closest to 1;
+        :mod:`forecast.models.spread`) of ``members``-member ensembles about ``w * c``.
+        The windows: ``items`` (held-out windows, see ``calibration``) and the samples
+        ``held_out`` (e.g. :meth:`cross_fit_samples`). Members still depend only on their own
+        latent.
         """
-        from forecast.models.spread import fit_spread_factors
+        from forecast.models.spread import fit_correction_weights, fit_spread_factors
 
         self._require_fitted()
         grid = np.geomspace(0.5, 4.0, 25) if grid is None else np.asarray(grid, dtype=float)
@@ -870,13 +924,30 @@ class ConditionalVAE(GenerativeForecaster):
         if not parts:
             raise ForecastError("no windows to calibrate the spread on; pass validation data")
         truth, centre, dev = (np.concatenate(a) for a in zip(*parts, strict=True))
+        weight = None
+        if self.calibrate_correction:
+            weight = fit_correction_weights(truth, centre).astype(np.float32)
+            centre = centre * weight.reshape(1, *weight.shape, *([1] * (centre.ndim - 3)))
         factors = fit_spread_factors(truth, centre, dev, grid, self.calibration_objective)
-        return factors.astype(np.float32)
+        return factors.astype(np.float32), weight
 
     def _factor(self) -> torch.Tensor | None:
         if self.spread_factor is None:
             return None
         return torch.from_numpy(np.asarray(self.spread_factor, dtype=np.float32))
+
+    def _weight(self) -> torch.Tensor | None:
+        if self.correction_weight is None:
+            return None
+        return torch.from_numpy(np.asarray(self.correction_weight, dtype=np.float32))
+
+    def _reference_eps(self) -> torch.Tensor:
+        """The fixed whitened latents ``(REFERENCE_DRAWS, *latent_shape)`` whose mean decode,
+        the *reference mean*, estimates the ensemble mean ``E_z g(z)`` of a context: the centre
+        that ``calibrate_correction`` shrinks (``g(mu)`` is not: on P2 the members' mean lies
+        well away from it). Half are drawn with ``REFERENCE_SEED``, half are their negatives."""
+        half = self._prior_eps(self.latent_shape(), REFERENCE_DRAWS // 2, REFERENCE_SEED)
+        return torch.cat([half, -half])
 
     # -- sampling core ------------------------------------------------------------------------
     @staticmethod
@@ -895,11 +966,14 @@ class ConditionalVAE(GenerativeForecaster):
         cal: torch.Tensor,
         eps: torch.Tensor,
         factor: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Normalized change ``(M, C, H, *s)`` from whitened latents under the prior of
-        the (batch-1) context; with ``factor`` ``(C, H)``, members are
-        ``g(mu) + factor * (g(z) - g(mu))`` (still a deterministic function of ``eps``);
-        with ``scale_points`` multiplied by ``point_scale`` (which commutes with the factor)."""
+        the (batch-1) context; with ``factor`` and/or ``weight`` ``(C, H)`` (1 where None),
+        members are ``weight * c + factor * (g(z) - c)`` with ``c`` the decoded prior mean
+        ``g(mu)``, or the reference mean with ``calibrate_correction`` (still a deterministic
+        function of ``eps``); with ``scale_points`` multiplied by ``point_scale`` (which
+        commutes with both)."""
         parts = []
         with torch.inference_mode():
             feats, emb = net.features(ctx, cal)
@@ -909,10 +983,24 @@ class ConditionalVAE(GenerativeForecaster):
                 z = mu + sigma * eps[a : a + self.member_batch].to(torch.float32)
                 parts.append(net.decode(z, feats, emb))
             out = torch.cat(parts)
-            if factor is not None:  # spread calibration about the decoded prior mean
-                centre = net.decode(mu, feats, emb)
-                shape = (1, *factor.shape, *([1] * (out.ndim - 3)))
-                out = centre + factor.reshape(shape) * (out - centre)
+            if factor is not None or weight is not None:  # about the centre
+                if self.calibrate_correction:  # the reference mean
+                    ref = mu + sigma * self._reference_eps()
+                    centre = torch.cat(
+                        [
+                            net.decode(ref[a : a + self.member_batch], feats, emb)
+                            for a in range(0, ref.shape[0], self.member_batch)
+                        ]
+                    ).mean(dim=0, keepdim=True)
+                else:  # the decoded prior mean
+                    centre = net.decode(mu, feats, emb)
+                shape = (1, out.shape[1], out.shape[2], *([1] * (out.ndim - 3)))
+                deviation = out - centre
+                if factor is not None:
+                    deviation = factor.reshape(shape) * deviation
+                if weight is not None:
+                    centre = weight.reshape(shape) * centre
+                out = centre + deviation
             out = self._unscaled(out)
         return out
 
@@ -940,7 +1028,9 @@ class ConditionalVAE(GenerativeForecaster):
     ) -> np.ndarray:
         ctx, anchor, cal = self._cond(values, times)
         eps = self._prior_eps(self.latent_shape(), n_members, seed)
-        return self._physical(anchor, self._decode_eps(self.net, ctx, cal, eps, self._factor()))
+        return self._physical(
+            anchor, self._decode_eps(self.net, ctx, cal, eps, self._factor(), self._weight())
+        )
 
     # -- latent forecaster ---------------------------------------------------------------------
     def prior(
@@ -962,7 +1052,7 @@ class ConditionalVAE(GenerativeForecaster):
         if not torch.isfinite(eps).all():
             raise ForecastError("latents contain NaN or inf; pass finite latents")
         ctx, anchor, cal = self._cond(values, context[TIME].values)
-        x = self._decode_eps(self.net, ctx, cal, eps, self._factor())
+        x = self._decode_eps(self.net, ctx, cal, eps, self._factor(), self._weight())
         return ensemble_dataset(self._physical(anchor, x), context, self.variables, self.step)
 
     def encode(self, context: xr.Dataset, target: xr.Dataset) -> torch.Tensor:
@@ -1001,6 +1091,8 @@ class ConditionalVAE(GenerativeForecaster):
             "calibration_objective": self.calibration_objective,
             **training_state(self.training),
         }
+        if self.correction_weight is not None:
+            state["correction_weight"] = np.asarray(self.correction_weight).tolist()
         if fg_state is not None:
             state["first_guess"] = fg_state
         return arrays, state
@@ -1012,6 +1104,13 @@ class ConditionalVAE(GenerativeForecaster):
         self.grid_shape = (int(grid[0]), int(grid[1])) if grid else None
         factor = state.get("spread_factor")
         self.spread_factor = None if factor is None else np.asarray(factor, dtype=np.float32)
+        weight = state.get("correction_weight")
+        if self.calibrate_correction and weight is None and factor is not None:
+            raise ForecastError(
+                "vae checkpoint with calibrate_correction=True lacks its correction weights; "
+                "retrain it"
+            )
+        self.correction_weight = None if weight is None else np.asarray(weight, dtype=np.float32)
         # what the stored factors were fitted by: checkpoints older than the option used CRPS
         self.calibration_objective = check_objective(state.get("calibration_objective", "crps"))
         self.point_scale = None
@@ -1069,10 +1168,11 @@ def _fold_samples(
     block: Any,
     n_blocks: int,
     members: int,
+    reference: bool = False,
 ) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Cross-fit fold ``k``: a VAE of ``config`` trained on ``train`` without ``block``'s
-    steps, and its :meth:`ConditionalVAE.spread_samples` of the block's windows; ``(k,
-    samples)``."""
+    steps, and its :meth:`ConditionalVAE.spread_samples` (about the reference mean with
+    ``reference``) of the block's windows; ``(k, samples)``."""
     from forecast.models.folds import hold_out
 
     fold = ConditionalVAE(**config)
@@ -1087,7 +1187,7 @@ def _fold_samples(
     # the block's steps hold exactly its windows
     data = fold._window_dataset(train.isel({TIME: slice(block.lo, block.hi)}))
     items = fold._pick(data, fold.calibration_windows)
-    return k, fold.spread_samples(items, members, seed=20_000 + 1_000 * k)
+    return k, fold.spread_samples(items, members, seed=20_000 + 1_000 * k, reference=reference)
 
 
 def _fold_in_worker(task: tuple) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
