@@ -76,6 +76,23 @@ def test_online_spread_vae_deep_ensemble_config_repeats_the_vae_config():
     assert model.persistence_blend and model.context == 6 + 72
 
 
+def test_vae_correction_configs_repeat_the_vae_config():
+    """The P2 VAE pool with calibrate_correction pools seeds 0 and 1 of the P2 VAE config with
+    that one key added; the online config wraps that pool, without the persistence blend."""
+    configs = REPO / "data" / "configs"
+    vae = load_toml(configs / "vae-era5-uk-t2m.toml")
+    train = {k: v for k, v in vae["train"].items() if k != "seed"}
+    components = [
+        {"kind": "vae", "config": {**vae["model"], "calibrate_correction": True, "train": train}}
+    ]
+    pool = load_toml(configs / "pooled-vae-correction-era5-uk-t2m.toml")["model"]
+    assert pool == {"seeds": [0, 1], "components": components}
+    online = load_toml(configs / "online-spread-pooled-vae-correction-era5-uk-t2m.toml")
+    assert online["model"]["model"] == {"kind": "pooled", "config": pool}
+    model = build_model("online-spread", 6, 24, online["model"], online["train"])
+    assert not model.persistence_blend and model.diurnal_width is None
+
+
 def _reproduce():
     spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
     module = importlib.util.module_from_spec(spec)
