@@ -974,24 +974,23 @@ class ConditionalVAE(GenerativeForecaster):
         ``g(mu)``, or the reference mean with ``calibrate_correction`` (still a deterministic
         function of ``eps``); with ``scale_points`` multiplied by ``point_scale`` (which
         commutes with both)."""
-        parts = []
         with torch.inference_mode():
             feats, emb = net.features(ctx, cal)
             mu, ls = net.prior(feats)
             sigma = torch.exp(ls.clamp(_LOG_SIGMA_MIN, _LOG_SIGMA_MAX))
-            for a in range(0, eps.shape[0], self.member_batch):
-                z = mu + sigma * eps[a : a + self.member_batch].to(torch.float32)
-                parts.append(net.decode(z, feats, emb))
-            out = torch.cat(parts)
+
+            def decoded(latents: torch.Tensor) -> torch.Tensor:  # member_batch at a time
+                return torch.cat(
+                    [
+                        net.decode(mu + sigma * latents[a : a + self.member_batch], feats, emb)
+                        for a in range(0, latents.shape[0], self.member_batch)
+                    ]
+                )
+
+            out = decoded(eps.to(torch.float32))
             if factor is not None or weight is not None:  # about the centre
                 if self.calibrate_correction:  # the reference mean
-                    ref = mu + sigma * self._reference_eps()
-                    centre = torch.cat(
-                        [
-                            net.decode(ref[a : a + self.member_batch], feats, emb)
-                            for a in range(0, ref.shape[0], self.member_batch)
-                        ]
-                    ).mean(dim=0, keepdim=True)
+                    centre = decoded(self._reference_eps()).mean(dim=0, keepdim=True)
                 else:  # the decoded prior mean
                     centre = net.decode(mu, feats, emb)
                 shape = (1, out.shape[1], out.shape[2], *([1] * (out.ndim - 3)))
