@@ -78,7 +78,8 @@ def test_online_spread_vae_deep_ensemble_config_repeats_the_vae_config():
 
 def test_vae_correction_configs_repeat_the_vae_config():
     """The P2 VAE pool with calibrate_correction pools seeds 0 and 1 of the P2 VAE config with
-    that one key added; the online config wraps that pool, without the persistence blend."""
+    that one key added; the online config wraps that pool, by time of day, without the
+    persistence blend."""
     configs = REPO / "data" / "configs"
     vae = load_toml(configs / "vae-era5-uk-t2m.toml")
     train = {k: v for k, v in vae["train"].items() if k != "seed"}
@@ -90,7 +91,7 @@ def test_vae_correction_configs_repeat_the_vae_config():
     online = load_toml(configs / "online-spread-pooled-vae-correction-era5-uk-t2m.toml")
     assert online["model"]["model"] == {"kind": "pooled", "config": pool}
     model = build_model("online-spread", 6, 24, online["model"], online["train"])
-    assert not model.persistence_blend and model.diurnal_width is None
+    assert not model.persistence_blend and model.diurnal_width == 3.0
 
 
 def _reproduce():
