@@ -931,15 +931,13 @@ class ConditionalVAE(GenerativeForecaster):
         factors = fit_spread_factors(truth, centre, dev, grid, self.calibration_objective)
         return factors.astype(np.float32), weight
 
-    def _factor(self) -> torch.Tensor | None:
-        if self.spread_factor is None:
-            return None
-        return torch.from_numpy(np.asarray(self.spread_factor, dtype=np.float32))
+    def _calibration(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The spread factors and correction weights as float32 tensors (None where unset)."""
 
-    def _weight(self) -> torch.Tensor | None:
-        if self.correction_weight is None:
-            return None
-        return torch.from_numpy(np.asarray(self.correction_weight, dtype=np.float32))
+        def tensor(array: np.ndarray | None) -> torch.Tensor | None:
+            return None if array is None else torch.from_numpy(np.asarray(array, np.float32))
+
+        return tensor(self.spread_factor), tensor(self.correction_weight)
 
     def _reference_eps(self) -> torch.Tensor:
         """The fixed whitened latents ``(REFERENCE_DRAWS, *latent_shape)`` whose mean decode,
@@ -1028,7 +1026,7 @@ class ConditionalVAE(GenerativeForecaster):
         ctx, anchor, cal = self._cond(values, times)
         eps = self._prior_eps(self.latent_shape(), n_members, seed)
         return self._physical(
-            anchor, self._decode_eps(self.net, ctx, cal, eps, self._factor(), self._weight())
+            anchor, self._decode_eps(self.net, ctx, cal, eps, *self._calibration())
         )
 
     # -- latent forecaster ---------------------------------------------------------------------
@@ -1051,7 +1049,7 @@ class ConditionalVAE(GenerativeForecaster):
         if not torch.isfinite(eps).all():
             raise ForecastError("latents contain NaN or inf; pass finite latents")
         ctx, anchor, cal = self._cond(values, context[TIME].values)
-        x = self._decode_eps(self.net, ctx, cal, eps, self._factor(), self._weight())
+        x = self._decode_eps(self.net, ctx, cal, eps, *self._calibration())
         return ensemble_dataset(self._physical(anchor, x), context, self.variables, self.step)
 
     def encode(self, context: xr.Dataset, target: xr.Dataset) -> torch.Tensor:
