@@ -247,7 +247,8 @@ def run_protocol(
         not written yet are sampled, that many at a time, each in a worker process
         (:func:`forecast.workers.fit_to_files`, :func:`forecast.workers.sample_checkpoints`;
         the same checkpoints and ensembles as one after the other on the same number of
-        threads). A model fitted in a worker trains without its progress bar.
+        threads). A model fitted in a worker trains without its progress bar. The scorecard
+        scores that many models at once, each in a thread (the same scores).
 
     Returns
     -------
@@ -443,7 +444,7 @@ def run_protocol(
             gaussian[name] = _gaussian_rows(mean, std, ds)
             files[f"gaussian_{name}"] = gpath
 
-    card = scorecard(forecasts, ds, seed=seed, progress=progress, metrics=metrics)
+    card = scorecard(forecasts, ds, seed=seed, progress=progress, metrics=metrics, jobs=jobs)
     if gaussian:
         card = _add_gaussian(card, gaussian)
     diag = diagnostics(forecasts, ds, seed=seed)

@@ -114,6 +114,19 @@ def test_scorecard_lazy_input_equals_eager(case, card):
     xr.testing.assert_allclose(got["t2m"], card["t2m"])
 
 
+def test_scorecard_in_threads_equals_one_at_a_time(case, card):
+    truth, fcs = case
+    three = {**fcs, "again": fcs["good"] + 0.5}
+    got = scorecard(three, truth, progress=False, jobs=2)
+    assert list(got[MODEL].values) == ["good", "small", "again"]  # the order of the input
+    xr.testing.assert_identical(got.sel({MODEL: ["good", "small"]}), card)
+    alone = scorecard({"again": three["again"]}, truth, progress=False)
+    xr.testing.assert_identical(got.sel({MODEL: ["again"]}), alone)
+    for bad in (0, 1.5, True):
+        with pytest.raises(ForecastError, match="jobs must be an integer >= 1"):
+            scorecard(fcs, truth, progress=False, jobs=bad)
+
+
 def test_scorecard_bad_input(case):
     truth, fcs = case
     with pytest.raises(ForecastError, match="unknown metric"):

@@ -61,7 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--jobs",
         type=int,
         help="--protocol mode: fit up to N of the run's models, and sample up to N ensembles, at "
-        "once, each in its own process (default 1)",
+        "once, each in its own process, and score up to N models at once in threads (default 1)",
     )
     parser.add_argument(
         "--threshold",

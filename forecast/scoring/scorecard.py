@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,50 @@ def _reduce_but_lead(f: xr.DataArray | xr.Dataset, member_dim: str) -> list:
     return [d for d in f.dims if d not in (member_dim, LEAD_TIME)]
 
 
+def _model_card(
+    o: xr.Dataset,
+    fc: xr.Dataset,
+    names: list,
+    metrics: Sequence[str],
+    thr: Mapping[str, float],
+    member_dim: str,
+    skipna: bool,
+    weights: xr.DataArray | None,
+    seed: int,
+) -> xr.Dataset:
+    """One model's scorecard ``(lead_time, metric)`` against its aligned observations ``o``."""
+    dims = _reduce_but_lead(fc, member_dim)
+    kw = {"member_dim": member_dim, "dim": dims, "skipna": skipna}
+    wkw = {**kw, "weights": weights}
+    rows: dict[str, xr.Dataset] = {}
+    if "crps" in metrics or "crps_fair" in metrics:
+        std, fair = crps_pair(o, fc, **wkw)
+        rows["crps"], rows["crps_fair"] = std, fair
+    if "rmse" in metrics:
+        rows["rmse"] = rmse_ensemble_mean(o, fc, **wkw)
+    if "mae_median" in metrics:
+        rows["mae_median"] = mae_ensemble_median(o, fc, **wkw)
+    if "spread" in metrics:
+        rows["spread"] = ensemble_spread(o, fc, **wkw)
+    if "spread_skill" in metrics:
+        rows["spread_skill"] = spread_skill_ratio(o, fc, **wkw)
+    mkw = {**kw, "dim": [d for d in dims if d not in space_dims(fc)]}
+    if "energy" in metrics:
+        rows["energy"] = energy_score(o, fc, **mkw)
+    if "variogram" in metrics:
+        rows["variogram"] = variogram_score(o, fc, **mkw)
+    if "brier" in metrics:
+        rows["brier"] = xr.Dataset({n: brier_score(o[n], fc[n], thr[n], **wkw) for n in names})
+    if "rank_flatness" in metrics:
+        hist = rank_histogram(o, fc, member_dim=member_dim, dim=dims, seed=seed)
+        rows["rank_flatness"] = flatness(hist).astype(np.float64)
+    card = xr.concat(
+        [rows[m][names].astype(np.float64) for m in metrics], dim=METRIC, coords="minimal"
+    ).assign_coords({METRIC: list(metrics)})
+    card = card.drop_vars([c for c in card.coords if c not in (METRIC, LEAD_TIME)])
+    return card.compute()
+
+
 def scorecard(
     forecasts: Mapping[str, xr.Dataset],
     obs: xr.Dataset,
@@ -82,6 +127,7 @@ def scorecard(
     metrics: Sequence[str] = METRICS,
     seed: int = 0,
     progress: bool = True,
+    jobs: int = 1,
 ) -> xr.Dataset:
     """Scores of several ensembles by lead time.
 
@@ -109,6 +155,10 @@ def scorecard(
         Seed of the random tie-breaking of the rank histogram.
     progress : bool
         Show a tqdm bar over models.
+    jobs : int
+        Models scored at once, each in a thread (numpy releases the GIL in the heavy parts:
+        about twice as fast on 2 cores for in-memory ensembles); the same scores as one at a
+        time. Lazy (dask) ensembles are better left at 1: dask already parallelises them.
 
     Returns
     -------
@@ -116,6 +166,9 @@ def scorecard(
         One float64 variable per forecast variable over ``(model, lead_time, metric)``;
         coordinate ``n_members`` over ``model``.
     """
+    from forecast.workers import check_jobs
+
+    jobs = check_jobs(jobs)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ForecastError(f"unknown metric(s) {unknown}; valid: {', '.join(METRICS)}")
@@ -129,39 +182,19 @@ def scorecard(
         names = [n for n, _, _ in pair_variables(obs_by_model[model], fc)]
     thr = _thresholds(obs_by_model, names, thresholds) if "brier" in metrics else {}
 
-    per_model = []
-    for model, fc in tqdm(forecasts.items(), desc="scoring", disable=not progress):
-        o = obs_by_model[model]
-        dims = _reduce_but_lead(fc, member_dim)
-        kw = {"member_dim": member_dim, "dim": dims, "skipna": skipna}
-        wkw = {**kw, "weights": weights}
-        rows: dict[str, xr.Dataset] = {}
-        if "crps" in metrics or "crps_fair" in metrics:
-            std, fair = crps_pair(o, fc, **wkw)
-            rows["crps"], rows["crps_fair"] = std, fair
-        if "rmse" in metrics:
-            rows["rmse"] = rmse_ensemble_mean(o, fc, **wkw)
-        if "mae_median" in metrics:
-            rows["mae_median"] = mae_ensemble_median(o, fc, **wkw)
-        if "spread" in metrics:
-            rows["spread"] = ensemble_spread(o, fc, **wkw)
-        if "spread_skill" in metrics:
-            rows["spread_skill"] = spread_skill_ratio(o, fc, **wkw)
-        mkw = {**kw, "dim": [d for d in dims if d not in space_dims(fc)]}
-        if "energy" in metrics:
-            rows["energy"] = energy_score(o, fc, **mkw)
-        if "variogram" in metrics:
-            rows["variogram"] = variogram_score(o, fc, **mkw)
-        if "brier" in metrics:
-            rows["brier"] = xr.Dataset({n: brier_score(o[n], fc[n], thr[n], **wkw) for n in names})
-        if "rank_flatness" in metrics:
-            hist = rank_histogram(o, fc, member_dim=member_dim, dim=dims, seed=seed)
-            rows["rank_flatness"] = flatness(hist).astype(np.float64)
-        card = xr.concat(
-            [rows[m][names].astype(np.float64) for m in metrics], dim=METRIC, coords="minimal"
-        ).assign_coords({METRIC: list(metrics)})
-        card = card.drop_vars([c for c in card.coords if c not in (METRIC, LEAD_TIME)])
-        per_model.append(card.compute())
+    def one(item: tuple[str, xr.Dataset]) -> xr.Dataset:
+        model, fc = item
+        return _model_card(
+            obs_by_model[model], fc, names, metrics, thr, member_dim, skipna, weights, seed
+        )
+
+    items = list(forecasts.items())
+    bar = {"total": len(items), "desc": "scoring", "disable": not progress}
+    if jobs > 1 and len(items) > 1:
+        with ThreadPoolExecutor(min(jobs, len(items))) as pool:
+            per_model = list(tqdm(pool.map(one, items), **bar))
+    else:
+        per_model = [one(item) for item in tqdm(items, **bar)]
     out = xr.concat(per_model, dim=MODEL, join="outer").assign_coords(
         {
             MODEL: list(forecasts),
