@@ -447,7 +447,7 @@ def run_protocol(
     card = scorecard(forecasts, ds, seed=seed, progress=progress, metrics=metrics, jobs=jobs)
     if gaussian:
         card = _add_gaussian(card, gaussian)
-    diag = diagnostics(forecasts, ds, seed=seed)
+    diag = diagnostics(forecasts, ds, seed=seed, jobs=jobs)
     files.update(write_report(card, diag, out))
     summary: list[str] = []
     if baselines and len(baselines) < len(forecasts) and len(issue_times) >= 3:

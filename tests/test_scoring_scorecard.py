@@ -127,6 +127,22 @@ def test_scorecard_in_threads_equals_one_at_a_time(case, card):
             scorecard(fcs, truth, progress=False, jobs=bad)
 
 
+def test_diagnostics_in_threads_equal_one_at_a_time(case):
+    truth, fcs = case
+    three = {**fcs, "again": fcs["good"] + 0.5}
+    want = diagnostics(three, truth)
+    got = diagnostics(three, truth, jobs=2)
+    assert list(got) == list(want) == ["t2m"]
+    assert list(got["t2m"][MODEL].values) == ["good", "small", "again"]  # the input's order
+    xr.testing.assert_identical(got["t2m"], want["t2m"])
+    alone = diagnostics({"again": three["again"]}, truth)
+    np.testing.assert_array_equal(
+        got["t2m"]["pit"].sel({MODEL: "again"}).values, alone["t2m"]["pit"].isel({MODEL: 0}).values
+    )
+    with pytest.raises(ForecastError, match="jobs must be an integer >= 1"):
+        diagnostics(fcs, truth, jobs=0)
+
+
 def test_scorecard_bad_input(case):
     truth, fcs = case
     with pytest.raises(ForecastError, match="unknown metric"):

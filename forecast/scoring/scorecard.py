@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
-from tqdm.auto import tqdm
 
 from forecast.checkpoint import publish
 from forecast.dims import LEAD_TIME, MEMBER, METRIC, MODEL, SCORECARD_METRICS, TIME, space_dims
@@ -33,6 +31,7 @@ from forecast.scoring.ensemble import (
     spread_skill_ratio,
 )
 from forecast.scoring.multivariate import energy_score, variogram_score
+from forecast.workers import check_jobs, in_threads
 
 #: Metrics of the scorecard, in column order. ``crps`` and ``crps_fair`` always go together.
 METRICS = SCORECARD_METRICS
@@ -166,8 +165,6 @@ def scorecard(
         One float64 variable per forecast variable over ``(model, lead_time, metric)``;
         coordinate ``n_members`` over ``model``.
     """
-    from forecast.workers import check_jobs
-
     jobs = check_jobs(jobs)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -188,13 +185,8 @@ def scorecard(
             obs_by_model[model], fc, names, metrics, thr, member_dim, skipna, weights, seed
         )
 
-    items = list(forecasts.items())
-    bar = {"total": len(items), "desc": "scoring", "disable": not progress}
-    if jobs > 1 and len(items) > 1:
-        with ThreadPoolExecutor(min(jobs, len(items))) as pool:
-            per_model = list(tqdm(pool.map(one, items), **bar))
-    else:
-        per_model = [one(item) for item in tqdm(items, **bar)]
+    bar = {"desc": "scoring", "disable": not progress}
+    per_model = in_threads(one, list(forecasts.items()), jobs, bar)
     out = xr.concat(per_model, dim=MODEL, join="outer").assign_coords(
         {
             MODEL: list(forecasts),
@@ -216,8 +208,12 @@ def diagnostics(
     thresholds: float | Mapping[str, float] | None = None,
     bins: int = 10,
     seed: int = 0,
+    jobs: int = 1,
 ) -> dict[str, xr.Dataset]:
     """Calibration diagnostics over all lead times, per variable.
+
+    ``jobs`` models are diagnosed at once, each in a thread, as in :func:`scorecard`; the same
+    result as one at a time.
 
     Returns
     -------
@@ -235,15 +231,22 @@ def diagnostics(
         )
     ]
     thr = _thresholds(obs_by_model, names, thresholds)
+
+    def one(task: tuple[Hashable, str]) -> tuple[xr.DataArray, xr.DataArray, xr.Dataset]:
+        n, model = task
+        o, f = obs_by_model[model][n], forecasts[model][n]
+        h = rank_histogram(o, f, member_dim=member_dim, seed=seed).astype(np.float64)
+        return (
+            h / h.sum(),
+            pit_histogram(o, f, member_dim=member_dim, bins=bins, seed=seed),
+            reliability(o, f, thr[n], member_dim=member_dim, bins=bins),
+        )
+
+    tasks = [(n, model) for n in names for model in forecasts]
+    done = dict(zip(tasks, in_threads(one, tasks, jobs), strict=True))
     out = {}
     for n in names:
-        ranks, pits, rels = [], [], []
-        for model, fc in forecasts.items():
-            o, f = obs_by_model[model][n], fc[n]
-            h = rank_histogram(o, f, member_dim=member_dim, seed=seed).astype(np.float64)
-            ranks.append(h / h.sum())
-            pits.append(pit_histogram(o, f, member_dim=member_dim, bins=bins, seed=seed))
-            rels.append(reliability(o, f, thr[n], member_dim=member_dim, bins=bins))
+        ranks, pits, rels = zip(*(done[(n, model)] for model in forecasts), strict=True)
         ds = xr.Dataset(
             {
                 "rank_frequency": xr.concat(ranks, dim=MODEL, join="outer"),
