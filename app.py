@@ -52,7 +52,11 @@ def fitted_model(kind: str, data_key: str, _ds, _protocol):
 
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=8)
 def loaded_model(path: str, data_key: str, _ds):
-    return q.load_for_data(path, _ds)
+    """The checkpoint's model, and a note when its online references cannot go to disk."""
+    from forecast.dashboard.datacache import cache_dir
+
+    model = q.load_for_data(path, _ds)
+    return model, q.keep_references(model, cache_dir())
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -265,7 +269,9 @@ try:
         model = fitted_model(what, data_key, ds, protocol)
         model_name = f"{what} (fitted on the fly)"
     else:
-        model = loaded_model(what, data_key, ds)
+        model, note = loaded_model(what, data_key, ds)
+        if note:
+            side.caption(note)
         protocol = q.protocol_for(data_name, ds, window_context(model), model.horizon)
         model_name = Path(what).name
         # the same summary as `forecast model info`: training record, first guess, pool parts

@@ -565,10 +565,15 @@ def test_online_spread_model_forecasts_and_walks_its_latent_space(
     micro = load_model(diffusion_checkpoint / "micro.safetensors")
     OnlineSpread.from_model(micro, history=6, members=2).save(tmp_path / "online.safetensors")
     monkeypatch.setenv(CHECKPOINT_ENV, str(tmp_path))
+    cache = tmp_path.parent / f"{tmp_path.name}-cache"  # outside the checkpoint folder
+    monkeypatch.setenv("FORECAST_CACHE_DIR", str(cache))
     at = new_app().run()
     at.selectbox(key="model").set_value("online.safetensors (online-spread)").run()
     no_failure(at)
     assert np.isfinite(map_z(at)).all()
+    # the reference forecasts went to the cache folder too, for the next server process
+    (kept,) = (cache / "online-references").iterdir()
+    assert len(list(kept.glob("*.safetensors"))) == 6 + 1
     assert "Latent explorer" in [t.label for t in at.tabs]
     at = open_tab(at, "Latent explorer")
     at.number_input(key="path_steps").set_value(3).run()

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from forecast.checkpoint import save_checkpoint
 from forecast.dashboard import queries as q
 from forecast.dims import (
     ADJACENCY,
@@ -398,14 +399,27 @@ def test_scan_checkpoints_reports_unreadable_files_and_picks_the_quickest_fittin
     other = ds.assign_coords({LON: [5.0, 6.0, 7.0]})
     q.fit_on_the_fly("persistence", other, p).save(tmp_path / "c-other.safetensors")
     (tmp_path / "d-junk.safetensors").write_bytes(b"junk")
+    # a safetensors file that is no model: a reference file of an online model's disk cache
+    save_checkpoint(
+        tmp_path / "e-reference.safetensors",
+        {"mean": np.zeros((1, 4)), "variance": np.zeros((1, 4))},
+        {"kind": "online-reference", "key": [0, "abc"]},
+    )
     readable, unreadable, default = q.scan_checkpoints(sorted(tmp_path.iterdir()), ds)
     assert [(path.name, info["kind"], fits) for path, info, fits in readable] == [
         ("a-clim.safetensors", "climatology", True),
         ("b-pers.safetensors", "persistence", True),
         ("c-other.safetensors", "persistence", False),
     ]
-    assert [path.name for path, _ in unreadable] == ["d-junk.safetensors"]
+    assert [path.name for path, _ in unreadable] == [
+        "d-junk.safetensors",
+        "e-reference.safetensors",
+    ]
     assert "not a forecast checkpoint" in unreadable[0][1]
+    assert (
+        "not a model checkpoint (kind 'online-reference', no data description)"
+        in (unreadable[1][1])
+    )
     kinds = [info["kind"] for _, info, fits in readable if fits]
     assert default == tmp_path / ["a-clim.safetensors", "b-pers.safetensors"][q.quickest(kinds)]
     assert q.scan_checkpoints([tmp_path / "c-other.safetensors"], ds)[2] is None

@@ -281,6 +281,39 @@ def test_reference_ensembles_on_disk_serve_the_next_process(
         again.use_reference_cache(damaged)
 
 
+def test_reference_cache_keeps_the_newest_files(climatology, tiny_data, issue, tmp_path):
+    """``max_files`` deletes the least recently written reference files beyond that many; the
+    dashboard keeps ten horizons' worth per model in its cache folder, or says why not."""
+    import os
+
+    from forecast.dashboard.queries import keep_references
+
+    times = tiny_data[TIME].values
+    i = int(np.searchsorted(times, issue))
+    model = OnlineSpread.from_model(climatology, history=HISTORY, members=4)
+    folder = model.use_reference_cache(tmp_path / "refs")
+    model.sample(context_of(tiny_data, times[i], model.context), 2, seed=1)
+    files = sorted(folder.glob("*.safetensors"))
+    assert len(files) == HISTORY + 1
+    for age, f in enumerate(files):  # the first file is the newest
+        os.utime(f, (1e9 - age, 1e9 - age))
+    again = OnlineSpread.from_model(climatology, history=HISTORY, members=4)
+    assert again.use_reference_cache(tmp_path / "refs", max_files=3) == folder
+    assert sorted(folder.glob("*.safetensors")) == files[:3]
+    with pytest.raises(ForecastError, match="max_files must be an integer >= 0"):
+        again.use_reference_cache(tmp_path / "refs", max_files=-1)
+
+    dash = OnlineSpread.from_model(climatology, history=HISTORY, members=4)
+    assert keep_references(dash, tmp_path / "cache") is None
+    assert dash.use_reference_cache(tmp_path / "cache" / "online-references").is_dir()
+    assert keep_references(climatology, tmp_path / "cache") is None  # not an online model
+    assert keep_references(dash, None) is None  # the cache turned off
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    note = keep_references(OnlineSpread.from_model(climatology, history=HISTORY), blocked)
+    assert note is not None and "kept in memory only" in note and "FORECAST_CACHE_DIR" in note
+
+
 def test_latent_base_decode_and_encode(vae, tiny_data, issue, tmp_path):
     model = OnlineSpread.from_model(vae, history=HISTORY, members=4, persistence_blend=True)
     assert isinstance(model, LatentOnlineSpread) and isinstance(model, LatentForecaster)

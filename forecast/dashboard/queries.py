@@ -812,10 +812,22 @@ def fit_on_the_fly(kind: str, ds: xr.Dataset, protocol: Any) -> Any:
 
 
 def checkpoint_summary(path: str | Path) -> dict[str, Any]:
-    """Kind, window geometry and data description of a checkpoint, read from its metadata."""
+    """Kind, window geometry and data description of a checkpoint, read from its metadata.
+
+    Raises ForecastError for a file that is not a model checkpoint (e.g. a reference file of
+    an online model's disk cache): no known model kind, or no data description.
+    """
     from forecast.checkpoint import load_checkpoint
+    from forecast.models import MODELS
 
     _, meta = load_checkpoint(path)
+    kind = meta.get("kind")
+    if kind not in MODELS or not isinstance(meta.get("data"), dict) or not meta["data"]:
+        raise ForecastError(
+            f"not a model checkpoint (kind {kind!r}, "
+            f"{'with' if meta.get('data') else 'no'} data description); move it out of the "
+            "checkpoint folders"
+        )
     config = meta.get("config", {})
     return {
         "kind": meta.get("kind", "?"),
@@ -858,6 +870,30 @@ def load_for_data(path: str | Path, ds: xr.Dataset) -> Any:
             f"checkpoint {Path(path).name} does not fit this data set: {err}"
         ) from None
     return model
+
+
+def keep_references(model: Any, folder: str | Path | None) -> str | None:
+    """Let an online-calibrated model keep its reference forecasts on disk, in
+    ``folder/online-references``, so that a restarted dashboard does not re-forecast the past
+    hours it has seen (:meth:`forecast.models.online.OnlineSpread.use_reference_cache`; at most
+    ten times ``history + 1`` files per model, the oldest deleted first).
+
+    Other models, and ``folder`` None (the cache turned off), are left as they are. Returns a
+    one-line note when the folder cannot be used (the references then stay in memory only),
+    else None.
+    """
+    if folder is None or not hasattr(model, "use_reference_cache"):
+        return None
+    where = Path(folder) / "online-references"
+    try:
+        model.use_reference_cache(where, max_files=10 * (int(model.history) + 1))
+    except (OSError, ForecastError) as err:
+        why = getattr(err, "strerror", None) or str(err)
+        return (
+            f"Reference forecasts of the online calibration are kept in memory only: {where} "
+            f"cannot be used ({why}). Set $FORECAST_CACHE_DIR to a writable folder."
+        )
+    return None
 
 
 def sampler_settings(model: Any) -> dict[str, Any] | None:

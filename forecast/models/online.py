@@ -393,7 +393,7 @@ class OnlineSpread:
 
         return with_member_sources(self.model, ens)
 
-    def use_reference_cache(self, folder: str | Path) -> Path:
+    def use_reference_cache(self, folder: str | Path, max_files: int | None = None) -> Path:
         """Keep the reference ensembles on disk in ``folder`` as well as in memory, so that a
         later process re-forecasts only the past hours it has not seen (an hourly
         ``forecast predict`` then runs one new reference forecast instead of ``history``).
@@ -402,7 +402,9 @@ class OnlineSpread:
         metadata, ``members``, ``reference_seed``), one per past issue time and context
         (``<time>-<context hash>.safetensors``: the ensemble's mean and summed variance, about
         ``8 * variables * horizon * points`` bytes), each written to a temporary name and
-        renamed. Results are the same with and without the cache. Returns the sub-folder.
+        renamed. Results are the same with and without the cache. ``max_files``: first delete
+        the least recently written files of the sub-folder beyond that many (a cache that does
+        not grow without bound). Returns the sub-folder.
         """
         self._require_fitted()
         folder = Path(folder)
@@ -418,9 +420,16 @@ class OnlineSpread:
         for name in sorted(arrays):
             digest.update(name.encode())
             digest.update(np.ascontiguousarray(arrays[name]).tobytes())
-        self._disk = folder / digest.hexdigest()[:16]
-        self._disk.mkdir(parents=True, exist_ok=True)
-        return self._disk
+        if max_files is not None and (isinstance(max_files, bool) or max_files < 0):
+            raise ForecastError(f"max_files must be an integer >= 0, got {max_files!r}")
+        disk = folder / digest.hexdigest()[:16]
+        disk.mkdir(parents=True, exist_ok=True)
+        if max_files is not None:
+            files = sorted(disk.glob("*.safetensors"), key=lambda f: f.stat().st_mtime)
+            for old in files[: max(len(files) - max_files, 0)]:
+                old.unlink(missing_ok=True)
+        self._disk = disk
+        return disk
 
     def _disk_path(self, key: tuple[int, str]) -> Path | None:
         """The cache file of reference ensemble ``key`` (None without a disk cache)."""
