@@ -92,6 +92,7 @@ def test_vae_correction_configs_repeat_the_vae_config():
     assert online["model"]["model"] == {"kind": "pooled", "config": pool}
     model = build_model("online-spread", 6, 24, online["model"], online["train"])
     assert not model.persistence_blend and model.diurnal_width == 3.0
+    assert model.prior_weight == 6.0  # chosen on the validation days (docs/vae.md "Round 16")
 
 
 def _reproduce():
