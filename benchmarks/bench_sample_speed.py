@@ -3,7 +3,10 @@ first test issue time.
 
 Prints the median over ``--repeat`` runs (after one warm-up) of ``model.sample(context,
 members)``, members per second, and for a pooled checkpoint the same for each of its models
-with the members it draws; then the peak resident memory of the process.
+with the members it draws; then the peak resident memory of the process. For an online-
+calibrated checkpoint (``forecast online-spread``) the repeats reuse the warm-up's reference
+forecasts, so it also times, on a freshly loaded copy, the first issue time (all ``history + 1``
+reference forecasts) and the next step after it (one new reference forecast: an hourly run).
 
 Usage::
 
@@ -60,6 +63,19 @@ def main() -> None:
     )
     s = median_seconds(model, ctx, args.members, args.repeat)
     print(f"whole ensemble: {s:.3f} s ({args.members / s:.1f} members/s)")
+    if hasattr(model, "use_reference_cache"):  # online calibration
+        fresh = load_model(args.checkpoint)
+        t = time.perf_counter()
+        fresh.sample(ctx, args.members, seed=0)
+        cold = time.perf_counter() - t
+        later = context_of(ds, issue + (ds.time.values[1] - ds.time.values[0]), model.context)
+        t = time.perf_counter()
+        fresh.sample(later, args.members, seed=0)
+        step = time.perf_counter() - t
+        print(
+            f"online calibration: first issue time {cold:.2f} s ({model.history + 1} reference "
+            f"forecasts); the next step {step:.3f} s (one new reference forecast)"
+        )
     if isinstance(model, PooledEnsemble):
         sources = member_sources(model.weights, args.members)
         counts = np.bincount(sources, minlength=len(model.models))
