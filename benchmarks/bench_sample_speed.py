@@ -49,7 +49,7 @@ def main() -> None:
     from forecast.data import open_dataset
     from forecast.data.protocols import PROTOCOLS, get_protocol
     from forecast.data.windows import context_of
-    from forecast.models import PooledEnsemble, load_model
+    from forecast.models import OnlineSpread, PooledEnsemble, load_model
     from forecast.models.pooled import member_sources
 
     ds = open_dataset(args.data)
@@ -63,7 +63,7 @@ def main() -> None:
     )
     s = median_seconds(model, ctx, args.members, args.repeat)
     print(f"whole ensemble: {s:.3f} s ({args.members / s:.1f} members/s)")
-    if hasattr(model, "use_reference_cache"):  # online calibration
+    if isinstance(model, OnlineSpread):
         fresh = load_model(args.checkpoint)
         t = time.perf_counter()
         fresh.sample(ctx, args.members, seed=0)
