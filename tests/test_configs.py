@@ -44,13 +44,16 @@ def test_online_spread_config_repeats_the_vae_config():
 
 
 @pytest.mark.parametrize(
-    ("name", "blend", "diurnal"),
+    ("name", "blend", "diurnal", "prior_weight"),
     [
-        ("online-spread-pooled-diffusion-era5-uk-t2m.toml", True, None),
-        ("online-spread-diurnal-pooled-diffusion-era5-uk-t2m.toml", False, 3.0),
+        ("online-spread-pooled-diffusion-era5-uk-t2m.toml", True, None, 24.0),
+        # prior weight chosen on the validation days (docs/diffusion.md "Less shrinkage")
+        ("online-spread-diurnal-pooled-diffusion-era5-uk-t2m.toml", False, 3.0, 6.0),
     ],
 )
-def test_online_spread_deep_ensemble_configs_repeat_the_pool_config(name, blend, diurnal):
+def test_online_spread_deep_ensemble_configs_repeat_the_pool_config(
+    name, blend, diurnal, prior_weight
+):
     """The online P2 deep ensembles are the deep-ensemble config, wrapped with the blend or
     with spread factors by time of day."""
     online = load_toml(REPO / "data" / "configs" / name)
@@ -59,7 +62,7 @@ def test_online_spread_deep_ensemble_configs_repeat_the_pool_config(name, blend,
     assert online["train"] == deep["train"] == {}
     model = build_model("online-spread", 6, 24, online["model"], online["train"])
     assert (model.persistence_blend, model.diurnal_width) == (blend, diurnal)
-    assert model.context == 6 + 72
+    assert model.prior_weight == prior_weight and model.context == 6 + 72
 
 
 def test_online_spread_vae_deep_ensemble_config_repeats_the_vae_config():
