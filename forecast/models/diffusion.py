@@ -65,6 +65,7 @@ from forecast.models.generative import (
 )
 from forecast.models.nets import load_net_weights
 from forecast.models.spread import check_objective
+from forecast.models.whitening import SpectralWhitener
 from forecast.sampling import EDMProcess, get_sampler, invert
 from forecast.sampling.samplers import check_nfe
 from forecast.training.loop import seed_everything
@@ -147,6 +148,11 @@ class ConditionalDiffusion(GenerativeForecaster):
         With ``scale_leads``: divide by the training standard deviation per variable, lead
         *and grid point / sensor* instead of pooling over space, so that the generated noise
         follows the local spread (e.g. coast vs inland).
+    whiten_space : bool
+        Grids only: diffuse the generated quantity in spatially whitened coordinates (its 2-D
+        DCT modes divided by the square root of their training power, per variable and lead;
+        :mod:`forecast.models.whitening`). Noise the network does not remove then comes out
+        with the training fields' spatial correlation instead of as grid-point white noise.
     train : dict, optional
         Fields of :class:`forecast.training.TrainConfig`.
     """
@@ -180,6 +186,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         calibrate_spread: bool = False,
         calibration_objective: str = "crps",
         scale_points: bool = False,
+        whiten_space: bool = False,
         train: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(context=context, horizon=horizon)
@@ -201,6 +208,9 @@ class ConditionalDiffusion(GenerativeForecaster):
         self.calibrate_spread = bool(calibrate_spread)
         self.calibration_objective = check_objective(str(calibration_objective))
         self.scale_points = bool(scale_points)
+        self.whiten_space = bool(whiten_space)
+        #: Spatial whitening of the generated quantity (``whiten_space``; set by ``fit``).
+        self.whitener: SpectralWhitener | None = None
         #: Spread factor per (channel, lead) from :meth:`calibrate_spread_on` (ones: none).
         self.spread_scale: np.ndarray | None = None
         if self.damp_anomaly and target != "residual":
@@ -396,12 +406,23 @@ class ConditionalDiffusion(GenerativeForecaster):
         the change (or field, or first-guess residual), divided by its training std per
         variable and lead. ``offset``: :meth:`first_guess_offset` (``target="residual"``)."""
         x = self._unscaled(context, target, offset)
-        return x / self._scale_view(x)
+        x = x / self._scale_view(x)
+        return self._need_whitener().whiten(x) if self.whiten_space else x
+
+    def _need_whitener(self) -> SpectralWhitener:
+        if self.whitener is None:
+            raise ForecastError(
+                "whiten_space=True model has no whitening spectrum; fit it or load a checkpoint "
+                "written with whiten_space=True"
+            )
+        return self.whitener
 
     def _field(
         self, context: torch.Tensor, x0: torch.Tensor, offset: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Normalized target field from the generated quantity (inverse of :meth:`_x0`)."""
+        if self.whiten_space:
+            x0 = self._need_whitener().colour(x0)
         x = x0 * self._scale_view(x0)
         if self.target == "raw":
             return x
@@ -439,6 +460,11 @@ class ConditionalDiffusion(GenerativeForecaster):
                 "or set calibrate_spread = false"
             )
         layout, out = self._start_fit(train, out_dir)
+        if self.whiten_space and layout != "grid":
+            raise ForecastError(
+                "whiten_space=True needs gridded (lat/lon) data; set whiten_space = false for a "
+                "sensor network"
+            )
         cfg = self.train_config
         self.spread_scale = None  # training sees the uncalibrated quantity
         train_fg = self._fit_first_guess(train, valid)  # out of fold with first_guess_folds
@@ -456,6 +482,9 @@ class ConditionalDiffusion(GenerativeForecaster):
             self.lead_scale = window_std(unscaled, per_point=self.scale_points)
         else:
             self.lead_scale = np.ones(unscaled.shape[1:3])
+        self.whitener = None
+        if self.whiten_space:
+            self.whitener = SpectralWhitener.fit(unscaled / self._scale_view(unscaled))
         self.sigma_data = float(self._x0(ctx, tgt, sub_off).std())
         seed_everything(cfg.seed)
         net = self._build_net(layout, len(self.variables))
@@ -711,6 +740,8 @@ class ConditionalDiffusion(GenerativeForecaster):
             raise ForecastError("diffusion model is not fitted; call fit(train) before save")
         arrays = {f"net.{k}": v.detach().numpy() for k, v in self.net.state_dict().items()}
         first_guess = add_shared_arrays(arrays, self.adjacency, self.fg)
+        if self.whiten_space:
+            arrays["whiten_power"] = self._need_whitener().power
         state = {
             "format": FORMAT,
             "normalizer": self.normalizer.to_dict(),
@@ -733,6 +764,14 @@ class ConditionalDiffusion(GenerativeForecaster):
         # absent in checkpoints written before spread calibration existed: no calibration
         spread = state.get("spread_scale")
         self.spread_scale = None if spread is None else np.asarray(spread, dtype=np.float64)
+        self.whitener = None
+        if self.whiten_space:
+            if "whiten_power" not in arrays:
+                raise ForecastError(
+                    "diffusion checkpoint with whiten_space=True lacks its whiten_power array; "
+                    "retrain it with `forecast train`"
+                )
+            self.whitener = SpectralWhitener(arrays["whiten_power"])
         self.fg = None
         if self.first_guess is not None and "first_guess_means" in arrays:
             self.fg = self._legacy_first_guess(arrays, state)

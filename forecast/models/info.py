@@ -171,6 +171,8 @@ def _data_text(data: dict[str, Any]) -> str:
 def _part_lines(part: dict[str, Any], indent: str) -> list[str]:
     config = part.get("config", {})
     head = ", ".join(f"{k} {config[k]}" for k in HEADLINE_KEYS if k in config)
+    if config.get("whiten_space"):
+        head += ", diffused in spatially whitened coordinates"
     lines = [
         f"{indent}model: {part['kind']}, context {part['context']} steps, horizon "
         f"{part['horizon']} steps" + (f"; {head}" if head else "")
