@@ -71,9 +71,14 @@ def structure_rows(ens: xr.DataArray, obs: xr.DataArray, space: list[str]) -> di
 
 
 def draw(
-    ensembles: dict[str, xr.DataArray], obs: xr.DataArray, issue: int, lead: int, out: Path
+    ensembles: dict[str, xr.DataArray],
+    observed: dict[str, xr.DataArray],
+    issue: int,
+    lead: int,
+    out: Path,
 ) -> None:
-    """Truth, members 0 and 1 and the spread of each ensemble at one issue time and lead."""
+    """Truth, members 0 and 1 and the spread of each ensemble (its row) at one issue time and
+    lead."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,11 +86,11 @@ def draw(
 
     from forecast.dims import INIT_TIME, LEAD_TIME, MEMBER
 
-    truth = obs.isel({INIT_TIME: issue, LEAD_TIME: lead - 1})
-    lo, hi = float(truth.min()), float(truth.max())
     fig, axes = plt.subplots(len(ensembles), 4, figsize=(14, 3.2 * len(ensembles)), squeeze=False)
     for row, (label, ens) in enumerate(ensembles.items()):
         e = ens.isel({INIT_TIME: issue, LEAD_TIME: lead - 1})
+        truth = observed[label].isel({INIT_TIME: issue, LEAD_TIME: lead - 1})
+        lo, hi = float(truth.min()), float(truth.max())
         panels = [
             ("truth", truth, lo, hi, "viridis"),
             ("member 0", e.isel({MEMBER: 0}), lo, hi, "viridis"),
@@ -127,7 +132,7 @@ def main() -> None:
     from forecast.scoring import obs_for
 
     truth = open_dataset(args.truth)
-    ensembles, obs = {}, None
+    ensembles, observed = {}, {}
     for item in args.forecast:
         label, sep, path = item.partition("=")
         if not sep:
@@ -136,7 +141,7 @@ def main() -> None:
         var = args.variable or next(iter(ds.data_vars))
         ens = ds[var].load()
         ensembles[label] = ens
-        obs = obs_for(ens, truth)
+        observed[label] = obs_for(ens, truth)
     space = list(space_dims(truth))
     if len(space) != 2:
         p.error("the truth is not a lat/lon grid; this benchmark needs one")
@@ -146,7 +151,7 @@ def main() -> None:
         "area mean: spread-skill, CRPS"
     )
     for label, ens in ensembles.items():
-        rows = structure_rows(ens, obs_for(ens, truth), space)
+        rows = structure_rows(ens, observed[label], space)
         parts = [
             f"lead {h}: {rows['ssr_gradient'][h - 1]:.2f} | {rows['corr_members'][h - 1]:.2f} "
             f"({rows['corr_truth'][h - 1]:.2f}) | {rows['ssr_area'][h - 1]:.2f}, "
@@ -167,7 +172,7 @@ def main() -> None:
             )
         )
     if args.figure:
-        draw(ensembles, obs, args.issue, args.lead, args.figure)
+        draw(ensembles, observed, args.issue, args.lead, args.figure)
 
 
 if __name__ == "__main__":
