@@ -99,14 +99,7 @@ def train_gp(data: str, dest: Path) -> dict:
     return meta["shipped"]
 
 
-class _Holder:
-    """What a VAE validator is given during training: an object with ``.net``."""
-
-    def __init__(self, net) -> None:
-        self.net = net
-
-
-def shipped_val_crps(path: Path, model: str, data: str) -> float:
+def shipped_val_crps(path: Path, data: str) -> float:
     """Validation CRPS (normalized) of the checkpoint at ``path``: the model's own validator
     (the training loop's windows, members and member seeds) on the protocol's validation split.
 
@@ -117,16 +110,11 @@ def shipped_val_crps(path: Path, model: str, data: str) -> float:
 
     from forecast.commands.train import protocol_for
     from forecast.data import open_dataset
-    from forecast.errors import ForecastError
     from forecast.models import load_model
 
     torch.set_num_threads(1)
     ds = open_dataset(data)
-    loaded = load_model(path)
-    validate = loaded._validator(protocol_for(data, ds, None, None).split(ds, "val"))
-    if validate is None:
-        raise ForecastError(f"{path}: the validation split of {data} has no window to score")
-    return float(validate(loaded.net if model == "diffusion" else _Holder(loaded.net)))
+    return load_model(path).validation_crps(protocol_for(data, ds, None, None).split(ds, "val"))
 
 
 def train_one(model: str, data: str, work: Path, dest: Path, threads: int) -> dict:
@@ -176,7 +164,7 @@ def train_one(model: str, data: str, work: Path, dest: Path, threads: int) -> di
     }
     target = dest / f"{name}.safetensors"
     save_checkpoint(target, arrays, meta)
-    meta["shipped"]["val_crps"] = shipped_val_crps(target, model, data)
+    meta["shipped"]["val_crps"] = shipped_val_crps(target, data)
     meta["shipped"]["val_crps_units"] = (
         "normalized (the training loop's validator on the shipped weights)"
     )

@@ -556,3 +556,11 @@ def test_scale_points_per_point_std(weather, tmp_path):
     back = load_model(tmp_path / "p.safetensors")
     np.testing.assert_allclose(back.lead_scale, m.lead_scale)
     xr.testing.assert_identical(back.sample(ctx, 2, seed=0), m.sample(ctx, 2, seed=0))
+
+
+def test_validation_crps_is_the_training_validator_on_the_current_weights(model, weather):
+    valid = weather.isel({TIME: slice(170, 220)})
+    score = model.validation_crps(valid)
+    assert score == model._validator(valid)(model.net) and np.isfinite(score) and score > 0
+    with pytest.raises(ForecastError, match="no complete window"):
+        model.validation_crps(weather.isel({TIME: slice(0, K + H - 1)}))

@@ -327,6 +327,22 @@ class GenerativeForecaster(ArrayForecaster):
         self.training = {k: v for k, v in meta.items() if k != "config"}
         self._write(out / f"{tag}.safetensors", extra=arrays, training=meta)
 
+    def validation_crps(self, valid: xr.Dataset) -> float:
+        """The training loop's validation CRPS (normalized units: its evenly spaced windows of
+        ``valid``, members and member seeds) of the model as it is now, e.g. as loaded from a
+        checkpoint, with whatever was fitted after training (calibrated spread) included."""
+        self._require_fitted()
+        validate = self._validator(valid)
+        if validate is None:
+            raise ForecastError(
+                "the validation data hold no complete window; pass a longer validation period"
+            )
+        return float(validate(self._validated_module()))
+
+    def _validated_module(self) -> Any:
+        """What this model's validator is given during training, built from ``self.net``."""
+        return self.net
+
     # -- sampling ------------------------------------------------------------------------------
     def _require_fitted(self) -> None:
         if self.net is None:

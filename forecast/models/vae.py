@@ -673,6 +673,11 @@ class ConditionalVAE(GenerativeForecaster):
 
         return validate
 
+    def _validated_module(self) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(net=self.net)  # the validator reads only ``module.net``
+
     def latent_usage(self, ds: xr.Dataset | Any, max_windows: int = 256) -> dict[str, Any]:
         """KL of each latent unit, averaged over (up to ``max_windows``) windows of ``ds`` (a
         data set or the windows :meth:`_window_dataset` made of one).
