@@ -16,6 +16,7 @@ from forecast.dims import LON, MEMBER, TIME
 from forecast.errors import ForecastError
 from forecast.models import load_model
 from forecast.models.diffusion import ConditionalDiffusion
+from forecast.models.generative import TINY_TRAIN
 from forecast.models.info import checkpoint_info, format_info
 from forecast.models.whitening import POWER_FLOOR, SpectralWhitener, dct_matrix
 
@@ -171,3 +172,110 @@ def test_whiten_space_refused_for_sensor_networks():
         ConditionalDiffusion(
             **{**ConditionalDiffusion.tiny(6, 4).config(), "whiten_space": True}
         ).fit(ds.isel({TIME: slice(0, 300)}))
+
+
+# -- whiten_loss: where the training loss measures the error ------------------------------------
+def _loss(error_map=None) -> float:
+    from forecast.sampling import EDMProcess
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv3d(3, 3, 1).double()
+    x0 = _smooth_fields(4, shape=(3, 2, 5, 6))
+    gen = torch.Generator().manual_seed(3)
+    process = EDMProcess(sigma_data=1.0)
+    with torch.no_grad():
+        return float(process.loss(lambda x, s, cond: net(x), x0, None, gen, error_map=error_map))
+
+
+def test_loss_error_map_reweights_the_error():
+    """The map acts on the denoising error before squaring: identity changes nothing, a factor
+    of 2 multiplies the loss by 4 (same noise from the same generator)."""
+    plain = _loss()
+    assert _loss(lambda e: e) == pytest.approx(plain, rel=1e-12)
+    assert _loss(lambda e: 2 * e) == pytest.approx(4 * plain, rel=1e-12)
+
+
+def test_field_loss_trains_other_weights_and_keeps_coloured_members(models, weather, ctx):
+    """``whiten_loss = "field"`` changes what is optimized (same seed and data as the
+    whitened-loss model, other weights) and keeps the members' spatial correlation."""
+    train, valid = weather.isel({TIME: slice(0, 170)}), weather.isel({TIME: slice(170, 220)})
+    white = models[True]
+    field = _tiny(whiten_space=True, whiten_loss="field").fit(train, valid)
+    np.testing.assert_array_equal(white.whitener.power, field.whitener.power)
+    diff = [
+        float((a - b).detach().abs().max())
+        for a, b in zip(white.net.parameters(), field.net.parameters(), strict=True)
+    ]
+    assert max(diff) > 1e-4
+    ens = field.sample(ctx, 8, seed=0)["t2m"].transpose(MEMBER, ..., LON).values
+    assert _lag1_corr(ens - ens.mean(axis=0)) > 0.8
+    assert field.config()["whiten_loss"] == "field"
+    assert white.config()["whiten_loss"] == "whitened"
+
+
+def test_field_loss_saved_and_named(weather, tmp_path):
+    train = weather.isel({TIME: slice(0, 170)})
+    m = _tiny(whiten_space=True, whiten_loss="field", train={**TINY_TRAIN, "max_steps": 2})
+    m.fit(train)
+    m.save(tmp_path / "f.safetensors")
+    assert load_model(tmp_path / "f.safetensors").whiten_loss == "field"
+    text = format_info(checkpoint_info(tmp_path / "f.safetensors"))
+    assert "whitened coordinates (loss on the field)" in text
+
+
+def test_bad_whiten_loss():
+    with pytest.raises(ForecastError, match="whiten_loss must be one of whitened, field"):
+        _tiny(whiten_space=True, whiten_loss="grid")
+    with pytest.raises(ForecastError, match="needs whiten_space=True"):
+        _tiny(whiten_loss="field")
+    with pytest.raises(ForecastError, match="whiten_net must be one of whitened, field"):
+        _tiny(whiten_space=True, whiten_net="fields")
+    with pytest.raises(ForecastError, match="whiten_net='field' needs whiten_space=True"):
+        _tiny(whiten_net="field")
+
+
+# -- whiten_net: the network in field coordinates -----------------------------------------------
+@pytest.fixture(scope="module")
+def field_net_model(weather, one_thread):
+    train, valid = weather.isel({TIME: slice(0, 170)}), weather.isel({TIME: slice(170, 220)})
+    return _tiny(whiten_space=True, whiten_loss="field", whiten_net="field").fit(train, valid)
+
+
+def test_field_net_is_a_plain_denoiser_under_coloured_noise(field_net_model):
+    """With ``whiten_net = "field"``, the denoiser coloured back to the field is the EDM
+    denoiser of the bare network applied to the coloured input: the network sees fields."""
+    m = field_net_model
+    w = m.whitener
+    y = torch.randn(2, 1, H, 10, 14, generator=torch.Generator().manual_seed(0))
+    sigma = torch.tensor([0.5, 3.0])
+    cond = {"context": torch.zeros(2, 1, K, 10, 14)}
+    calls = []
+
+    def net(x, c_noise, cond):
+        calls.append(x)
+        return 0.3 * x + c_noise.reshape(-1, 1, 1, 1, 1)
+
+    with torch.no_grad():
+        got = w.colour(m.process.denoiser(m._framed(net), cond)(y, sigma))
+        view = sigma.reshape(-1, 1, 1, 1, 1)
+        c_skip, c_out, c_in, c_noise = m.process.coefficients(view)
+        x = w.colour(y)
+        want = c_skip * x + c_out * net(c_in * x, c_noise.reshape(-1), cond)
+    np.testing.assert_allclose(calls[0].numpy(), (c_in * x).numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_field_net_members_inversion_and_checkpoint(field_net_model, weather, ctx, tmp_path):
+    m = field_net_model
+    ens = m.sample(ctx, 8, seed=0)["t2m"].transpose(MEMBER, ..., LON).values
+    assert _lag1_corr(ens - ens.mean(axis=0)) > 0.8
+    target = target_of(weather, weather[TIME].values[225], H)
+    rec = m.decode(ctx, m.encode(ctx, target))["t2m"].values[0]
+    anomaly = target["t2m"].values - ctx["t2m"].values[-1]
+    assert np.abs(rec - target["t2m"].values).mean() / np.abs(anomaly).mean() < 0.01
+    m.save(tmp_path / "n.safetensors")
+    back = load_model(tmp_path / "n.safetensors")
+    assert back.whiten_net == "field"
+    text = format_info(checkpoint_info(tmp_path / "n.safetensors"))
+    assert "whitened coordinates (network and loss on the field)" in text
+    xr.testing.assert_identical(back.sample(ctx, 3, seed=2), m.sample(ctx, 3, seed=2))

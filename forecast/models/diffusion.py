@@ -74,6 +74,8 @@ from forecast.training.loop import train as train_loop
 #: Version of this model's checkpoint layout; a checkpoint with another one is refused.
 FORMAT = 1
 TARGETS = ("change", "raw", "residual")
+#: Coordinates of a whitened model's loss (``whiten_loss``) and network (``whiten_net``).
+WHITEN_FRAMES = ("whitened", "field")
 
 
 def member_generator(seed: int | None, member: int) -> torch.Generator:
@@ -153,6 +155,12 @@ class ConditionalDiffusion(GenerativeForecaster):
         DCT modes divided by the square root of their training power, per variable and lead;
         :mod:`forecast.models.whitening`). Noise the network does not remove then comes out
         with the training fields' spatial correlation instead of as grid-point white noise.
+    whiten_loss : str
+        With ``whiten_space``: where the training loss measures the denoising error.
+        ``"whitened"``: in the whitened coordinates, so every DCT mode counts alike (small
+        scales weigh as much as the large ones that carry most of the variance);
+        ``"field"``: coloured back to the (scaled) field first, so the modes count by their
+        training power as in an unwhitened model, while leftover noise stays coloured.
     train : dict, optional
         Fields of :class:`forecast.training.TrainConfig`.
     """
@@ -187,6 +195,8 @@ class ConditionalDiffusion(GenerativeForecaster):
         calibration_objective: str = "crps",
         scale_points: bool = False,
         whiten_space: bool = False,
+        whiten_loss: str = "whitened",
+        whiten_net: str = "whitened",
         train: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(context=context, horizon=horizon)
@@ -209,6 +219,16 @@ class ConditionalDiffusion(GenerativeForecaster):
         self.calibration_objective = check_objective(str(calibration_objective))
         self.scale_points = bool(scale_points)
         self.whiten_space = bool(whiten_space)
+        for name, value in (("whiten_loss", whiten_loss), ("whiten_net", whiten_net)):
+            if value not in WHITEN_FRAMES:
+                raise ForecastError(
+                    f"{name} must be one of {', '.join(WHITEN_FRAMES)}, got {value!r}"
+                )
+            if value != "whitened" and not self.whiten_space:
+                raise ForecastError(
+                    f"{name}={value!r} needs whiten_space=True; set it or drop {name}"
+                )
+        self.whiten_loss, self.whiten_net = whiten_loss, whiten_net
         #: Spatial whitening of the generated quantity (``whiten_space``; set by ``fit``).
         self.whitener: SpectralWhitener | None = None
         #: Spread factor per (channel, lead) from :meth:`calibrate_spread_on` (ones: none).
@@ -409,6 +429,19 @@ class ConditionalDiffusion(GenerativeForecaster):
         x = x / self._scale_view(x)
         return self._need_whitener().whiten(x) if self.whiten_space else x
 
+    def _framed(self, net: Any) -> Any:
+        """The network as the process calls it: with ``whiten_net = "field"`` it sees and
+        returns fields (its whitened input coloured, its output whitened), so in field
+        coordinates the model is a plain denoiser under spatially coloured noise."""
+        if not (self.whiten_space and self.whiten_net == "field"):
+            return net
+        whitener = self._need_whitener()
+
+        def framed(x: torch.Tensor, c_noise: torch.Tensor, cond: Any) -> torch.Tensor:
+            return whitener.whiten(net(whitener.colour(x), c_noise, cond))
+
+        return framed
+
     def _need_whitener(self) -> SpectralWhitener:
         if self.whitener is None:
             raise ForecastError(
@@ -493,12 +526,14 @@ class ConditionalDiffusion(GenerativeForecaster):
             resume_arrays, ema = self._resume(out, net)
         validate = self._validator(valid) if valid is not None else None
 
+        error_map = self.whitener.colour if self.whiten_loss == "field" else None
+
         def loss_fn(module, batch, gen):
             c = batch["context"].transpose(1, 2)
             guess = None if guesses is None else guesses(batch["issue_index"]).to(c.device)
             cond = self._conditioning(c, batch["calendar"], guess)
             x0 = self._x0(c, batch["target"].transpose(1, 2), cond.get("offset"))
-            return self.process.loss(module, x0, cond, gen)
+            return self.process.loss(self._framed(module), x0, cond, gen, error_map=error_map)
 
         def checkpoint(tag, ema_module, arrays, meta):
             if out is None:
@@ -647,7 +682,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         if latents is None:
             gens = [member_generator(seed, m) for m in range(n_members)]
             latents = torch.stack([torch.randn(shape, generator=g) for g in gens])
-        denoise = self.process.denoiser(net, cond)
+        denoise = self.process.denoiser(self._framed(net), cond)
         parts = []
         with torch.inference_mode():
             for a in range(0, latents.shape[0], self.member_batch):
@@ -726,7 +761,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         sigmas = sampler.sigmas(self.sigma_min, self.sigma_max)
         with torch.inference_mode():
             x = invert(
-                self.process.denoiser(self.net, cond),
+                self.process.denoiser(self._framed(self.net), cond),
                 x0,
                 sigmas,
                 self.invert_refine,

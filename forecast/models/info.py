@@ -173,6 +173,13 @@ def _part_lines(part: dict[str, Any], indent: str) -> list[str]:
     head = ", ".join(f"{k} {config[k]}" for k in HEADLINE_KEYS if k in config)
     if config.get("whiten_space"):
         head += ", diffused in spatially whitened coordinates"
+        on_field = [
+            what
+            for what, key in (("network", "whiten_net"), ("loss", "whiten_loss"))
+            if config.get(key) == "field"
+        ]
+        if on_field:
+            head += f" ({' and '.join(on_field)} on the field)"
     lines = [
         f"{indent}model: {part['kind']}, context {part['context']} steps, horizon "
         f"{part['horizon']} steps" + (f"; {head}" if head else "")

@@ -21,7 +21,7 @@ meaning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -52,6 +52,10 @@ class SpectralWhitener:
     """
 
     power: np.ndarray
+    #: Tensor copies of the fixed arrays, by (name, dtype, device): built once, not per call.
+    _tensors: dict[tuple[str, torch.dtype, str], torch.Tensor] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.power = np.asarray(self.power, dtype=np.float64)
@@ -87,8 +91,19 @@ class SpectralWhitener:
             std = fitted.point_std
         return fitted
 
-    def _like(self, a: np.ndarray, x: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(a, dtype=x.dtype, device=x.device)
+    def _like(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The fixed array ``name`` as a tensor of ``x``'s dtype and device (cached)."""
+        key = (name, x.dtype, str(x.device))
+        if key not in self._tensors:
+            arrays = {
+                "dl": self._dl,
+                "dn": self._dn,
+                "point_std": self.point_std,
+                "gain": np.sqrt(self.power),
+                "inverse_gain": 1.0 / np.sqrt(self.power),
+            }
+            self._tensors[key] = torch.as_tensor(arrays[name], dtype=x.dtype, device=x.device)
+        return self._tensors[key]
 
     def _check_shape(self, x: torch.Tensor) -> None:
         shape = tuple(self.power.shape)
@@ -98,18 +113,18 @@ class SpectralWhitener:
                 f"{shape}; use the data set the model was trained on"
             )
 
-    def _filter(self, x: torch.Tensor, gain: np.ndarray) -> torch.Tensor:
-        """Multiply the DCT coefficients of ``x`` by ``gain`` and go back to the grid."""
-        dl, dn = self._like(self._dl, x), self._like(self._dn, x)
+    def _filter(self, x: torch.Tensor, gain: str) -> torch.Tensor:
+        """Multiply the DCT coefficients of ``x`` by the array ``gain`` and go back to the grid."""
+        dl, dn = self._like("dl", x), self._like("dn", x)
         coeff = torch.einsum("ki,bchij,lj->bchkl", dl, x, dn) * self._like(gain, x)
         return torch.einsum("ki,bchkl,lj->bchij", dl, coeff, dn)
 
     def whiten(self, x: torch.Tensor) -> torch.Tensor:
         """Whitened fields of ``x`` ``(batch, channel, lead, n_lat, n_lon)``."""
         self._check_shape(x)
-        return self._filter(x * self._like(self.point_std, x), 1.0 / np.sqrt(self.power))
+        return self._filter(x * self._like("point_std", x), "inverse_gain")
 
     def colour(self, y: torch.Tensor) -> torch.Tensor:
         """Fields of the whitened ``y`` (the inverse of :meth:`whiten`)."""
         self._check_shape(y)
-        return self._filter(y, np.sqrt(self.power)) / self._like(self.point_std, y)
+        return self._filter(y, "gain") / self._like("point_std", y)

@@ -80,13 +80,19 @@ class EDMProcess:
         x0: torch.Tensor,
         cond: Any,
         generator: torch.Generator | None = None,
+        error_map: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Weighted denoising loss of ``net`` on clean targets ``x0`` (batch first), a scalar."""
+        """Weighted denoising loss of ``net`` on clean targets ``x0`` (batch first), a scalar.
+
+        ``error_map``: a linear map applied to the denoising error before it is squared (e.g.
+        back from whitened coordinates to the field), which reweights the error's components.
+        """
         sigma = self.sample_sigma(x0.shape[0], generator).to(x0.dtype)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
         view = sigma.reshape(-1, *([1] * (x0.ndim - 1)))
         denoised = self.denoiser(net, cond)(x0 + view * noise, sigma)
-        err = (denoised - x0) ** 2
+        diff = denoised - x0
+        err = (diff if error_map is None else error_map(diff)) ** 2
         return (self.loss_weight(view) * err).mean()
 
     def to_dict(self) -> dict[str, float]:
