@@ -161,6 +161,12 @@ class ConditionalDiffusion(GenerativeForecaster):
         scales weigh as much as the large ones that carry most of the variance);
         ``"field"``: coloured back to the (scaled) field first, so the modes count by their
         training power as in an unwhitened model, while leftover noise stays coloured.
+    whiten_net : str
+        With ``whiten_space``: ``"whitened"``: the network works in whitened coordinates;
+        ``"field"``: it sees the noisy field and returns a field (input coloured, output
+        whitened), so in field coordinates the model is a plain denoiser under spatially
+        coloured noise. docs/diffusion.md "Whitened diffusion with the loss on the field"
+        compares the settings.
     train : dict, optional
         Fields of :class:`forecast.training.TrainConfig`.
     """
