@@ -168,6 +168,16 @@ def test_protocol_runner_scores_a_pool(generative, tiny_data, tiny_protocol, tmp
     assert list(written["source_model"].values) == ["diffusion", "vae"] * 2
 
 
+def test_a_pool_of_pools_is_flattened(baselines, context):
+    inner = PooledEnsemble.from_models(baselines, weights=[3, 1], labels=["pers", "clim"])
+    outer = PooledEnsemble.from_models([inner, baselines[1]], weights=[2, 1], labels=["in", "c"])
+    assert outer.labels == ["in/pers", "in/clim", "c"]
+    np.testing.assert_allclose(outer.weights, [1.5, 0.5, 1.0])
+    assert all(model is not inner for model in outer.models)
+    flat = PooledEnsemble.from_models([*baselines, baselines[1]], weights=[1.5, 0.5, 1.0])
+    xr.testing.assert_identical(outer.sample(context, 8, seed=2), flat.sample(context, 8, seed=2))
+
+
 def test_bad_pools(baselines, split, tiny_protocol, tmp_path):
     with pytest.raises(ForecastError, match="at least one model"):
         PooledEnsemble(context=4, horizon=5)
@@ -187,8 +197,11 @@ def test_bad_pools(baselines, split, tiny_protocol, tmp_path):
     with pytest.raises(ForecastError, match="not fitted"):
         PooledEnsemble.from_models([baselines[0], PersistenceEnsemble(context=4, horizon=5)])
     pool = PooledEnsemble.from_models(baselines)
+    with pytest.raises(ForecastError, match="2 labels for 1 models"):
+        PooledEnsemble.from_models([pool], labels=["a", "b"])
+    nested = {"kind": "pooled", "config": {"components": pool.components}}
     with pytest.raises(ForecastError, match="cannot hold another pool"):
-        PooledEnsemble.from_models([pool, baselines[0]])
+        PooledEnsemble(context=4, horizon=5, components=[nested]).fit(split[0])
     ctx = context_of(other, other[TIME].values[100], 4)
     with pytest.raises(ForecastError, match="expects"):  # a grid the models do not know
         pool.sample(ctx, 2, seed=0)

@@ -4,7 +4,9 @@
 writes a :class:`~forecast.models.pooled.PooledEnsemble` holding both models (weights and
 metadata copied in, so the pool file stands alone). Members are drawn from the models in the
 shares given by ``--weights`` (equal by default). The models must forecast the same data with
-the same context and horizon. The pool is used like any checkpoint: ``forecast predict``,
+the same context and horizon. A checkpoint that is a pool itself (e.g. a deep ensemble from
+``forecast train --model pooled``) joins with its models, each keeping its share of that pool
+(labels ``LABEL/model``). The pool is used like any checkpoint: ``forecast predict``,
 ``forecast evaluate --checkpoint``, the dashboard.
 """
 

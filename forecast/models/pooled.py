@@ -155,9 +155,20 @@ class PooledEnsemble:
         weights: Sequence[float] | None = None,
         labels: Sequence[str] | None = None,
     ) -> Self:
-        """A pool of already-fitted models (they must share data description and geometry)."""
+        """A pool of already-fitted models (they must share data description and geometry).
+
+        A model that is a pool itself joins with its models: each keeps its share of that
+        pool's, scaled by the pool's weight here, and is labelled ``<pool label>/<its label>``.
+        """
         if not models:
             raise ForecastError("a pooled ensemble needs at least one model")
+        weights = _check_weights(weights, len(models))
+        if labels is not None and len(labels) != len(models):
+            raise ForecastError(
+                f"{len(labels)} labels for {len(models)} models; give one per model"
+            )
+        if any(isinstance(m, PooledEnsemble) for m in models):
+            models, weights, labels = _flatten(list(models), weights, labels)
         first = models[0]
         specs = [{"kind": m.kind, "config": m.config()} for m in models]
         pool = cls(
@@ -389,6 +400,25 @@ class PooledEnsemble:
             models.append(MODELS.get(sub.get("kind")).from_checkpoint(own, sub, where=at))
         pool._adopt(models)
         return pool
+
+
+def _flatten(
+    models: list[Any], weights: list[float], labels: Sequence[str] | None
+) -> tuple[list[Any], list[float], list[str]]:
+    """``(models, weights, labels)`` with every pool among ``models`` replaced by its models."""
+    names = list(labels) if labels is not None else [f"{m.kind}-{k}" for k, m in enumerate(models)]
+    out, out_weights, out_labels = [], [], []
+    for model, weight, name in zip(models, weights, names, strict=True):
+        if isinstance(model, PooledEnsemble):
+            total = sum(model.weights)
+            out += model.models
+            out_weights += [weight * w / total for w in model.weights]
+            out_labels += [f"{name}/{sub}" for sub in model.labels]
+        else:
+            out.append(model)
+            out_weights.append(weight)
+            out_labels.append(name)
+    return out, out_weights, out_labels
 
 
 def with_member_sources(model: Any, ens: xr.Dataset) -> xr.Dataset:
