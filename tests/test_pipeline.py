@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from forecast.errors import ForecastError
 from forecast.export import open_ensemble
 from forecast.pipeline import CRPS_GAUSSIAN, run_protocol
 
+REPO = Path(__file__).resolve().parents[1]
 MODELS = ["persistence", "diurnal-persistence", "gp"]
 OPTIONS = {"gp": {"n_train": 64, "iterations": 10}}
 
@@ -144,3 +147,23 @@ def test_trained_key_holds_the_fit_revision():
         {"model": "diffusion", **payload, "fit_revision": 2}
     )
     assert _trained_key("diffusion", diffusion, *args) != _key({"model": "diffusion", **payload})
+
+
+def test_paired_difference_benchmark(first_run, tiny_data, monkeypatch, capsys):
+    """benchmarks/paired_difference.py compares two models of a run: its all-leads means are
+    the scorecard's, and an unknown label is a one-line error naming the run's models."""
+    spec = importlib.util.spec_from_file_location(
+        "paired", REPO / "benchmarks/paired_difference.py"
+    )
+    paired = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paired)
+    monkeypatch.setattr(paired, "open_dataset", lambda name: tiny_data)
+    out, result = first_run
+    paired.main([str(out), "persistence", "gp"])
+    text = capsys.readouterr().out
+    crps = result["scorecard"]["t2m"].sel({METRIC: "crps"}).mean(LEAD_TIME)
+    a, b = (float(crps.sel({MODEL: m})) for m in ("persistence", "gp"))
+    assert f"all leads: mean CRPS {a:.4f} against {b:.4f}, {(a / b - 1) * 100:+.2f} %" in text
+    assert text.count("verdicts per lead") == 1
+    with pytest.raises(ForecastError, match="label of one model of the run: diurnal-persistence"):
+        paired.main([str(out), "persist", "gp"])

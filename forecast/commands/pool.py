@@ -90,5 +90,5 @@ def run(args: argparse.Namespace) -> int:
     check_target(out, args.overwrite)  # before loading the models: fail fast
     pool = PooledEnsemble.from_checkpoints(paths, weights, labels)
     pool.save(out)
-    print(f"pooled {len(paths)} models ({pool.composition}) into {out}")
+    print(f"pooled {len(pool.models)} models ({pool.composition}) into {out}")
     return 0
