@@ -263,6 +263,24 @@ def test_exact_resume(synthetic_traffic_ds, tmp_path):
         ConditionalVAE.tiny(12, 6).fit(train, out_dir=tmp_path / "b", resume=True)
 
 
+def test_keep_a_step(synthetic_traffic_ds, tmp_path):
+    """``keep = N``: the model holds the weights of step N (those of a run interrupted there);
+    a step the training never reaches is a one-line error."""
+    train = synthetic_traffic_ds.isel(time=slice(0, 600))
+    cfg = ConditionalVAE.tiny(12, 12).config()
+    kept = ConditionalVAE(**{**cfg, "train": {**cfg["train"], "keep": 6}})
+    kept.fit(train, out_dir=tmp_path / "a")
+    assert kept.training["weights_step"] == 6 and kept.training["step"] == 20
+    part = ConditionalVAE.tiny(12, 12).fit(train, out_dir=tmp_path / "b", stop_after=6)
+    for (k, a), b in zip(
+        kept.net.state_dict().items(), part.net.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    never = ConditionalVAE(**{**cfg, "train": {**cfg["train"], "keep": 20, "epochs": 1}})
+    with pytest.raises(ForecastError, match=r"train.keep = 20, but training stopped at step 10"):
+        never.fit(train.isel(time=slice(0, 103)), out_dir=tmp_path / "c")  # 80 windows
+
+
 # -- posterior collapse guard, skill -------------------------------------------------------------
 def test_active_latent_dimensions_after_short_training(grid_model, graph_model):
     for model in (grid_model, graph_model):

@@ -114,6 +114,19 @@ def test_early_stopping():
     assert len(calls) == 3 and result.best_step == 8
 
 
+def test_validation_every_n_steps():
+    steps = []
+
+    def record(_):
+        steps.append(1)
+        return 1.0
+
+    _, result = train(make(), Pairs(), noisy_mse, CFG.replace(eval_every_steps=5), validate=record)
+    assert [h["step"] for h in result.history] == [*range(5, 48, 5), 48]  # then the end
+    with pytest.raises(ForecastError, match=r"train\.eval_every_steps must be >= 1, got 0"):
+        CFG.replace(eval_every_steps=0)
+
+
 def test_ema_and_schedule_closed_forms():
     a, b = nn.Linear(2, 1), nn.Linear(2, 1)
     with torch.no_grad():
@@ -204,3 +217,55 @@ def test_diffusion_resume_is_exact(tmp_path):
     with pytest.raises(ForecastError, match="another configuration"):
         other = ConditionalDiffusion(context=4, horizon=3, base=8, mults=(1, 2), emb_dim=8)
         other.fit(train_ds, valid, out_dir=tmp_path / "b", resume=True)
+
+
+def test_keep_a_step_saves_the_ema_weights_of_that_step():
+    """``keep = N``: the ``step`` checkpoint holds the EMA weights after step N of the full
+    schedule, those of a run interrupted at N (same learning rates)."""
+    saved: dict = {}
+
+    def checkpoint(tag, ema_module, arrays, meta):
+        saved[tag] = ({k: v.clone() for k, v in ema_module.state_dict().items()}, meta)
+
+    final, result = train(make(), Pairs(), noisy_mse, CFG.replace(keep=11), checkpoint=checkpoint)
+    assert result.step == 48 and saved["step"][1]["step"] == 11
+    assert not torch.equal(saved["step"][0]["0.weight"], final[0].weight)  # not the final EMA
+    _, short = train(make(), Pairs(), noisy_mse, CFG, checkpoint=checkpoint, stop_after=11)
+    assert short.step == 11
+    for key, value in saved["last"][0].items():
+        assert torch.equal(saved["step"][0][key], value), key
+
+
+@pytest.mark.parametrize(
+    ("keep", "message"),
+    [
+        (0, r"train.keep = 0 must be a step in 1..max_steps"),
+        (31, r"train.keep = 31 must be a step in 1..max_steps \(30\)"),
+        (True, "train.keep must be one of best, last or a step number, got True"),
+        ("first", "train.keep must be one of best, last or a step number, got 'first'"),
+    ],
+)
+def test_bad_keep(keep, message):
+    with pytest.raises(ForecastError, match=message):
+        TrainConfig(max_steps=30, keep=keep)
+
+
+def test_diffusion_keeps_a_step_and_refuses_one_never_reached(tmp_path):
+    ds = synthetic_weather(seed=2, n_lat=6, n_lon=8, days=5)
+    train_ds = ds.isel({TIME: slice(0, 80)})
+    train_kw = {"epochs": 2, "batch_size": 16, "progress": False, "warmup_steps": 2}
+
+    def model(**kw):
+        return ConditionalDiffusion(
+            context=4, horizon=3, base=4, mults=(1, 2), emb_dim=8, nfe=2, train=train_kw | kw
+        )
+
+    kept = model(keep=3).fit(train_ds, out_dir=tmp_path / "a")  # no validation data needed
+    assert kept.training["weights_step"] == 3 and kept.training["step"] == 10
+    short = model().fit(train_ds, out_dir=tmp_path / "b", stop_after=3)
+    ctx = ds.isel({TIME: slice(90, 94)})
+    np.testing.assert_array_equal(
+        kept.sample(ctx, 2, seed=0)["t2m"].values, short.sample(ctx, 2, seed=0)["t2m"].values
+    )
+    with pytest.raises(ForecastError, match=r"train.keep = 12, but training stopped at step 10"):
+        model(keep=12).fit(train_ds, out_dir=tmp_path / "c")

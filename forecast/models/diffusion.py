@@ -68,6 +68,7 @@ from forecast.models.spread import check_objective
 from forecast.models.whitening import SpectralWhitener
 from forecast.sampling import EDMProcess, get_sampler, invert
 from forecast.sampling.samplers import check_nfe
+from forecast.training.config import check_step_reached, kept_tag
 from forecast.training.loop import seed_everything
 from forecast.training.loop import train as train_loop
 
@@ -568,7 +569,10 @@ class ConditionalDiffusion(GenerativeForecaster):
         """Take the kept weights (``out/<train.keep>.safetensors`` when written, else the
         final EMA weights) and, with ``calibrate_spread``, calibrate their spread; that
         checkpoint gets the factors."""
-        kept = out / f"{self.train_config.keep}.safetensors" if out is not None else None
+        keep = self.train_config.keep
+        kept = out / f"{kept_tag(keep)}.safetensors" if out is not None else None
+        if kept is not None and not kept.is_file():
+            check_step_reached(keep, self.training)
         if kept is None or not kept.is_file():
             if self.calibrate_spread:
                 self.calibrate_spread_on(valid)

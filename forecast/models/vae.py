@@ -71,6 +71,7 @@ from forecast.models.generative import (
 )
 from forecast.models.nets import load_net_weights
 from forecast.models.spread import check_objective
+from forecast.training.config import check_step_reached, kept_tag
 from forecast.training.loop import seed_everything
 from forecast.training.loop import train as train_loop
 
@@ -604,7 +605,10 @@ class ConditionalVAE(GenerativeForecaster):
         else:
             calibrate()
         if cfg.keep != "last" and out is not None:
-            final.update(self._take_kept(out / f"{cfg.keep}.safetensors"))
+            kept = out / f"{kept_tag(cfg.keep)}.safetensors"
+            if not kept.is_file():
+                check_step_reached(cfg.keep, result.to_dict())
+            final.update(self._take_kept(kept))
         self.training = dict(result.to_dict())
         self.training["setup_seconds"] = setup_s  # first guess fit, windows
         if held_out is not None:

@@ -25,8 +25,26 @@ from forecast.errors import ForecastError
 
 T = TypeVar("T")
 
-#: Values of ``TrainConfig.keep``: the training checkpoint that becomes the model.
+#: Named values of ``TrainConfig.keep``: the training checkpoint that becomes the model (an
+#: integer step is the third kind).
 KEEP = ("best", "last")
+
+
+def kept_tag(keep: str | int) -> str:
+    """The training checkpoint that ``train.keep`` names: ``"best"``, ``"last"``, or ``"step"``
+    for a step number (its weights are saved as ``step.safetensors``)."""
+    return "step" if isinstance(keep, int) else keep
+
+
+def check_step_reached(keep: str | int, record: Mapping[str, Any]) -> None:
+    """A one-line error when ``train.keep`` is a step that a finished training (``record``: the
+    loop's result, ``step`` and ``stopped``) never reached, so its weights were not saved."""
+    if isinstance(keep, int) and record.get("stopped") != "interrupted":
+        raise ForecastError(
+            f"train.keep = {keep}, but training stopped at step {record.get('step')} "
+            f"({record.get('stopped')}); raise max_steps / epochs / max_minutes, lower patience "
+            "or keep an earlier step"
+        )
 
 
 @dataclass(frozen=True)
@@ -54,13 +72,20 @@ class TrainConfig:
         Maximum global gradient norm (0 disables clipping).
     eval_every : int
         Validate every this many epochs (0: only at the end).
+    eval_every_steps : int or None
+        Validate every this many optimizer steps instead of by epochs (runs on training sets
+        of different sizes then validate at the same steps, e.g. the folds of
+        ``benchmarks/choose_training_length.py``).
     patience : int
         Stop after this many validations without improvement (0 disables early stopping).
-    keep : str
+    keep : str or int
         Which weights become the model (``forecast train``'s ``model.safetensors``):
-        ``"best"`` (default), those with the lowest validation CRPS, or ``"last"``, the final
-        ones (the training length still follows ``max_steps`` and ``patience``). ``"last"``
-        suits a validation split too short to pick a step by (P2: 3 days).
+        ``"best"`` (default), those with the lowest validation CRPS; ``"last"``, the final
+        ones (the training length still follows ``max_steps`` and ``patience``); or a step
+        number ``N``, the EMA weights after step ``N`` of the full schedule (saved as
+        ``step.safetensors``; the learning-rate schedule still runs to ``max_steps``), e.g. a
+        step chosen by cross-validation over the training days
+        (``benchmarks/choose_training_length.py``), so that no validation day picks them.
     val_issue_times, val_members : int
         Issue times and ensemble members used for the validation CRPS.
     seed : int
@@ -85,8 +110,9 @@ class TrainConfig:
     ema_decay: float = 0.995
     grad_clip: float = 1.0
     eval_every: int = 5
+    eval_every_steps: int | None = None
     patience: int = 0
-    keep: str = "best"
+    keep: str | int = "best"
     val_issue_times: int = 8
     val_members: int = 16
     seed: int = 0
@@ -107,14 +133,27 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "val_issue_times", "val_members"):
             if int(getattr(self, name)) < 1:
                 raise ForecastError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        if self.eval_every_steps is not None and self.eval_every_steps < 1:
+            raise ForecastError(f"train.eval_every_steps must be >= 1, got {self.eval_every_steps}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ForecastError(f"train.max_steps must be >= 1, got {self.max_steps}")
         if not 0 <= self.ema_decay < 1:
             raise ForecastError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ForecastError(f"train.lr must be positive, got {self.lr}")
-        if self.keep not in KEEP:
-            raise ForecastError(f"train.keep must be one of {', '.join(KEEP)}, got {self.keep!r}")
+        if isinstance(self.keep, bool) or not isinstance(self.keep, str | int):
+            raise ForecastError(
+                f"train.keep must be one of {', '.join(KEEP)} or a step number, got {self.keep!r}"
+            )
+        if isinstance(self.keep, str) and self.keep not in KEEP:
+            raise ForecastError(
+                f"train.keep must be one of {', '.join(KEEP)} or a step number, got {self.keep!r}"
+            )
+        if isinstance(self.keep, int) and not 1 <= self.keep <= (self.max_steps or self.keep):
+            raise ForecastError(
+                f"train.keep = {self.keep} must be a step in 1..max_steps "
+                f"({self.max_steps}); pick a step the schedule reaches"
+            )
 
     @classmethod
     def from_dict(cls, mapping: Mapping[str, Any] | None, where: str = "train") -> Self:
