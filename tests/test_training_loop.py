@@ -220,20 +220,23 @@ def test_diffusion_resume_is_exact(tmp_path):
 
 
 def test_keep_a_step_saves_the_ema_weights_of_that_step():
-    """``keep = N``: the ``step`` checkpoint holds the EMA weights after step N of the full
-    schedule, those of a run interrupted at N (same learning rates)."""
+    """``keep = N``: the run ends after step N and its ``step`` checkpoint holds the EMA weights
+    of step N of the full schedule: those of a full run interrupted at N (the same learning
+    rates), not those of a run whose schedule is N steps long."""
     saved: dict = {}
 
     def checkpoint(tag, ema_module, arrays, meta):
         saved[tag] = ({k: v.clone() for k, v in ema_module.state_dict().items()}, meta)
 
-    final, result = train(make(), Pairs(), noisy_mse, CFG.replace(keep=11), checkpoint=checkpoint)
-    assert result.step == 48 and saved["step"][1]["step"] == 11
-    assert not torch.equal(saved["step"][0]["0.weight"], final[0].weight)  # not the final EMA
+    _, result = train(make(), Pairs(), noisy_mse, CFG.replace(keep=11), checkpoint=checkpoint)
+    assert result.step == 11 and result.stopped == "done" and saved["step"][1]["step"] == 11
+    kept = saved["step"][0]
     _, short = train(make(), Pairs(), noisy_mse, CFG, checkpoint=checkpoint, stop_after=11)
-    assert short.step == 11
+    assert short.step == 11 and short.stopped == "interrupted"
     for key, value in saved["last"][0].items():
-        assert torch.equal(saved["step"][0][key], value), key
+        assert torch.equal(kept[key], value), key
+    train(make(), Pairs(), noisy_mse, CFG.replace(max_steps=11), checkpoint=checkpoint)
+    assert not torch.equal(kept["0.weight"], saved["last"][0]["0.weight"])  # shorter schedule
 
 
 @pytest.mark.parametrize(
@@ -261,7 +264,7 @@ def test_diffusion_keeps_a_step_and_refuses_one_never_reached(tmp_path):
         )
 
     kept = model(keep=3).fit(train_ds, out_dir=tmp_path / "a")  # no validation data needed
-    assert kept.training["weights_step"] == 3 and kept.training["step"] == 10
+    assert kept.training["weights_step"] == kept.training["step"] == 3
     short = model().fit(train_ds, out_dir=tmp_path / "b", stop_after=3)
     ctx = ds.isel({TIME: slice(90, 94)})
     np.testing.assert_array_equal(

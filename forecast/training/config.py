@@ -82,9 +82,9 @@ class TrainConfig:
         Which weights become the model (``forecast train``'s ``model.safetensors``):
         ``"best"`` (default), those with the lowest validation CRPS; ``"last"``, the final
         ones (the training length still follows ``max_steps`` and ``patience``); or a step
-        number ``N``, the EMA weights after step ``N`` of the full schedule (saved as
-        ``step.safetensors``; the learning-rate schedule still runs to ``max_steps``), e.g. a
-        step chosen by cross-validation over the training days
+        number ``N``, the EMA weights after step ``N`` of the full schedule (the learning
+        rates are those of a ``max_steps`` run, which then ends at step ``N``; saved as
+        ``step.safetensors``), e.g. a step chosen by cross-validation over the training days
         (``benchmarks/choose_training_length.py``), so that no validation day picks them.
     val_issue_times, val_members : int
         Issue times and ensemble members used for the validation CRPS.

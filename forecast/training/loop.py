@@ -309,8 +309,11 @@ def train(
     start = time.perf_counter()
     seconds_before = result.seconds
     deadline = None if cfg.max_minutes is None else start + 60 * cfg.max_minutes
+    # train.keep = N: the schedule stays that of ``total`` steps, but the steps after N cannot
+    # change the kept weights, so the run ends there
+    end = min(total, cfg.keep) if isinstance(cfg.keep, int) else total
     bar = tqdm(
-        total=total,
+        total=end,
         initial=result.step,
         desc=desc,
         disable=not cfg.progress or not info.is_main,
@@ -376,7 +379,7 @@ def train(
     module.train()
     stopped = ""
     try:
-        while result.step < total and not stopped:
+        while result.step < end and not stopped:
             epoch = result.step // steps_per_epoch
             result.epoch = epoch
             order = distributed.shard_order(epoch_order(cfg.seed, epoch, n), dataset, info)
@@ -421,7 +424,7 @@ def train(
                 due = result.step % cfg.eval_every_steps == 0
             else:
                 due = end_of_epoch and cfg.eval_every > 0 and result.epoch % cfg.eval_every == 0
-            if due and result.step < total and evaluate():
+            if due and result.step < end and evaluate():
                 stopped = "early stop"
             elif stop_after is not None and result.step >= stop_after:
                 stopped = "interrupted"
