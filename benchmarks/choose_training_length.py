@@ -6,7 +6,8 @@ warning about the validation days"). This picks the step without them: the train
 windows are cut into ``--folds`` contiguous blocks; for each block and seed a model of the
 config is trained with every step the block's windows touch held out (NaN), on the config's
 full learning-rate schedule (``max_steps``), and scored on the block's windows every
-``--every`` steps (the training loop's validation CRPS, normalized units). The step with the
+``--every`` steps (the training loop's validation CRPS, normalized units; ``--until N`` ends the
+runs at step N of the schedule, for a finer look at the early steps). The step with the
 lowest CRPS averaged over blocks and seeds is printed as ``keep = N``: put it in the config's
 ``[train]`` table and train on the whole training split; no validation or test day chose it.
 
@@ -69,13 +70,18 @@ def _fit_fold(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _train_kw(cfg_train: dict[str, Any], seed: int, every: int, issues: int) -> dict[str, Any]:
+def _train_kw(
+    cfg_train: dict[str, Any], seed: int, every: int, issues: int, until: int | None = None
+) -> dict[str, Any]:
     """The config's ``[train]`` table for a fold run: its schedule, validated every ``every``
-    steps on ``issues`` windows, no early stopping, the last weights (nothing is kept)."""
+    steps on ``issues`` windows, no early stopping, ending at step ``until`` of the schedule
+    (default: its end)."""
     if cfg_train.get("max_steps") is None:
         raise SystemExit(
             "the config's [train] table needs max_steps (the schedule to cross-validate)"
         )
+    if until is not None and not 1 <= until <= cfg_train["max_steps"]:
+        raise SystemExit(f"--until must be in 1..max_steps ({cfg_train['max_steps']}), got {until}")
     return {
         **cfg_train,
         "seed": seed,
@@ -83,7 +89,7 @@ def _train_kw(cfg_train: dict[str, Any], seed: int, every: int, issues: int) -> 
         "eval_every_steps": every,
         "val_issue_times": issues,
         "patience": 0,
-        "keep": "last",
+        "keep": "last" if until is None else until,  # an integer keep ends the run there
         "max_minutes": None,
         "progress": False,
     }
@@ -122,6 +128,9 @@ def main() -> None:
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2,3")
     p.add_argument("--every", type=int, default=15, help="validate every this many steps")
     p.add_argument("--issues", type=int, default=12, help="validation windows per block")
+    p.add_argument(
+        "--until", type=int, help="end the fold runs at this step of the schedule (a finer look)"
+    )
     p.add_argument("--jobs", type=int, default=1, help="fold runs at a time (one thread each)")
     p.add_argument("--out", required=True, help="folder for the histories and the table")
     args = p.parse_args()
@@ -143,7 +152,7 @@ def main() -> None:
     tasks, runs = [], []
     for fold in range(args.folds):
         for seed in seeds:
-            train_kw = _train_kw(dict(cfg["train"]), seed, args.every, args.issues)
+            train_kw = _train_kw(dict(cfg["train"]), seed, args.every, args.issues, args.until)
             key = json.dumps(
                 [args.data, args.model, args.folds, cfg["model"], train_kw], sort_keys=True
             )
@@ -170,8 +179,9 @@ def main() -> None:
     chosen, table = summarize(runs)
     text = (
         f"{args.config} on {args.data}: {args.folds} folds x seeds {args.seeds}, validated every "
-        f"{args.every} steps on {args.issues} windows of each held-out block\n\n{table}\n\n"
-        f"keep = {chosen}\n"
+        f"{args.every} steps on {args.issues} windows of each held-out block"
+        + (f", until step {args.until} of the schedule" if args.until else "")
+        + f"\n\n{table}\n\nkeep = {chosen}\n"
     )
     tmp = out / "table.md.tmp"
     tmp.write_text(text)

@@ -62,5 +62,8 @@ def test_a_fold_run_validates_on_its_held_out_block_every_n_steps(cv, tmp_path):
     )  # fmt: skip
     assert [h["step"] for h in run["history"]] == [3, 6, 9]
     assert run["fold"] == 1 and run["seed"] == 1 and run["windows"] > 0
+    assert cv._train_kw({"max_steps": 9}, 1, 3, 2, until=6)["keep"] == 6
+    with pytest.raises(SystemExit, match=r"--until must be in 1..max_steps \(9\), got 10"):
+        cv._train_kw({"max_steps": 9}, 1, 3, 2, until=10)
     with pytest.raises(SystemExit, match="needs max_steps"):
         cv._train_kw({"epochs": 3}, 0, 3, 2)
