@@ -141,11 +141,8 @@ class TrainConfig:
             raise ForecastError(f"train.ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ForecastError(f"train.lr must be positive, got {self.lr}")
-        if isinstance(self.keep, bool) or not isinstance(self.keep, str | int):
-            raise ForecastError(
-                f"train.keep must be one of {', '.join(KEEP)} or a step number, got {self.keep!r}"
-            )
-        if isinstance(self.keep, str) and self.keep not in KEEP:
+        named = isinstance(self.keep, str) and self.keep in KEEP
+        if not named and (isinstance(self.keep, bool) or not isinstance(self.keep, int)):
             raise ForecastError(
                 f"train.keep must be one of {', '.join(KEEP)} or a step number, got {self.keep!r}"
             )
