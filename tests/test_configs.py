@@ -65,6 +65,22 @@ def test_online_spread_deep_ensemble_configs_repeat_the_pool_config(
     assert model.prior_weight == prior_weight and model.context == 6 + 72
 
 
+def test_snapshot_config_repeats_the_deep_ensemble_at_four_steps():
+    """The P2 snapshot pool is the deep-ensemble config's component kept at steps 15-60."""
+    snaps = load_toml(REPO / "data" / "configs" / "pooled-diffusion-era5-uk-t2m-snapshots.toml")
+    deep = load_toml(REPO / "data" / "configs" / "pooled-diffusion-era5-uk-t2m.toml")
+    (component,) = deep["model"]["components"]
+    assert snaps["model"]["seeds"] == deep["model"]["seeds"]
+    kept = []
+    for spec in snaps["model"]["components"]:
+        train = dict(spec["config"]["train"])
+        kept.append(train.pop("keep"))
+        assert {**spec, "config": {**spec["config"], "train": train}} == component
+    assert kept == [15, 30, 45, 60]
+    model = build_model("pooled", 6, 24, snaps["model"], snaps["train"])
+    assert len(model.components) == 16
+
+
 def test_online_spread_vae_deep_ensemble_config_repeats_the_vae_config():
     """The online P2 VAE deep ensemble pools seeds of the P2 VAE config (its seed aside)."""
     online = load_toml(REPO / "data" / "configs" / "online-spread-pooled-vae-era5-uk-t2m.toml")
