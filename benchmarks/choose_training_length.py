@@ -157,8 +157,9 @@ def main() -> None:
                 [args.data, args.model, args.folds, cfg["model"], train_kw], sort_keys=True
             )
             path = out / f"fold{fold}-seed{seed}.json"
-            if path.is_file() and json.loads(path.read_text()).get("key") == key:
-                runs.append(json.loads(path.read_text()))
+            cached = json.loads(path.read_text()) if path.is_file() else {}
+            if cached.get("key") == key:
+                runs.append(cached)
                 continue
             tasks.append(
                 dict(

@@ -219,8 +219,8 @@ def test_diffusion_resume_is_exact(tmp_path):
         other.fit(train_ds, valid, out_dir=tmp_path / "b", resume=True)
 
 
-def test_keep_a_step_saves_the_ema_weights_of_that_step():
-    """``keep = N``: the run ends after step N and its ``step`` checkpoint holds the EMA weights
+def test_keep_a_step_ends_with_the_ema_weights_of_that_step():
+    """``keep = N``: the run ends after step N and its ``last`` checkpoint holds the EMA weights
     of step N of the full schedule: those of a full run interrupted at N (the same learning
     rates), not those of a run whose schedule is N steps long."""
     saved: dict = {}
@@ -229,8 +229,9 @@ def test_keep_a_step_saves_the_ema_weights_of_that_step():
         saved[tag] = ({k: v.clone() for k, v in ema_module.state_dict().items()}, meta)
 
     _, result = train(make(), Pairs(), noisy_mse, CFG.replace(keep=11), checkpoint=checkpoint)
-    assert result.step == 11 and result.stopped == "done" and saved["step"][1]["step"] == 11
-    kept = saved["step"][0]
+    assert result.step == 11 and result.stopped == "done" and saved["last"][1]["step"] == 11
+    assert set(saved) == {"last"}  # no validation, no best
+    kept = saved["last"][0]
     _, short = train(make(), Pairs(), noisy_mse, CFG, checkpoint=checkpoint, stop_after=11)
     assert short.step == 11 and short.stopped == "interrupted"
     for key, value in saved["last"][0].items():

@@ -570,9 +570,8 @@ class ConditionalDiffusion(GenerativeForecaster):
         final EMA weights) and, with ``calibrate_spread``, calibrate their spread; that
         checkpoint gets the factors."""
         keep = self.train_config.keep
+        check_step_reached(keep, self.training)
         kept = out / f"{kept_tag(keep)}.safetensors" if out is not None else None
-        if kept is not None and not kept.is_file():
-            check_step_reached(keep, self.training)
         if kept is None or not kept.is_file():
             if self.calibrate_spread:
                 self.calibrate_spread_on(valid)

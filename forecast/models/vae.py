@@ -604,11 +604,9 @@ class ConditionalVAE(GenerativeForecaster):
             self.spread_factor, self.correction_weight = final["factor"], final["weight"]
         else:
             calibrate()
-        if cfg.keep != "last" and out is not None:
-            kept = out / f"{kept_tag(cfg.keep)}.safetensors"
-            if not kept.is_file():
-                check_step_reached(cfg.keep, result.to_dict())
-            final.update(self._take_kept(kept))
+        check_step_reached(cfg.keep, result.to_dict())
+        if kept_tag(cfg.keep) != "last" and out is not None:
+            final.update(self._take_kept(out / f"{cfg.keep}.safetensors"))
         self.training = dict(result.to_dict())
         self.training["setup_seconds"] = setup_s  # first guess fit, windows
         if held_out is not None:

@@ -31,15 +31,19 @@ KEEP = ("best", "last")
 
 
 def kept_tag(keep: str | int) -> str:
-    """The training checkpoint that ``train.keep`` names: ``"best"``, ``"last"``, or ``"step"``
-    for a step number (its weights are saved as ``step.safetensors``)."""
-    return "step" if isinstance(keep, int) else keep
+    """The training checkpoint that ``train.keep`` names: ``"best"`` or ``"last"``; a step
+    number ends the run at that step, so its weights are the ``last`` checkpoint's."""
+    return "last" if isinstance(keep, int) else keep
 
 
 def check_step_reached(keep: str | int, record: Mapping[str, Any]) -> None:
     """A one-line error when ``train.keep`` is a step that a finished training (``record``: the
-    loop's result, ``step`` and ``stopped``) never reached, so its weights were not saved."""
-    if isinstance(keep, int) and record.get("stopped") != "interrupted":
+    loop's result, ``step`` and ``stopped``) did not end at (it stopped before)."""
+    if (
+        isinstance(keep, int)
+        and record.get("step") != keep
+        and record.get("stopped") != "interrupted"
+    ):
         raise ForecastError(
             f"train.keep = {keep}, but training stopped at step {record.get('step')} "
             f"({record.get('stopped')}); raise max_steps / epochs / max_minutes, lower patience "
@@ -83,8 +87,8 @@ class TrainConfig:
         ``"best"`` (default), those with the lowest validation CRPS; ``"last"``, the final
         ones (the training length still follows ``max_steps`` and ``patience``); or a step
         number ``N``, the EMA weights after step ``N`` of the full schedule (the learning
-        rates are those of a ``max_steps`` run, which then ends at step ``N``; saved as
-        ``step.safetensors``), e.g. a step chosen by cross-validation over the training days
+        rates are those of a ``max_steps`` run, which then ends at step ``N``: its ``last``
+        checkpoint), e.g. a step chosen by cross-validation over the training days
         (``benchmarks/choose_training_length.py``), so that no validation day picks them.
     val_issue_times, val_members : int
         Issue times and ensemble members used for the validation CRPS.

@@ -4,7 +4,7 @@ early stopping and exact resume.
 The loop knows nothing about diffusion: it gets a module, a ``torch.utils.data.Dataset``, a
 ``loss_fn(module, batch, generator) -> scalar`` and optionally ``validate(ema_module) -> float``
 (lower is better, e.g. the validation CRPS) and ``checkpoint(tag, ema_module, arrays, meta)``
-that writes a checkpoint ``tag`` in {"best", "last", "step"} holding the training state given.
+that writes a checkpoint ``tag`` in {"best", "last"} holding the training state given.
 
 Exact resume: the batch order of epoch ``e`` is a permutation drawn from ``(seed, e)``; the
 loss noise comes from one ``torch.Generator`` whose state is saved (as a uint8 array) with the
@@ -199,9 +199,9 @@ def train(
         epochs (or ``cfg.eval_every_steps`` steps) and at the end (on rank 0; the score is
         broadcast).
     checkpoint : callable, optional
-        ``checkpoint(tag, ema_module, arrays, meta)``: write the ``best`` / ``last`` (and,
-        with an integer ``cfg.keep``, ``step``) checkpoint; ``arrays`` / ``meta`` hold the
-        training state (see :func:`resume_state`). Called on rank 0 only.
+        ``checkpoint(tag, ema_module, arrays, meta)``: write the ``best`` / ``last``
+        checkpoint; ``arrays`` / ``meta`` hold the training state (see :func:`resume_state`).
+        Called on rank 0 only.
     resume : (arrays, meta), optional
         A saved training state (the ``train.*`` arrays and ``meta["training"]`` of a ``last``
         checkpoint); ``ema`` must then hold that checkpoint's EMA weights. The world size and
@@ -412,8 +412,6 @@ def train(
             result.step += 1
             decay = min(cfg.ema_decay, (1 + result.step) / (10 + result.step))
             update_ema(ema, module, decay)
-            if isinstance(cfg.keep, int) and result.step == cfg.keep and checkpoint is not None:
-                save("step")  # train.keep = N: these EMA weights become the model
             postfix.update(loss=f"{shown:.4f}", lr=f"{lr:.2e}")
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
