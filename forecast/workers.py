@@ -41,7 +41,9 @@ def in_workers(
     work: Callable[[Any], Any], tasks: Sequence[Any], jobs: int, desc: str, progress: bool
 ) -> Iterator[Any]:
     """Yield ``work(task)`` of every task as the workers finish them (``jobs`` at a time); a bar
-    counts the finished tasks."""
+    counts the finished tasks; no task, no worker started."""
+    if not tasks:
+        return
     workers = min(jobs, len(tasks))
     bar = tqdm(total=len(tasks), desc=f"{desc} ({workers} at a time)", disable=not progress)
     # leaving the block terminates the workers, so a failure does not wait for the others

@@ -6,7 +6,7 @@ import time
 import pytest
 
 from forecast.errors import ForecastError
-from forecast.workers import in_threads
+from forecast.workers import in_threads, in_workers
 
 
 def test_in_threads_keeps_the_order_and_runs_tasks_together():
@@ -36,3 +36,8 @@ def test_in_threads_raises_the_tasks_error_and_refuses_bad_jobs():
     for bad in (0, -1, 1.5, True, "2"):
         with pytest.raises(ForecastError, match="jobs must be an integer >= 1"):
             in_threads(work, [0, 1], bad)
+
+
+def test_in_workers_with_no_task_starts_no_worker():
+    """Every task already done (e.g. all cached): nothing to yield, no pool of 0 processes."""
+    assert list(in_workers(str, [], 2, "nothing", False)) == []
