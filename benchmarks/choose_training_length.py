@@ -70,6 +70,15 @@ def _fit_fold(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary name beside ``path`` and rename it (nothing half-written)."""
+    from forecast.checkpoint import atomic_path, publish
+
+    tmp = atomic_path(path)
+    tmp.write_text(text)
+    publish(tmp, path)
+
+
 def _train_kw(
     cfg_train: dict[str, Any], seed: int, every: int, issues: int, until: int | None = None
 ) -> dict[str, Any]:
@@ -169,10 +178,9 @@ def main() -> None:
             )  # fmt: skip
     try:
         for run in in_workers(_fit_fold, tasks, args.jobs, "fold runs", True):
-            path = out / f"fold{run['fold']}-seed{run['seed']}.json"
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(run, indent=1))
-            tmp.replace(path)
+            _write_text(
+                out / f"fold{run['fold']}-seed{run['seed']}.json", json.dumps(run, indent=1)
+            )
             runs.append(run)
             print(f"fold {run['fold']} seed {run['seed']}: {run['seconds']} s", flush=True)
     except ForecastError as err:
@@ -184,9 +192,7 @@ def main() -> None:
         + (f", until step {args.until} of the schedule" if args.until else "")
         + f"\n\n{table}\n\nkeep = {chosen}\n"
     )
-    tmp = out / "table.md.tmp"
-    tmp.write_text(text)
-    tmp.replace(out / "table.md")
+    _write_text(out / "table.md", text)
     print(text)
 
 
