@@ -106,18 +106,29 @@ def fit_models(
 ) -> list[Any]:
     """Build and fit the model of every spec on ``train`` (and ``valid``), ``jobs`` at a time.
 
-    ``jobs = 1`` fits them one after the other in this process. With more, each model is fitted
+    Specs that differ only in an integer ``train.keep`` train in one run
+    (:func:`forecast.models.snapshots.snapshot_groups`); the models are those of separate fits.
+    ``jobs = 1`` fits them one after the other in this process. With more, each group is fitted
     in a worker process on :func:`worker_threads` threads with its own progress bar off, and a
-    bar counts the finished models (``progress``).
+    bar counts the finished groups (``progress``).
     """
+    from forecast.models.snapshots import fit_group, snapshot_groups
+
     jobs = check_jobs(jobs)
     models = [build(spec) for spec in specs]  # bad configurations fail here, before any fit
-    if jobs == 1 or len(specs) == 1:
-        return [model.fit(train, valid) for model in models]
-    threads = worker_threads(min(jobs, len(specs)))
+    groups = snapshot_groups(specs)
+    if jobs == 1 or len(groups) == 1:
+        fitted = {}
+        for group in groups:
+            models_of = fit_group([specs[k] for k in group], train, valid)
+            fitted.update(zip(group, models_of, strict=True))
+        return [fitted[k] for k in range(len(specs))]
+    threads = worker_threads(min(jobs, len(groups)))
     train, valid = loaded(train, valid)
-    tasks = [(k, quiet(spec), train, valid, threads) for k, spec in enumerate(specs)]
-    contents = dict(in_workers(_fit_content, tasks, jobs, "pool models", progress))
+    tasks = [(g, [quiet(specs[k]) for k in g], train, valid, threads) for g in groups]
+    contents = {}
+    for done in in_workers(_fit_contents, tasks, jobs, "pool models", progress):
+        contents.update(done)
     return [
         type(model).from_checkpoint(*contents[k], where=f"pool model {labels[k]!r}")
         for k, model in enumerate(models)
@@ -137,16 +148,20 @@ def quiet(spec: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": spec["kind"], "config": config}
 
 
-def _fit_content(
-    task: tuple[int, Mapping[str, Any], xr.Dataset, xr.Dataset | None, int],
-) -> tuple[int, tuple[dict[str, np.ndarray], dict[str, Any]]]:
-    """Worker: fit model ``k`` of ``(k, spec, train, valid, threads)`` on ``threads`` threads;
-    ``(k, its checkpoint content)``."""
+def _fit_contents(
+    task: tuple[list[int], list[Mapping[str, Any]], xr.Dataset, xr.Dataset | None, int],
+) -> list[tuple[int, tuple[dict[str, np.ndarray], dict[str, Any]]]]:
+    """Worker: fit the models ``ks`` of ``(ks, specs, train, valid, threads)`` (one group of
+    :func:`forecast.models.snapshots.snapshot_groups`) on ``threads`` threads; ``(k, its
+    checkpoint content)`` of each."""
     import torch
 
-    k, spec, train, valid, threads = task
+    from forecast.models.snapshots import fit_group
+
+    ks, specs, train, valid, threads = task
     torch.set_num_threads(threads)
-    return k, build(spec).fit(train, valid).checkpoint_content()
+    models = fit_group(specs, train, valid)
+    return [(k, model.checkpoint_content()) for k, model in zip(ks, models, strict=True)]
 
 
 def fit_seeded(model: Any, train: xr.Dataset, valid: xr.Dataset | None, seed: int) -> None:

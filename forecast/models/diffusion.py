@@ -30,6 +30,7 @@ fixed-point refinement, :func:`forecast.sampling.invert`).
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -478,6 +479,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         out_dir: str | Path | None = None,
         resume: bool = False,
         stop_after: int | None = None,
+        snapshots: Sequence[int] = (),
     ) -> Self:
         """Train on ``train`` (physical units); validation CRPS on ``valid`` if given.
 
@@ -492,6 +494,9 @@ class ConditionalDiffusion(GenerativeForecaster):
             Continue exactly from ``out_dir/last.safetensors``.
         stop_after : int, optional
             Stop after this optimizer step as if interrupted (tests).
+        snapshots : sequence of int
+            Also write the training state at these steps (``out/step-<N>.safetensors``; see
+            :func:`forecast.models.snapshots.fit_snapshots`).
         """
         check_training_length(train, self.context, self.horizon)
         if self.calibrate_spread and valid is None:
@@ -558,6 +563,7 @@ class ConditionalDiffusion(GenerativeForecaster):
             resume=resume_arrays,
             ema=ema,
             stop_after=stop_after,
+            snapshots=snapshots,
             desc="diffusion",
         )
         self.net = ema.eval()

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -483,6 +484,7 @@ class ConditionalVAE(GenerativeForecaster):
         out_dir: str | Path | None = None,
         resume: bool = False,
         stop_after: int | None = None,
+        snapshots: Sequence[int] = (),
         jobs: int = 1,
     ) -> Self:
         """Train on ``train`` (physical units); validation CRPS on ``valid`` if given.
@@ -501,6 +503,9 @@ class ConditionalVAE(GenerativeForecaster):
             read, not trained again).
         stop_after : int, optional
             Stop after this optimizer step as if interrupted (tests).
+        snapshots : sequence of int
+            Also write the training state at these steps (``out/step-<N>.safetensors``; see
+            :func:`forecast.models.snapshots.fit_snapshots`).
         jobs : int
             Above 1 (``calibration = "cross-fit"`` only): the fold models are fitted that many
             at a time, each in a worker process (the same factors as one after the other).
@@ -597,6 +602,7 @@ class ConditionalVAE(GenerativeForecaster):
             resume=resume_arrays,
             ema=ema,
             stop_after=stop_after,
+            snapshots=snapshots,
             desc=self._progress_desc,
         )
         self._set_module(ema.eval())

@@ -28,7 +28,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,6 +174,7 @@ def train(
     resume: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None,
     ema: nn.Module | None = None,
     stop_after: int | None = None,
+    snapshots: Sequence[int] = (),
     desc: str = "train",
     device: str | torch.device | None = None,
     mixed_precision: bool = True,
@@ -210,6 +211,10 @@ def train(
         EMA copy to continue from (with ``resume``); default: a copy of ``module``.
     stop_after : int, optional
         Stop after this global step as if interrupted (tests; ``cfg.max_minutes`` in use).
+    snapshots : sequence of int
+        Steps at which to write the training checkpoint ``step-<N>`` as well, before any
+        validation at that step: the state of a run interrupted there, from which a resumed
+        run with ``train.keep = N`` ends exactly as a run trained to step ``N`` alone.
     desc : str
         Progress-bar label.
     device : str or torch.device, optional
@@ -376,6 +381,7 @@ def train(
             result.evals_since_best += 1
         return cfg.patience > 0 and result.evals_since_best >= cfg.patience
 
+    snapshot_steps = {int(s) for s in snapshots}
     module.train()
     stopped = ""
     try:
@@ -415,6 +421,8 @@ def train(
             postfix.update(loss=f"{shown:.4f}", lr=f"{lr:.2e}")
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
+            if result.step in snapshot_steps:
+                save(f"step-{result.step}")
             end_of_epoch = result.step % steps_per_epoch == 0
             if end_of_epoch:
                 result.epoch = result.step // steps_per_epoch
