@@ -40,7 +40,11 @@ def test_groups_join_the_models_that_differ_only_in_an_integer_keep():
 
 def _tiny(cls, geometry: dict, **train) -> dict:
     config = cls.tiny(**geometry).config()
-    config["train"] = {**config["train"], "max_steps": 12, "eval_every_steps": 3, **train}
+    config["train"] = {
+        **config["train"],
+        **{"max_steps": 12, "epochs": 10, "batch_size": 32, "eval_every_steps": 3},
+        **train,
+    }
     return {"kind": cls.kind, "config": config}
 
 
@@ -59,22 +63,24 @@ def _optimizer_steps(monkeypatch) -> list[int]:
 
 @pytest.mark.parametrize("cls", [ConditionalDiffusion, ConditionalVAE])
 def test_one_run_gives_the_models_of_separate_runs(cls, tiny_data, tiny_protocol, monkeypatch):
-    """Steps 4, 6 and 10 from one 10-step run: each model has the weights, training record
-    (validations included) and calibration of the model trained to its step alone."""
+    """Steps 4, 5, 6 and 10 from one 10-step run (an epoch ends at 5 or 6; a validation is due
+    at 6): each model has the weights, training record (validations, epoch) and calibration of
+    the model trained to its step alone."""
     geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
     train = tiny_protocol.split(tiny_data, "train")
     valid = tiny_protocol.split(tiny_data, "val")
-    specs = [_tiny(cls, geometry, keep=k) for k in (6, 4, 10)]
+    specs = [_tiny(cls, geometry, keep=k) for k in (6, 4, 10, 5)]
     steps = _optimizer_steps(monkeypatch)
     together = fit_snapshots(specs, train, valid)
-    assert len(steps) == 10  # one run to the last step (separately: 21)
+    assert len(steps) == 10  # one run to the last step (separately: 25)
     issue = tiny_protocol.windows(tiny_data, "test").issue_times(tiny_data)[0]
     ctx = context_of(tiny_data, issue, tiny_protocol.context)
     for s, model in zip(specs, together, strict=True):
         alone = cls(**s["config"]).fit(train, valid)
         keep = s["config"]["train"]["keep"]
         assert model.training["step"] == alone.training["step"] == keep
-        assert model.training["history"] == alone.training["history"]
+        record = {k: v for k, v in model.training.items() if k != "seconds"}
+        assert record == {k: v for k, v in alone.training.items() if k != "seconds"}
         assert [h["step"] for h in model.training["history"]] == [*range(3, keep, 3), keep]
         assert model.config() == alone.config()
         for (name, a), b in zip(
@@ -122,3 +128,104 @@ def test_snapshots_need_distinct_steps(tiny_data, tiny_protocol):
         specs = [_tiny(ConditionalDiffusion, geometry, keep=k) for k in keeps]
         with pytest.raises(ForecastError, match=r"differ only in distinct integer train\.keep"):
             fit_snapshots(specs, train, None)
+
+
+def test_a_group_fits_its_first_guess_once(tiny_data, tiny_protocol, monkeypatch):
+    """With a first guess cross-fitted over 2 folds, the group fits it once per fold and once
+    for the model, and predicts each set of windows once: the models are those of separate
+    fits, which fit it every time (the GP first guess works the same way, at seconds a fit)."""
+    from forecast.models import first_guess
+
+    geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
+    train = tiny_protocol.split(tiny_data, "train")
+    valid = tiny_protocol.split(tiny_data, "val")
+    fg = {"target": "residual", "first_guess": "damped", "first_guess_folds": 2}
+    specs = []
+    for keep in (6, 3):
+        s = _tiny(ConditionalDiffusion, geometry, keep=keep)
+        specs.append({**s, "config": {**s["config"], **fg, "condition_on_first_guess": True}})
+    fits, predictions = [], []
+    kind = first_guess.DiurnalFirstGuess
+    fit, predict = kind.fit.__func__, kind.predict
+
+    def counted_fit(cls, *args, **kwargs):
+        fits.append(1)
+        return fit(cls, *args, **kwargs)
+
+    def counted_predict(self, *args, **kwargs):
+        predictions.append(1)
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(kind, "fit", classmethod(counted_fit))
+    monkeypatch.setattr(kind, "predict", counted_predict)
+    alone = ConditionalDiffusion(**specs[0]["config"]).fit(train, valid)
+    fits_alone, predictions_alone = len(fits), len(predictions)
+    assert fits_alone == 3  # the model's and one per fold
+    together = fit_snapshots(specs, train, valid)
+    assert len(fits) - fits_alone == fits_alone
+    assert len(predictions) - predictions_alone == predictions_alone
+    issue = tiny_protocol.windows(tiny_data, "test").issue_times(tiny_data)[0]
+    ctx = context_of(tiny_data, issue, tiny_protocol.context)
+    xr.testing.assert_identical(together[0].sample(ctx, 3, seed=1), alone.sample(ctx, 3, seed=1))
+    short = ConditionalDiffusion(**specs[1]["config"]).fit(train, valid)
+    xr.testing.assert_identical(together[1].sample(ctx, 3, seed=1), short.sample(ctx, 3, seed=1))
+
+
+def test_shared_first_guesses_compute_once_inside_the_block_only():
+    from forecast.models.first_guess import array_key, once, shared_first_guesses
+
+    calls: list[int] = []
+
+    def compute():
+        calls.append(1)
+        return len(calls)
+
+    def k():
+        return "k"
+
+    def never():
+        raise AssertionError("a key made outside a block")
+
+    assert once(never, compute) == 1 and once(never, compute) == 2  # no block: every time
+    with shared_first_guesses():
+        assert once(k, compute) == 3 and once(k, compute) == 3
+        with shared_first_guesses():  # a nested block shares the outer memo
+            assert once(k, compute) == 3 and once(lambda: "j", compute) == 4
+    assert once(never, compute) == 5
+    a = np.arange(6.0)
+    assert array_key(a) == array_key(a.copy()) != array_key(a.reshape(2, 3))
+    assert array_key(a) != array_key(a.astype(np.float32))
+
+
+def test_compare_checkpoints_tells_same_models_from_different_ones(
+    tiny_data, tiny_protocol, tmp_path, capsys
+):
+    """benchmarks/compare_checkpoints.py: a snapshot pool saved twice is the same; a pool
+    whose models differ in one step is not (exit 1)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks/compare_checkpoints.py"
+    spec_ = importlib.util.spec_from_file_location("compare_checkpoints", path)
+    script = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(script)
+    geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
+    train = tiny_protocol.split(tiny_data, "train")
+
+    def pool(*keeps):
+        components = []
+        for keep in keeps:
+            s = _tiny(ConditionalDiffusion, geometry, keep=keep)
+            own = {k: v for k, v in s["config"].items() if k not in geometry}
+            components.append({"kind": "diffusion", "config": own})
+        return PooledEnsemble(**geometry, components=components).fit(train)
+
+    pool(2, 4).save(tmp_path / "a.safetensors")
+    pool(2, 4).save(tmp_path / "b.safetensors")
+    pool(2, 5).save(tmp_path / "c.safetensors")
+    assert script.main([str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")]) == 0
+    assert capsys.readouterr().out.endswith("same models\n")
+    assert script.main([str(tmp_path / "a.safetensors"), str(tmp_path / "c.safetensors")]) == 1
+    out = capsys.readouterr().out
+    assert "diffusion-0: arrays identical True, training records equal True" in out
+    assert "diffusion-1: arrays identical False, training records equal False" in out

@@ -44,7 +44,7 @@ from forecast.dims import TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.models import MODELS
 from forecast.models.base import check_members, ensemble_dataset
-from forecast.models.first_guess import FIRST_GUESSES, FirstGuess
+from forecast.models.first_guess import FIRST_GUESSES, FirstGuess, predict_first_guess
 from forecast.models.generative import (
     SCALE_WINDOWS,
     TINY_TRAIN,
@@ -370,7 +370,8 @@ class ConditionalDiffusion(GenerativeForecaster):
                 "target='residual' model has no first guess; fit it or load a checkpoint "
                 "written with target='residual'"
             )
-        pred = (self.fg if fg is None else fg).predict(values, times, origins)  # (n, H, C, *s)
+        guess = self.fg if fg is None else fg
+        pred = predict_first_guess(guess, values, times, origins)  # (n, H, C, *s)
         norm = self.normalizer.transform_array(pred, channel_axis=2)
         norm = np.nan_to_num(np.swapaxes(norm, 1, 2)).astype(np.float32)
         return torch.from_numpy(np.ascontiguousarray(norm))

@@ -284,19 +284,36 @@ class GenerativeForecaster(ArrayForecaster):
         """Fit the configured first guess on ``train`` (and ``valid`` for the kinds that need
         it; ``fg``: None without one). Returns the first guess of the training windows:
         ``fg`` itself, or with ``first_guess_folds > 1`` the out-of-fold one
-        (:func:`forecast.models.first_guess.fit_folded_first_guess`)."""
+        (:func:`forecast.models.first_guess.fit_folded_first_guess`). Inside
+        :func:`forecast.models.first_guess.shared_first_guesses` an equal fit is done once."""
         self.fg = None
         if self.first_guess is None:
             return None
-        from forecast.models.first_guess import fit_first_guess, fit_folded_first_guess
+        from forecast.models.first_guess import (
+            dataset_key,
+            fit_first_guess,
+            fit_folded_first_guess,
+            once,
+        )
 
         kw = dict(
             context=self.context, horizon=self.horizon, seed=self.train_config.seed, valid=valid
         )
-        self.fg = fit_first_guess(self.first_guess, train, **kw)
-        if self.first_guess_folds == 1:
-            return self.fg
-        return fit_folded_first_guess(self.first_guess, train, folds=self.first_guess_folds, **kw)
+        folds = self.first_guess_folds
+
+        def fit() -> tuple[Any, Any]:
+            fg = fit_first_guess(self.first_guess, train, **kw)
+            if folds == 1:
+                return fg, fg
+            return fg, fit_folded_first_guess(self.first_guess, train, folds=folds, **kw)
+
+        settings = (self.first_guess, folds, self.context, self.horizon, self.train_config.seed)
+
+        def key() -> tuple[Any, ...]:
+            return ("fit", *settings, dataset_key(train), dataset_key(valid))
+
+        self.fg, train_fg = once(key, fit)
+        return train_fg
 
     def _resume(self, out: Path | None, module: torch.nn.Module) -> tuple[Any, torch.nn.Module]:
         """Training state and EMA weights (a copy of ``module``) of ``out/last.safetensors``;

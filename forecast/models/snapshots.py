@@ -7,7 +7,8 @@ step, writing the training state at the earlier steps (the loop's ``snapshots``)
 model is then a run resumed from its step's state with ``train.keep`` at that step, which
 ends exactly as the run trained to that step alone (exact resume: same weights, the same
 validation and calibration after the last step). Only the steps after the earlier models'
-are new work, and each earlier model fits its first guess again.
+are new work, and the group fits its first guess once
+(:func:`forecast.models.first_guess.shared_first_guesses`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import xarray as xr
 
 from forecast.errors import ForecastError
+from forecast.models.first_guess import shared_first_guesses
 
 
 def _build(spec: Mapping[str, Any]) -> Any:
@@ -107,7 +109,8 @@ def fit_snapshots(
     order = sorted(range(len(specs)), key=lambda k: steps[k])
     last = order[-1]
     models: dict[int, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="forecast-snapshots-") as tmp:
+    folder = tempfile.TemporaryDirectory(prefix="forecast-snapshots-")
+    with folder as tmp, shared_first_guesses():
         run = Path(tmp) / "run"
         models[last] = _build(specs[last]).fit(
             train, valid, out_dir=run, snapshots=[steps[k] for k in order[:-1]]
@@ -116,8 +119,8 @@ def fit_snapshots(
             state = run / f"step-{steps[k]}.safetensors"
             if not state.is_file():  # the run reached its last step, so this is a bug
                 raise ForecastError(f"the training run wrote no state at step {steps[k]}")
-            folder = Path(tmp) / f"keep-{steps[k]}"
-            folder.mkdir()
-            shutil.copyfile(state, folder / "last.safetensors")
-            models[k] = _build(specs[k]).fit(train, valid, out_dir=folder, resume=True)
+            resumed = Path(tmp) / f"keep-{steps[k]}"
+            resumed.mkdir()
+            shutil.copyfile(state, resumed / "last.safetensors")
+            models[k] = _build(specs[k]).fit(train, valid, out_dir=resumed, resume=True)
     return [models[k] for k in range(len(specs))]

@@ -51,6 +51,7 @@ from forecast.dims import TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.models import MODELS
 from forecast.models.base import check_members, ensemble_dataset, member_rng
+from forecast.models.first_guess import predict_first_guess
 from forecast.models.generative import (
     SCALE_WINDOWS,
     TINY_TRAIN,
@@ -453,7 +454,8 @@ class ConditionalVAE(GenerativeForecaster):
         the physical ``values`` ``(T, C, *s)``; ``fg``: another first guess than the model's
         (the out-of-fold one of the training windows)."""
         origins = np.asarray(origins, dtype=np.int64)
-        pred = np.asarray((self.fg if fg is None else fg).predict(values, times, origins))
+        guess = self.fg if fg is None else fg
+        pred = np.asarray(predict_first_guess(guess, values, times, origins))
         want = (len(origins), self.horizon, *values.shape[1:])
         if pred.shape != want:
             raise ForecastError(

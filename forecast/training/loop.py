@@ -421,11 +421,11 @@ def train(
             postfix.update(loss=f"{shown:.4f}", lr=f"{lr:.2e}")
             bar.set_postfix(postfix, refresh=False)
             bar.update(1)
-            if result.step in snapshot_steps:
-                save(f"step-{result.step}")
             end_of_epoch = result.step % steps_per_epoch == 0
             if end_of_epoch:
                 result.epoch = result.step // steps_per_epoch
+            if result.step in snapshot_steps:
+                save(f"step-{result.step}")
             if cfg.eval_every_steps is not None:
                 due = result.step % cfg.eval_every_steps == 0
             else:
