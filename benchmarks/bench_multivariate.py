@@ -2,9 +2,10 @@
 
 One issue time of a P2 ensemble: 24 leads x 50 members x 1617 grid points (33 x 49), random
 values. Prints the seconds of ``forecast.scoring.kernels`` (numba) per issue time for the
-energy score and for the variogram score with p = 0.5 (the default), 1 and 0.7 (the generic
-``pow`` path), and of ``scoringrules.vs_ensemble`` (numba backend) on the same input, with
-the largest relative difference from it. The variogram score costs ``O(M D^2)`` per lead; a
+energy score and for the variogram score with p = 0.5 (the default), 1, 2, 0.25 (orders
+k / 4: square roots and products) and 0.7 (the generic ``pow`` path), and of
+``scoringrules.vs_ensemble`` (numba backend) on the same input, with the largest relative
+difference from it. The variogram score costs ``O(M D^2)`` per lead; a
 protocol scorecard leaves it out by default for that reason (``forecast.pipeline.
 DEFAULT_METRICS``), ``forecast evaluate --forecast`` computes it.
 
@@ -47,7 +48,7 @@ def main() -> None:
     print(f"{args.leads} leads x {args.members} members x {args.points} points, seconds:")
     sec, _ = timed(energy_score_np, y, x)
     print(f"energy score (ours): {sec:.2f}")
-    for order in (0.5, 1.0, 0.7):
+    for order in (0.5, 1.0, 2.0, 0.25, 0.7):
         sec, ours = timed(variogram_score_np, y, x, order)
         sec_sr, ref = timed(sr.vs_ensemble, y, x, p=order, backend="numba")
         diff = float(np.max(np.abs(ours - ref) / np.abs(ref)))

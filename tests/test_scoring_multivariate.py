@@ -41,12 +41,20 @@ def test_energy_score_equals_scoringrules():
     )
 
 
-@pytest.mark.parametrize("p", [0.5, 1.0, 0.7])  # the kernel's sqrt, abs and pow branches
+# the kernel's square-root path for every order k / 4, k = 1..8, and its pow path
+@pytest.mark.parametrize("p", [0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 0.7, 3.0])
 def test_variogram_score_equals_scoringrules(p):
     obs, fc = _pair(seed=1)
     y, x = _flat(obs, fc)
     ours = variogram_score(obs, fc, dim=[], p=p)
     np.testing.assert_allclose(ours.values, sr.vs_ensemble(y, x, p=p, backend="numpy"), rtol=1e-9)
+
+
+def test_quarter_orders_take_the_square_root_path():
+    from forecast.scoring.kernels import quarter_order
+
+    assert [quarter_order(p) for p in (0.25, 0.5, 1.0, 1.75, 2.0)] == [1, 2, 4, 7, 8]
+    assert [quarter_order(p) for p in (0.7, 0.0, 2.25, 0.5 + 1e-9, -0.5)] == [0] * 5
 
 
 def test_variogram_score_nan_spoils_only_its_sample():

@@ -284,20 +284,39 @@ def energy_score_np(obs: np.ndarray, fct: np.ndarray) -> np.ndarray:
     return out.reshape(lead)
 
 
+@numba.njit(inline="always", fastmath={"reassoc", "contract", "arcp", "nsz"})
+def _quarter_power(d, k):  # pragma: no cover - compiled
+    """``d ** (k / 4)`` for ``d >= 0`` and ``k`` in 1..8 from square roots and products (they
+    run in SIMD; ``pow`` does not)."""
+    out = 1.0
+    if k >= 8:
+        out = d * d
+    elif k >= 4:
+        out = d
+    if k % 4 != 0:
+        r = math.sqrt(d)
+        if k % 4 >= 2:
+            out *= r
+        if k % 2 == 1:
+            out *= math.sqrt(r)
+    return out
+
+
 @numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
-def _variogram_kernel(x, y, p_exp, out):  # pragma: no cover - compiled
+def _variogram_kernel(x, y, k, p_exp, out):  # pragma: no cover - compiled
     """Variogram score of order p for ``x (P, D, M)`` (members last: the inner loop runs over
-    contiguous memory), ``y (P, D)``, unit pair weights. The sums may be reassociated (SIMD);
-    NaN is checked first, so the fast-math flags leave NaN handling alone."""
+    contiguous memory), ``y (P, D)``, unit pair weights. ``k`` in 1..8: ``p = k / 4``, powers
+    from square roots (:func:`_quarter_power`); ``k = 0``: ``pow`` with ``p_exp``. The sums may
+    be reassociated (SIMD); NaN is checked first, so the fast-math flags leave NaN handling
+    alone."""
     p_, d, m = x.shape
-    mode = 1 if p_exp == 0.5 else (2 if p_exp == 1.0 else 0)  # sqrt and abs beat pow
     for p in range(p_):
         bad = False
-        for k in range(d):
-            if math.isnan(y[p, k]):
+        for a in range(d):
+            if math.isnan(y[p, a]):
                 bad = True
             for i in range(m):
-                if math.isnan(x[p, k, i]):
+                if math.isnan(x[p, a, i]):
                     bad = True
         if bad:
             out[p] = np.nan
@@ -308,20 +327,23 @@ def _variogram_kernel(x, y, p_exp, out):  # pragma: no cover - compiled
             for b in range(a + 1, d):
                 xb = x[p, b]
                 vf = 0.0
-                if mode == 1:
+                if k > 0:
                     for i in range(m):
-                        vf += math.sqrt(abs(xa[i] - xb[i]))
-                    vo = math.sqrt(abs(y[p, a] - y[p, b]))
-                elif mode == 2:
-                    for i in range(m):
-                        vf += abs(xa[i] - xb[i])
-                    vo = abs(y[p, a] - y[p, b])
+                        vf += _quarter_power(abs(xa[i] - xb[i]), k)
+                    vo = _quarter_power(abs(y[p, a] - y[p, b]), k)
                 else:
                     for i in range(m):
                         vf += abs(xa[i] - xb[i]) ** p_exp
                     vo = abs(y[p, a] - y[p, b]) ** p_exp
                 total += (vo - vf / m) ** 2
         out[p] = 2.0 * total  # sum over ordered pairs (i, j), as Scheuerer & Hamill
+
+
+def quarter_order(p: float) -> int:
+    """``4 p`` when that is an integer in 1..8 (orders 0.25, 0.5, ..., 2: the variogram
+    kernel's square-root path), else 0 (``pow``)."""
+    k = round(4 * p)
+    return k if 1 <= k <= 8 and abs(4 * p - k) < 1e-12 else 0
 
 
 def variogram_score_np(obs: np.ndarray, fct: np.ndarray, p: float = 0.5) -> np.ndarray:
@@ -334,5 +356,5 @@ def variogram_score_np(obs: np.ndarray, fct: np.ndarray, p: float = 0.5) -> np.n
         np.broadcast_to(np.asarray(obs, dtype=np.float64), (*lead, x.shape[-1]))
     ).reshape(-1, x.shape[-1])
     out = np.empty(x3.shape[0], dtype=np.float64)
-    _variogram_kernel(x3, y, float(p), out)
+    _variogram_kernel(x3, y, quarter_order(float(p)), float(p), out)
     return out.reshape(lead)
