@@ -66,19 +66,19 @@ def test_online_spread_deep_ensemble_configs_repeat_the_pool_config(
 
 
 def test_snapshot_config_repeats_the_deep_ensemble_at_four_steps():
-    """The P2 snapshot pool is the deep-ensemble config's component kept at steps 15-60."""
+    """The P2 snapshot pool is the deep-ensemble config's component kept at steps 15-60: 16
+    models, seeds 0-3 of each step."""
     snaps = load_toml(REPO / "data" / "configs" / "pooled-diffusion-era5-uk-t2m-snapshots.toml")
     deep = load_toml(REPO / "data" / "configs" / "pooled-diffusion-era5-uk-t2m.toml")
     (component,) = deep["model"]["components"]
+    (spec,) = snaps["model"]["components"]
     assert snaps["model"]["seeds"] == deep["model"]["seeds"]
-    kept = []
-    for spec in snaps["model"]["components"]:
-        train = dict(spec["config"]["train"])
-        kept.append(train.pop("keep"))
-        assert {**spec, "config": {**spec["config"], "train": train}} == component
-    assert kept == [15, 30, 45, 60]
+    train = dict(spec["config"]["train"])
+    assert train.pop("keep") == [15, 30, 45, 60]
+    assert {**spec, "config": {**spec["config"], "train": train}} == component
     model = build_model("pooled", 6, 24, snaps["model"], snaps["train"])
-    assert len(model.components) == 16
+    steps = [(c["config"]["train"]["keep"], c["config"]["train"]["seed"]) for c in model.components]
+    assert steps == [(k, s) for k in (15, 30, 45, 60) for s in range(4)]
 
 
 def test_online_spread_vae_deep_ensemble_config_repeats_the_vae_config():

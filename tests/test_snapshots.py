@@ -229,3 +229,42 @@ def test_compare_checkpoints_tells_same_models_from_different_ones(
     out = capsys.readouterr().out
     assert "diffusion-0: arrays identical True, training records equal True" in out
     assert "diffusion-1: arrays identical False, training records equal False" in out
+
+
+def test_a_list_of_steps_makes_one_component_per_step():
+    """``keep = [a, b]`` in a pool component: the pool of the same component listed once per
+    step (with seeds: step-major, each step's seeds in order), weights repeated."""
+    train = {"max_steps": 12, "lr": 1e-3}
+    listed = {"kind": "diffusion", "config": {"train": {**train, "keep": [4, 8]}}}
+    apart = [{"kind": "diffusion", "config": {"train": {**train, "keep": k}}} for k in (4, 8)]
+    persistence = {"kind": "persistence", "config": {}}
+    a = PooledEnsemble(context=4, horizon=5, components=[listed, persistence], weights=[2, 1])
+    b = PooledEnsemble(context=4, horizon=5, components=[*apart, persistence], weights=[2, 2, 1])
+    assert a.config() == b.config()
+    a = PooledEnsemble(context=4, horizon=5, components=[listed], seeds=[0, 1])
+    b = PooledEnsemble(context=4, horizon=5, components=apart, seeds=[0, 1])
+    assert a.config() == b.config()
+    assert a.labels == ["diffusion-0-s0", "diffusion-0-s1", "diffusion-1-s0", "diffusion-1-s1"]
+
+
+@pytest.mark.parametrize(
+    ("keep", "labels", "message"),
+    [
+        ([], None, r"a list of train.keep steps must hold distinct step numbers, got \[\]"),
+        ([4, 4], None, r"must hold distinct step numbers, got \[4, 4\]"),
+        ([4, "best"], None, "must hold distinct step numbers"),
+        ([4, True], None, "must hold distinct step numbers"),
+        ([4, 8], ["a", "b"], "give pool labels or lists of train.keep steps, not both"),
+    ],
+)
+def test_bad_lists_of_steps(keep, labels, message):
+    component = {"kind": "diffusion", "config": {"train": {"max_steps": 12, "keep": keep}}}
+    with pytest.raises(ForecastError, match=message):
+        PooledEnsemble(context=4, horizon=5, components=[component], labels=labels)
+
+
+def test_one_model_refuses_a_list_of_steps():
+    with pytest.raises(
+        ForecastError, match=r"train.keep = \[4, 8\] makes one model per step: give the list to a"
+    ):
+        ConditionalDiffusion(context=4, horizon=5, train={"max_steps": 12, "keep": [4, 8]})

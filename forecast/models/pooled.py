@@ -86,7 +86,10 @@ class PooledEnsemble:
         Window geometry; every model must have the same.
     components
         The models as ``{"kind": registry name, "config": constructor keywords}``; :meth:`fit`
-        builds and fits them. Use :meth:`from_models` for models that are already fitted.
+        builds and fits them. Use :meth:`from_models` for models that are already fitted. A
+        component whose ``train.keep`` is a list of steps becomes one model per step (a
+        snapshot ensemble, trained in one run: :mod:`forecast.models.snapshots`), each with
+        the component's weight.
     weights
         Relative share of the members per model (default: equal).
     labels
@@ -129,6 +132,13 @@ class PooledEnsemble:
         self.components = [{"kind": s["kind"], "config": dict(s["config"])} for s in components]
         self.weights = _check_weights(weights, len(self.components))
         labels = list(labels) if labels is not None else None
+        if any(isinstance(_keep(s), list | tuple) for s in self.components):
+            if labels is not None:
+                raise ForecastError(
+                    "give pool labels or lists of train.keep steps, not both (the steps "
+                    "multiply the models)"
+                )
+            self.components, self.weights = _per_step(self.components, self.weights)
         if train:
             if seeds is not None and "seed" in train:
                 raise ForecastError("give the pool seeds or a training seed, not both")
@@ -448,6 +458,39 @@ def _trains(kind: str) -> bool:
     from forecast.models import MODELS
 
     return "train" in inspect.signature(MODELS.get(kind)).parameters
+
+
+def _keep(spec: Mapping[str, Any]) -> Any:
+    return (spec["config"].get("train") or {}).get("keep")
+
+
+def _per_step(
+    components: list[dict[str, Any]], weights: list[float]
+) -> tuple[list[dict[str, Any]], list[float]]:
+    """``(components, weights)`` with every component whose ``train.keep`` is a list of steps
+    repeated once per step (a snapshot ensemble; such models train in one run, see
+    :mod:`forecast.models.snapshots`)."""
+    out, out_weights = [], []
+    for spec, weight in zip(components, weights, strict=True):
+        steps = _keep(spec)
+        if not isinstance(steps, list | tuple):
+            out.append(spec)
+            out_weights.append(weight)
+            continue
+        if (
+            not steps
+            or not all(isinstance(s, int) and not isinstance(s, bool) for s in steps)
+            or len(set(steps)) != len(steps)
+        ):
+            raise ForecastError(
+                f"a list of train.keep steps must hold distinct step numbers, got {steps!r}"
+            )
+        for step in steps:
+            config = dict(spec["config"])
+            config["train"] = {**dict(config["train"]), "keep": int(step)}
+            out.append({"kind": spec["kind"], "config": config})
+            out_weights.append(weight)
+    return out, out_weights
 
 
 def _per_seed(

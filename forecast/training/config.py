@@ -146,6 +146,11 @@ class TrainConfig:
         if self.lr <= 0:
             raise ForecastError(f"train.lr must be positive, got {self.lr}")
         named = isinstance(self.keep, str) and self.keep in KEEP
+        if isinstance(self.keep, list | tuple):
+            raise ForecastError(
+                f"train.keep = {list(self.keep)} makes one model per step: give the list to a "
+                "pool component (forecast train --model pooled), or keep one step here"
+            )
         if not named and (isinstance(self.keep, bool) or not isinstance(self.keep, int)):
             raise ForecastError(
                 f"train.keep must be one of {', '.join(KEEP)} or a step number, got {self.keep!r}"
