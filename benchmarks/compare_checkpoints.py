@@ -2,7 +2,7 @@
 
 For two ways of training one configuration (e.g. a snapshot pool as separate runs and as one
 run per seed). Prints, per model (a pool's models in order; a single model is one): whether
-every array is identical, whether the training records agree (training seconds aside), and
+every array is identical, whether the training records agree (timings aside), and
 whether ``--members`` members sampled for one issue time with one seed are identical.
 
     .venv/bin/python benchmarks/compare_checkpoints.py A.safetensors B.safetensors \
@@ -27,7 +27,9 @@ def _models(model: Any) -> list[tuple[str, Any]]:
 
 
 def _record(model: Any) -> dict[str, Any]:
-    return {k: v for k, v in (getattr(model, "training", None) or {}).items() if k != "seconds"}
+    from forecast.training.loop import untimed
+
+    return untimed(getattr(model, "training", None) or {})
 
 
 def same_arrays(a: Any, b: Any) -> bool:

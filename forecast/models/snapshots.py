@@ -25,12 +25,7 @@ import xarray as xr
 
 from forecast.errors import ForecastError
 from forecast.models.first_guess import shared_first_guesses
-
-
-def _build(spec: Mapping[str, Any]) -> Any:
-    from forecast.models import MODELS
-
-    return MODELS.get(spec["kind"])(**spec["config"])
+from forecast.workers import build
 
 
 def _with_keep(spec: Mapping[str, Any], keep: Any) -> dict[str, Any]:
@@ -87,7 +82,7 @@ def fit_group(
     """The fitted model of every spec of one :func:`snapshot_groups` group (one spec: a plain
     fit; more: :func:`fit_snapshots`)."""
     if len(specs) == 1:
-        return [_build(specs[0]).fit(train, valid)]
+        return [build(specs[0]).fit(train, valid)]
     return fit_snapshots(specs, train, valid)
 
 
@@ -112,7 +107,7 @@ def fit_snapshots(
     folder = tempfile.TemporaryDirectory(prefix="forecast-snapshots-")
     with folder as tmp, shared_first_guesses():
         run = Path(tmp) / "run"
-        models[last] = _build(specs[last]).fit(
+        models[last] = build(specs[last]).fit(
             train, valid, out_dir=run, snapshots=[steps[k] for k in order[:-1]]
         )
         for k in order[:-1]:
@@ -122,5 +117,5 @@ def fit_snapshots(
             resumed = Path(tmp) / f"keep-{steps[k]}"
             resumed.mkdir()
             shutil.copyfile(state, resumed / "last.safetensors")
-            models[k] = _build(specs[k]).fit(train, valid, out_dir=resumed, resume=True)
+            models[k] = build(specs[k]).fit(train, valid, out_dir=resumed, resume=True)
     return [models[k] for k in range(len(specs))]

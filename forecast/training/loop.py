@@ -450,6 +450,14 @@ def train(
     return ema, result
 
 
+def untimed(record: Any) -> Any:
+    """A training record (``model.training``) without its timings: keys ending in ``seconds``
+    at any depth (two runs of one training agree on everything else)."""
+    if isinstance(record, dict):
+        return {k: untimed(v) for k, v in record.items() if not str(k).endswith("seconds")}
+    return record
+
+
 def resume_state(
     arrays: dict[str, np.ndarray], meta: dict[str, Any]
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
