@@ -70,15 +70,6 @@ def _fit_fold(task: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary name beside ``path`` and rename it (nothing half-written)."""
-    from forecast.checkpoint import atomic_path, publish
-
-    tmp = atomic_path(path)
-    tmp.write_text(text)
-    publish(tmp, path)
-
-
 def _train_kw(
     cfg_train: dict[str, Any], seed: int, every: int, issues: int, until: int | None = None
 ) -> dict[str, Any]:
@@ -144,6 +135,7 @@ def main() -> None:
     p.add_argument("--out", required=True, help="folder for the histories and the table")
     args = p.parse_args()
 
+    from forecast.checkpoint import write_text
     from forecast.errors import ForecastError
     from forecast.training.config import load_toml
     from forecast.workers import check_jobs, in_workers
@@ -178,9 +170,7 @@ def main() -> None:
             )  # fmt: skip
     try:
         for run in in_workers(_fit_fold, tasks, args.jobs, "fold runs", True):
-            _write_text(
-                out / f"fold{run['fold']}-seed{run['seed']}.json", json.dumps(run, indent=1)
-            )
+            write_text(out / f"fold{run['fold']}-seed{run['seed']}.json", json.dumps(run, indent=1))
             runs.append(run)
             print(f"fold {run['fold']} seed {run['seed']}: {run['seconds']} s", flush=True)
     except ForecastError as err:
@@ -192,7 +182,7 @@ def main() -> None:
         + (f", until step {args.until} of the schedule" if args.until else "")
         + f"\n\n{table}\n\nkeep = {chosen}\n"
     )
-    _write_text(out / "table.md", text)
+    write_text(out / "table.md", text)
     print(text)
 
 

@@ -62,6 +62,13 @@ def publish(tmp: str | Path, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
+def write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary name beside it (nothing half-written)."""
+    tmp = atomic_path(path)
+    tmp.write_text(text)
+    publish(tmp, path)
+
+
 def save_checkpoint(
     path: str | Path, arrays: Mapping[str, Any], metadata: Mapping[str, Any]
 ) -> Path:
