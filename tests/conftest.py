@@ -24,6 +24,24 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="session")
+def load_script():
+    """A function that imports a script of the repository (``benchmarks/x.py``,
+    ``scripts/x.py``) by its path and returns the module (scripts are not a package)."""
+    import importlib.util
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def load(relative: str):
+        path = repo / relative
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
 def shared_data_dir() -> Path:
     """Folder of the real data sets: $FORECAST_DATA_DIR or ../shared/data beside the repo."""
     return Path(os.environ.get("FORECAST_DATA_DIR", REPO.parent / "shared" / "data"))

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from forecast.data.synthetic import synthetic_weather
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
-def cv():
-    spec = importlib.util.spec_from_file_location(
-        "choose_training_length", REPO / "benchmarks/choose_training_length.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def cv(load_script):
+    return load_script("benchmarks/choose_training_length.py")
 
 
 def test_summary_picks_the_lowest_mean_at_shared_steps(cv):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shlex
 import sys
 from pathlib import Path
@@ -114,15 +113,13 @@ def test_vae_correction_configs_repeat_the_vae_config():
     assert model.prior_weight == 6.0  # chosen on the validation days (docs/vae.md "Round 16")
 
 
-def _reproduce():
-    spec = importlib.util.spec_from_file_location("reproduce", REPO / "scripts" / "reproduce.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def reproduce(load_script):
+    return load_script("scripts/reproduce.py")
 
 
-def test_recommended_configs_exist_and_match_their_protocol():
-    rep = _reproduce()
+def test_recommended_configs_exist_and_match_their_protocol(reproduce):
+    rep = reproduce
     for protocol, (dataset, configs) in rep.RECOMMENDED.items():
         assert get_protocol(protocol).dataset == dataset
         assert sorted(configs) == ["diffusion", "vae"]
@@ -149,8 +146,8 @@ def _plan(rep, tmp_path, *argv):
     return [shlex.join(c) for c in rep.plan(ns)]
 
 
-def test_reproduce_plan_trains_resumes_and_reuses(tmp_path):
-    rep = _reproduce()
+def test_reproduce_plan_trains_resumes_and_reuses(tmp_path, reproduce):
+    rep = reproduce
     lines = _plan(rep, tmp_path)
     assert len(lines) == 6  # 2 models x 2 seeds, the protocol run, the tables
     assert "--model diffusion" in lines[0] and "--seed 0" in lines[0] and "--seed 1" in lines[1]
@@ -184,8 +181,8 @@ def test_reproduce_plan_trains_resumes_and_reuses(tmp_path):
         assert f"--checkpoint {name}={tmp_path / f'{name}.safetensors'}" in lines[-2]
 
 
-def test_reproduce_online_wraps_every_model_and_pool(tmp_path):
-    rep = _reproduce()
+def test_reproduce_online_wraps_every_model_and_pool(tmp_path, reproduce):
+    rep = reproduce
     lines = _plan(rep, tmp_path, "seeds", "0", "pool", True, "online", True)
     online = [line for line in lines if " online-spread " in line]
     labels = ["diffusion-s0", "vae-s0", "pool"]  # one seed: no per-model pools
@@ -202,10 +199,10 @@ def test_reproduce_online_wraps_every_model_and_pool(tmp_path):
     assert len(online) == 2 and all("--persistence-blend" in line for line in online)
 
 
-def test_reproduce_runs_trainings_side_by_side(tmp_path, monkeypatch, capsys):
+def test_reproduce_runs_trainings_side_by_side(tmp_path, monkeypatch, capsys, reproduce):
     """``--jobs 2``: the trainings (without progress bars) run two at a time, then the other
     steps in order; a failed training stops the run before them with its exit status."""
-    rep = _reproduce()
+    rep = reproduce
     lines = _plan(rep, tmp_path, "jobs", 2)
     assert all("--no-progress" in line for line in lines[:4]) and "--jobs 2" in lines[-2]
     lines = _plan(rep, tmp_path)
@@ -223,8 +220,8 @@ def test_reproduce_runs_trainings_side_by_side(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "after").exists()
 
 
-def test_reproduce_bad_input(capsys):
-    rep = _reproduce()
+def test_reproduce_bad_input(capsys, reproduce):
+    rep = reproduce
     for seeds in ("0,x", "1,1", ","):
         with pytest.raises(SystemExit, match=r"^error: --seeds"):
             rep.main(["P2", "--seeds", seeds, "--dry-run"])
@@ -239,8 +236,8 @@ def test_reproduce_bad_input(capsys):
     assert "invalid choice: 'P3'" in capsys.readouterr().err
 
 
-def test_reproduce_dry_run_prints_runnable_commands(tmp_path, capsys):
-    rep = _reproduce()
+def test_reproduce_dry_run_prints_runnable_commands(tmp_path, capsys, reproduce):
+    rep = reproduce
     assert rep.main(["synthetic-traffic", "--dry-run", "--out", str(tmp_path)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 4 and all(line.startswith("$ ") for line in printed)

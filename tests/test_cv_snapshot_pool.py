@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 from forecast.data.synthetic import synthetic_weather
-
-REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def cv():
-    spec = importlib.util.spec_from_file_location(
-        "cv_snapshot_pool", REPO / "benchmarks/cv_snapshot_pool.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def cv(load_script):
+    return load_script("benchmarks/cv_snapshot_pool.py")
 
 
 def test_summary_compares_every_pool_with_the_snapshot_pool(cv):

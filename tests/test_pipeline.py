@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +13,6 @@ from forecast.errors import ForecastError
 from forecast.export import open_ensemble
 from forecast.pipeline import CRPS_GAUSSIAN, run_protocol
 
-REPO = Path(__file__).resolve().parents[1]
 MODELS = ["persistence", "diurnal-persistence", "gp"]
 OPTIONS = {"gp": {"n_train": 64, "iterations": 10}}
 
@@ -149,14 +146,10 @@ def test_trained_key_holds_the_fit_revision():
     assert _trained_key("diffusion", diffusion, *args) != _key({"model": "diffusion", **payload})
 
 
-def test_paired_difference_benchmark(first_run, tiny_data, monkeypatch, capsys):
+def test_paired_difference_benchmark(first_run, tiny_data, monkeypatch, capsys, load_script):
     """benchmarks/paired_difference.py compares two models of a run: its all-leads means are
     the scorecard's, and an unknown label is a one-line error naming the run's models."""
-    spec = importlib.util.spec_from_file_location(
-        "paired", REPO / "benchmarks/paired_difference.py"
-    )
-    paired = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(paired)
+    paired = load_script("benchmarks/paired_difference.py")
     monkeypatch.setattr(paired, "open_dataset", lambda name: tiny_data)
     out, result = first_run
     paired.main([str(out), "persistence", "gp"])

@@ -198,17 +198,11 @@ def test_shared_first_guesses_compute_once_inside_the_block_only():
 
 
 def test_compare_checkpoints_tells_same_models_from_different_ones(
-    tiny_data, tiny_protocol, tmp_path, capsys
+    tiny_data, tiny_protocol, tmp_path, capsys, load_script
 ):
     """benchmarks/compare_checkpoints.py: a snapshot pool saved twice is the same; a pool
     whose models differ in one step is not (exit 1)."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks/compare_checkpoints.py"
-    spec_ = importlib.util.spec_from_file_location("compare_checkpoints", path)
-    script = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(script)
+    script = load_script("benchmarks/compare_checkpoints.py")
     geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
     train = tiny_protocol.split(tiny_data, "train")
 
