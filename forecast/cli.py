@@ -23,6 +23,7 @@ COMMANDS = (
     "train",
     "pool",
     "online",
+    "schaake",
     "model",
     "predict",
     "path",

@@ -5,7 +5,9 @@ Every model satisfies :class:`forecast.dims.Forecaster`. Registered names: ``per
 themselves as ``diffusion`` and ``vae`` when their modules are imported at the end of this file;
 ``pooled`` (:class:`~forecast.models.pooled.PooledEnsemble`, a multi-model ensemble) and
 ``online-spread`` (:class:`~forecast.models.online.OnlineSpread`, any model with its spread
-rescaled by its recent verified errors) come last.
+rescaled by its recent verified errors) and ``schaake`` (:class:`~forecast.models.schaake.
+SchaakeShuffle`, any model's members reordered to the space-time ranks of observed changes)
+come last.
 """
 
 from __future__ import annotations
@@ -61,6 +63,9 @@ MODELS.add(PooledEnsemble.kind, PooledEnsemble)
 from forecast.models.online import OnlineSpread  # noqa: E402
 
 MODELS.add(OnlineSpread.kind, OnlineSpread)
+from forecast.models.schaake import SchaakeShuffle  # noqa: E402
+
+MODELS.add(SchaakeShuffle.kind, SchaakeShuffle)
 
 #: Kinds of the baselines every other model is judged against.
 BASELINE_KINDS = (
@@ -80,6 +85,7 @@ __all__ = [
     "OnlineSpread",
     "PersistenceEnsemble",
     "PooledEnsemble",
+    "SchaakeShuffle",
     "forecast_many",
     "issue_seed",
     "load_model",

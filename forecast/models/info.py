@@ -3,7 +3,8 @@
 :func:`checkpoint_info` gathers the model kind, window geometry, data description, the
 training record (steps, best validation score, time, device, active latent units), the first
 guess (with the per-lead weights of ``"gp-clim"``), the spread factors, a pool's components, an
-online-spread model's settings and base model, and the shipped-model record;
+online-spread model's settings and base model, a schaake model's record and base model, and
+the shipped-model record;
 :func:`format_info` prints it (``forecast model info``).
 """
 
@@ -41,6 +42,10 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
     return info
 
 
+#: Kinds that wrap one base model (stored under ``base/``).
+WRAPPERS = ("online-spread", "schaake")
+
+
 def _summary(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """:func:`_model_part`, plus a pool's components and an online-spread model's base."""
     out = _model_part(meta, arrays)
@@ -53,7 +58,7 @@ def _summary(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, A
             {"label": label, "weight": float(weight), **_model_part(part, _prefixed(arrays, k))}
             for k, (label, weight, part) in enumerate(zip(labels, weights, parts, strict=False))
         ]
-    if meta.get("kind") == "online-spread":
+    if meta.get("kind") in WRAPPERS:
         base = (meta.get("state") or {}).get("model") or {}
         prefix = "base/"
         own = {n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix)}
@@ -77,8 +82,13 @@ def _model_part(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
         "horizon": config.pop("horizon", None),
     }
     train = config.pop("train", None)
-    if meta.get("kind") not in ("pooled", "online-spread"):
+    if meta.get("kind") not in ("pooled", *WRAPPERS):
         part["config"] = config
+    if meta.get("kind") == "schaake":
+        times = arrays.get("record/times")
+        if times is not None and len(times):
+            stamps = np.asarray(times).astype("datetime64[ns]")[[0, -1]]
+            part["schaake"] = [np.datetime_as_string(t, unit="m") for t in stamps]
     if meta.get("kind") == "online-spread":
         keys = ("history", "members", "prior_weight", "persistence_blend", "diurnal_width")
         part["online"] = {k: config.get(k) for k in keys}
@@ -197,6 +207,12 @@ def _part_lines(part: dict[str, Any], indent: str) -> list[str]:
                 else ""
             )
             + f"; reads {part['context'] + online['history']} steps"
+        )
+    record = part.get("schaake")
+    if record:
+        lines.append(
+            f"{indent}Schaake shuffle: members reordered to the ranks of observed changes from "
+            f"the record {record[0]} to {record[1]}"
         )
     training = part.get("training")
     if training:

@@ -48,7 +48,6 @@ re-forecasts only the hours it has not seen.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import math
 from collections import OrderedDict
@@ -65,9 +64,8 @@ from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import LEAD_TIME, MEMBER, TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.models.base import check_kind, check_members, checkpoint_meta, issue_seed, values_of
+from forecast.models.wrapped import base_content, base_spec, fit_base, load_base
 
-#: Prefix of the base model's arrays in an online-spread checkpoint.
-BASE_PREFIX = "base/"
 #: A progress bar (on a terminal) from this many reference forecasts to run on.
 _QUIET_BELOW = 8
 
@@ -208,18 +206,8 @@ class OnlineSpread:
     ) -> None:
         self.base_context = _positive_int("context", context)
         self.horizon = _positive_int("horizon", horizon)
-        if model is None:
-            raise ForecastError(
-                "an online-spread model needs a base model: give [model.model] kind = NAME and "
-                "[model.model.config] in the config, or wrap a trained checkpoint with "
-                "`forecast online-spread --checkpoint MODEL --out OUT`"
-            )
-        if not isinstance(model, Mapping) or set(model) != {"kind", "config"}:
-            raise ForecastError(
-                f"online-spread model {model!r} is not {{'kind': NAME, 'config': {{...}}}}"
-            )
-        if model["kind"] == self.kind:
-            raise ForecastError("an online-spread model cannot wrap another; wrap its base model")
+        wrap = "forecast online-spread --checkpoint MODEL --out OUT"
+        self.spec = base_spec(model, train, owner=self.kind, command=wrap)
         self.history = _positive_int("history", 3 * self.horizon if history is None else history)
         self.members = _positive_int("members", members, minimum=2)
         weight = self.horizon if prior_weight is None else prior_weight
@@ -249,12 +237,6 @@ class OnlineSpread:
             )
         self.diurnal_width = None if diurnal_width is None else float(diurnal_width)
         self.context = self.base_context + self.history
-        spec = {"kind": str(model["kind"]), "config": dict(model["config"])}
-        if train:
-            from forecast.models.pooled import _with_training
-
-            (spec,) = _with_training([spec], dict(train))
-        self.spec = spec
         self.model: Any = None
         self.description: dict[str, Any] | None = None
         self.variables: list[str] = []
@@ -345,21 +327,16 @@ class OnlineSpread:
         """Build and fit the base model on ``train`` (and ``valid``); ``out_dir`` and
         ``resume`` go to a base model that trains in a folder, ``jobs`` to a pool. The online
         factors need no fitting."""
-        from forecast.models import MODELS
-
-        geometry = {"context": self.base_context, "horizon": self.horizon}
-        base = MODELS.get(self.spec["kind"])(**{**geometry, **self.spec["config"]})
-        params = inspect.signature(base.fit).parameters
-        options: dict[str, Any] = {}
-        if "out_dir" in params:
-            options.update(out_dir=out_dir, resume=resume)
-        elif resume:
-            raise ForecastError(f"model {self.spec['kind']} cannot resume; train without --resume")
-        if "jobs" in params:
-            options["jobs"] = jobs
-        elif jobs != 1:
-            raise ForecastError(f"model {self.spec['kind']} fits in one process; drop --jobs")
-        base.fit(train, valid, **options)
+        base = fit_base(
+            self.spec,
+            self.base_context,
+            self.horizon,
+            train,
+            valid,
+            out_dir=out_dir,
+            resume=resume,
+            jobs=jobs,
+        )
         self._adopt(base)
         return self
 
@@ -599,8 +576,7 @@ class OnlineSpread:
     def checkpoint_content(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """What :meth:`save` writes: the base model's arrays under ``base/`` and metadata."""
         self._require_fitted()
-        content, meta = self.model.checkpoint_content()
-        arrays = {f"{BASE_PREFIX}{name}": value for name, value in content.items()}
+        arrays, meta = base_content(self.model)
         return arrays, checkpoint_meta(self, {"model": meta})
 
     def save(self, path: str | Path) -> None:
@@ -618,20 +594,16 @@ class OnlineSpread:
         cls, arrays: dict[str, np.ndarray], meta: dict[str, Any], where: str = "checkpoint"
     ) -> OnlineSpread:
         """Rebuild a model from :meth:`checkpoint_content` (``where`` names it in errors)."""
-        from forecast.models import MODELS
-
         check_kind(meta, cls.kind, where)
         try:
             wrapper = OnlineSpread(**meta["config"])
-            sub = meta["state"]["model"]
-            base_cls = MODELS.get(sub.get("kind"))
-        except (KeyError, TypeError, AttributeError) as err:
+            sub = dict(meta["state"]["model"])
+        except (KeyError, TypeError, ValueError) as err:
             raise ForecastError(
                 f"{where} is not a readable online-spread checkpoint ({type(err).__name__}: "
                 f"{err}); rebuild it with `forecast online-spread`"
             ) from None
-        own = {n[len(BASE_PREFIX) :]: a for n, a in arrays.items() if n.startswith(BASE_PREFIX)}
-        wrapper._adopt(base_cls.from_checkpoint(own, sub, where=f"{where} (base model)"))
+        wrapper._adopt(load_base(arrays, sub, where))
         return wrapper
 
 

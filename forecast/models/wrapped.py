@@ -1,0 +1,96 @@
+"""What a model that wraps one base model shares: the base's spec, its fit and its arrays.
+
+:class:`~forecast.models.online.OnlineSpread` and :class:`~forecast.models.schaake.
+SchaakeShuffle` each hold one fitted base model (any registered kind) and change its
+ensembles. Both are built from ``{"kind": NAME, "config": {...}}`` (a config file's
+``[model.model]`` table) or wrap a fitted model, and both keep the base model's arrays in their
+own checkpoint under :data:`BASE_PREFIX`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from forecast.errors import ForecastError
+
+#: Prefix of the base model's arrays in a wrapper's checkpoint.
+BASE_PREFIX = "base/"
+
+
+def base_spec(
+    model: Mapping[str, Any] | None,
+    train: Mapping[str, Any] | None,
+    *,
+    owner: str,
+    command: str,
+) -> dict[str, Any]:
+    """The checked base-model spec of a wrapper of kind ``owner``, with the ``train`` settings
+    merged over the base's own (``command`` names the CLI that wraps a checkpoint)."""
+    article = "an" if owner[0] in "aeiou" else "a"
+    if model is None:
+        raise ForecastError(
+            f"{article} {owner} model needs a base model: give [model.model] kind = NAME and "
+            f"[model.model.config] in the config, or wrap a trained checkpoint with "
+            f"`{command}`"
+        )
+    if not isinstance(model, Mapping) or set(model) != {"kind", "config"}:
+        raise ForecastError(f"{owner} model {model!r} is not {{'kind': NAME, 'config': {{...}}}}")
+    if model["kind"] == owner:
+        raise ForecastError(f"{article} {owner} model cannot wrap another; wrap its base model")
+    spec = {"kind": str(model["kind"]), "config": dict(model["config"])}
+    if train:
+        from forecast.models.pooled import _with_training
+
+        (spec,) = _with_training([spec], dict(train))
+    return spec
+
+
+def fit_base(
+    spec: Mapping[str, Any],
+    context: int,
+    horizon: int,
+    train: xr.Dataset,
+    valid: xr.Dataset | None,
+    *,
+    out_dir: str | Path | None = None,
+    resume: bool = False,
+    jobs: int = 1,
+) -> Any:
+    """Build the base model of ``spec`` and fit it on ``train`` (and ``valid``); ``out_dir`` and
+    ``resume`` go to a model that trains in a folder, ``jobs`` to a pool."""
+    from forecast.models import MODELS
+
+    base = MODELS.get(spec["kind"])(context=context, horizon=horizon, **spec["config"])
+    params = inspect.signature(base.fit).parameters
+    options: dict[str, Any] = {}
+    if "out_dir" in params:
+        options.update(out_dir=out_dir, resume=resume)
+    elif resume:
+        raise ForecastError(f"model {spec['kind']} cannot resume; train without --resume")
+    if "jobs" in params:
+        options["jobs"] = jobs
+    elif jobs != 1:
+        raise ForecastError(f"model {spec['kind']} fits in one process; drop --jobs")
+    base.fit(train, valid, **options)
+    return base
+
+
+def base_content(model: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The base ``model``'s checkpoint arrays (under :data:`BASE_PREFIX`) and metadata."""
+    content, meta = model.checkpoint_content()
+    return {f"{BASE_PREFIX}{name}": value for name, value in content.items()}, meta
+
+
+def load_base(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], where: str) -> Any:
+    """The base model stored in a wrapper's ``arrays`` with its metadata ``meta``."""
+    from forecast.models import MODELS
+
+    base_cls = MODELS.get(meta.get("kind"))
+    own = {n[len(BASE_PREFIX) :]: a for n, a in arrays.items() if n.startswith(BASE_PREFIX)}
+    return base_cls.from_checkpoint(own, dict(meta), where=f"{where} (base model)")
