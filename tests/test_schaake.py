@@ -10,6 +10,7 @@ from forecast.cli import main
 from forecast.data.windows import context_of
 from forecast.dims import LEAD_TIME, MEMBER, TIME, window_context
 from forecast.errors import ForecastError
+from forecast.export import open_ensemble
 from forecast.models import (
     GaussianProcessForecaster,
     OnlineSpread,
@@ -232,3 +233,30 @@ def test_cli_wraps_a_checkpoint(gp, tiny_data, tmp_path, capsys):
     missing = ["schaake", "--checkpoint", str(tmp_path / "no.safetensors"), "--data", str(data)]
     assert main([*missing, "--out", str(tmp_path / "x.safetensors")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_predict_keeps_the_reference_forecasts_of_a_wrapped_online_model(
+    split, tiny_data, tmp_path
+):
+    """``forecast predict --reference-cache`` reaches the online-spread model inside a schaake
+    wrapper (and the dashboard's keep_references does too)."""
+    from forecast.dashboard.queries import keep_references
+    from forecast.models import ClimatologyEnsemble
+
+    climatology = ClimatologyEnsemble(context=4, horizon=5).fit(split[0])
+    online = OnlineSpread.from_model(climatology, history=6, members=4)
+    src = tmp_path / "schaake.safetensors"
+    SchaakeShuffle.from_model(online, split[0]).save(src)
+    data = tmp_path / "data.nc"
+    tiny_data.to_netcdf(data)
+    issue = str(tiny_data[TIME].values[-30])[:16]
+    argv = ["predict", "--checkpoint", str(src), "--data", str(data), "--init-time", issue]
+    cache = ["--reference-cache", str(tmp_path / "refs"), "--members", "3"]
+    for name in ("first.nc", "second.nc"):
+        assert main([*argv, *cache, "--out", str(tmp_path / name)]) == 0
+    assert len(list((tmp_path / "refs").glob("*/*.safetensors"))) == 6 + 1
+    first, second = (open_ensemble(tmp_path / n)["t2m"] for n in ("first.nc", "second.nc"))
+    xr.testing.assert_identical(first, second)
+    model = load_model(src)
+    assert keep_references(model, tmp_path / "dash") is None
+    assert model.model._disk is not None and model.model._disk.is_relative_to(tmp_path / "dash")

@@ -212,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
     from forecast.data import check_compatible, context_of, open_dataset
     from forecast.export import QUANTILES, to_netcdf, to_zarr
     from forecast.models import issue_seed, load_model
+    from forecast.models.wrapped import reference_holder
 
     _, meta = load_checkpoint(args.checkpoint)
     if "data" not in meta:
@@ -228,12 +229,13 @@ def run(args: argparse.Namespace) -> int:
             )
         model = model.with_sampler(args.sampler, args.nfe)
     if args.reference_cache is not None:
-        if not hasattr(model, "use_reference_cache"):
+        holder = reference_holder(model)
+        if holder is None:
             raise ForecastError(
                 f"--reference-cache keeps the reference forecasts of online-spread models, this "
                 f"is a {kind} model; drop it"
             )
-        model.use_reference_cache(args.reference_cache)
+        holder.use_reference_cache(args.reference_cache)
     ds = open_dataset(args.data)
     check_compatible(meta["data"], ds, what=f"checkpoint {args.checkpoint.name}")
     check_issue_times(ds, times, int(model.context))

@@ -882,11 +882,14 @@ def keep_references(model: Any, folder: str | Path | None) -> str | None:
     one-line note when the folder cannot be used (the references then stay in memory only),
     else None.
     """
-    if folder is None or not hasattr(model, "use_reference_cache"):
+    from forecast.models.wrapped import reference_holder
+
+    holder = reference_holder(model)  # an online-spread model, or the one inside a wrapper
+    if folder is None or holder is None:
         return None
     where = Path(folder) / "online-references"
     try:
-        model.use_reference_cache(where, max_files=10 * (int(model.history) + 1))
+        holder.use_reference_cache(where, max_files=10 * (int(holder.history) + 1))
     except (OSError, ForecastError) as err:
         why = getattr(err, "strerror", None) or str(err)
         return (

@@ -94,3 +94,13 @@ def load_base(arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], where: 
     base_cls = MODELS.get(meta.get("kind"))
     own = {n[len(BASE_PREFIX) :]: a for n, a in arrays.items() if n.startswith(BASE_PREFIX)}
     return base_cls.from_checkpoint(own, dict(meta), where=f"{where} (base model)")
+
+
+def reference_holder(model: Any) -> Any | None:
+    """The model whose reference forecasts can be kept on disk (``use_reference_cache``): an
+    online-spread ``model`` itself, the online-spread base of a schaake wrapper, else None."""
+    if hasattr(model, "use_reference_cache"):
+        return model
+    if getattr(model, "kind", None) == "schaake" and model.model is not None:
+        return reference_holder(model.model)
+    return None
