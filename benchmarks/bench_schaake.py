@@ -19,13 +19,16 @@ time by ``template_starts``) and both versions are scored on the run's truth:
   compare_scores``; none for the variogram score, whose interval came out implausibly narrow
   on P2, e.g. -5.82 to -5.82 % on the validation days).
 
-``--same LABEL=SCHAAKE_LABEL`` also checks that the run's ensemble of a ``schaake`` checkpoint
-(``forecast schaake`` of model LABEL, scored in the same run) equals this post-hoc shuffle.
+``--templates`` also shuffles to two other kinds of templates: the change from the same time a
+day earlier, ``x(t0 + L) - x(t0 + L - 1 day)``, and random ones (a control that makes the
+members independent from point to point). ``--same LABEL=SCHAAKE_LABEL`` also checks that the
+run's ensemble of a ``schaake`` checkpoint (``forecast schaake`` of model LABEL, scored in the
+same run) equals this post-hoc shuffle.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_schaake.py runs/eval-p2 --model snap-s0-7 --model gp \\
-        [--variogram] [--same snap-s0-7=schaake-snap-s0-7]
+        [--variogram] [--templates] [--same snap-s0-7=schaake-snap-s0-7]
 """
 
 from __future__ import annotations
@@ -47,7 +50,12 @@ from forecast.data import open_dataset
 from forecast.dims import INIT_TIME, LEAD_TIME, MEMBER, TIME, space_dims
 from forecast.export import open_ensemble
 from forecast.models.base import values_of
-from forecast.models.schaake import change_templates, complete_steps, schaake_shuffle
+from forecast.models.schaake import (
+    change_templates,
+    complete_steps,
+    schaake_shuffle,
+    template_starts,
+)
 from forecast.scoring import (
     crps_ensemble,
     energy_score,
@@ -57,19 +65,50 @@ from forecast.scoring import (
 )
 from forecast.scoring.significance import compare_scores
 
+#: Template kinds ``--templates`` compares: the wrapper's, the change from the same time a day
+#: earlier, and random (a control: members made independent from point to point).
+TEMPLATES = ("change", "day-change", "random")
 
-def shuffled(ens: xr.DataArray, record: xr.Dataset, name: str) -> xr.DataArray:
+
+def templates_for(
+    kind: str,
+    values: np.ndarray,
+    times: np.ndarray,
+    issue: np.datetime64,
+    horizon: int,
+    members: int,
+) -> np.ndarray:
+    """Templates ``(member, lead, *space)`` of the first variable of a record ``values``
+    ``(time, channel, *space)`` for one issue time."""
+    complete = complete_steps(values)
+    if kind == "change":
+        return change_templates(values, times, issue, horizon, members, complete)[:, 0]
+    if kind == "day-change":
+        day = int(np.timedelta64(1, "D") / (times[1] - times[0]))
+        complete[:day] = False  # windows from the record's first day have no day before
+        starts = template_starts(times, issue, horizon, members, complete)
+        at = starts[:, None] + np.arange(1, horizon + 1)[None, :]
+        return values[at, 0] - values[at - day, 0]
+    if kind == "random":
+        seed = int(np.datetime64(issue, "h").astype(np.int64))
+        return np.random.default_rng(seed).standard_normal((members, horizon, *values.shape[2:]))
+    raise ValueError(f"unknown template kind {kind!r}; valid: {', '.join(TEMPLATES)}")
+
+
+def shuffled(
+    ens: xr.DataArray, record: xr.Dataset, name: str, kind: str = "change"
+) -> xr.DataArray:
     """``ens`` ``(init_time, member, lead_time, *space)`` of variable ``name`` reordered per
-    issue time to the templates of ``record`` (as :class:`SchaakeShuffle` does)."""
+    issue time to the templates ``kind`` of ``record`` (``"change"``: as
+    :class:`SchaakeShuffle` does)."""
     space = space_dims(record)
     values = values_of(record, [name]).astype(np.float32)
     times = record[TIME].values
-    complete = complete_steps(values)
     ens = ens.transpose(INIT_TIME, MEMBER, LEAD_TIME, *space)
     out = ens.values.copy()
     horizon, members = ens.sizes[LEAD_TIME], ens.sizes[MEMBER]
     for i, issue in enumerate(ens[INIT_TIME].values):
-        template = change_templates(values, times, issue, horizon, members, complete)[:, 0]
+        template = templates_for(kind, values, times, issue, horizon, members)
         out[i] = schaake_shuffle(out[i], template.astype(out.dtype))
     return ens.copy(data=out)
 
@@ -135,6 +174,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--same", action="append", default=[], help="LABEL=SCHAAKE_LABEL: check they agree"
     )
+    parser.add_argument(
+        "--templates",
+        action="store_true",
+        help="also shuffle to the other template kinds (change from a day earlier, random)",
+    )
     args = parser.parse_args(argv)
     run = Path(args.run)
     meta = json.loads((run / "run.json").read_text())
@@ -159,6 +203,9 @@ def main(argv: list[str] | None = None) -> None:
             if key in raw_scores:  # no DM interval for the variogram score (see above)
                 text = paired(mixed_scores[key], raw_scores[key], test=key != "variogram")
                 print(f"  {key}, shuffled against as sampled: {text}")
+        for kind in TEMPLATES[1:] if args.templates else ():
+            other = shuffled(ens, record, name, kind)
+            print(f"  {kind} templates: {summary(obs, other, scores(obs, other, args.variogram))}")
     for item in args.same:
         label, _, other = item.partition("=")
         ds = open_ensemble(ensemble_path(run, other, meta))

@@ -149,6 +149,16 @@ def test_save_load_the_protocol_runner_and_the_benchmark(
     assert f"CRPS {float(crps.sel(model='base').mean()):.4f}" in shuffled_line
     assert f"energy {mean_energy:.3f}" in shuffled_line
     assert "energy, shuffled against as sampled: " in text
+    # --templates: the other kinds; the day-change templates are x(t0 + L) - x(t0 + L - 1 day)
+    bench.main([str(tmp_path / "run"), "--model", "base", "--templates"])
+    text = capsys.readouterr().out
+    assert "day-change templates: CRPS" in text and "random templates: CRPS" in text
+    values = tiny_data["t2m"].values[:, None].astype(np.float32)
+    times = tiny_data[TIME].values
+    day = bench.templates_for("day-change", values, times, issue, 5, 4)
+    starts = template_starts(times, issue, 5, 4)
+    assert (starts >= 24).all()
+    np.testing.assert_array_equal(day[2, 1], values[starts[2] + 2, 0] - values[starts[2] - 22, 0])
 
 
 def test_wraps_an_online_spread_model_and_fits_from_a_config(split, tiny_data, issue):
