@@ -193,7 +193,10 @@ def main(argv: list[str] | None = None) -> None:
         ds = open_ensemble(ensemble_path(run, label, meta))
         (name,) = list(ds.data_vars)
         ens = ds[name].load()
-        obs = obs_for(ds, truth)[name].load()
+        # sensor ids come back from NetCDF as objects: score them against the truth's strings
+        ids = {d: ens[d].values.astype(str) for d in space_dims(ens) if ens[d].dtype == object}
+        ens = ens.assign_coords(ids)
+        obs = obs_for(ens.to_dataset(), truth)[name].load()
         mixed = shuffled(ens, record, name)
         done[label] = mixed
         raw_scores, mixed_scores = (scores(obs, e, args.variogram) for e in (ens, mixed))
