@@ -19,11 +19,12 @@ time by ``template_starts``) and both versions are scored on the run's truth:
   compare_scores``; none for the variogram score, whose interval came out implausibly narrow
   on P2, e.g. -5.82 to -5.82 % on the validation days).
 
-``--templates`` also shuffles to two other kinds of templates: the change from the same time a
-day earlier, ``x(t0 + L) - x(t0 + L - 1 day)``, and random ones (a control that makes the
-members independent from point to point). ``--same LABEL=SCHAAKE_LABEL`` also checks that the
-run's ensemble of a ``schaake`` checkpoint (``forecast schaake`` of model LABEL, scored in the
-same run) equals this post-hoc shuffle.
+It prints the time the templates and the shuffle take per issue time (what the wrapper adds to
+its base model's sampling). ``--templates`` also shuffles to two other kinds of templates: the
+change from the same time a day earlier, ``x(t0 + L) - x(t0 + L - 1 day)``, and random ones (a
+control that makes the members independent from point to point). ``--same
+LABEL=SCHAAKE_LABEL`` also checks that the run's ensemble of a ``schaake`` checkpoint
+(``forecast schaake`` of model LABEL, scored in the same run) equals this post-hoc shuffle.
 
 Usage::
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -197,10 +199,13 @@ def main(argv: list[str] | None = None) -> None:
         ids = {d: ens[d].values.astype(str) for d in space_dims(ens) if ens[d].dtype == object}
         ens = ens.assign_coords(ids)
         obs = obs_for(ens.to_dataset(), truth)[name].load()
+        start = time.perf_counter()
         mixed = shuffled(ens, record, name)
+        seconds = (time.perf_counter() - start) / ens.sizes[INIT_TIME]
         done[label] = mixed
         raw_scores, mixed_scores = (scores(obs, e, args.variogram) for e in (ens, mixed))
-        print(f"{label}:\n  as sampled: {summary(obs, ens, raw_scores)}")
+        print(f"{label} (templates and shuffle: {seconds:.3f} s per issue time):")
+        print(f"  as sampled: {summary(obs, ens, raw_scores)}")
         print(f"  shuffled:   {summary(obs, mixed, mixed_scores)}")
         for key in ("energy", "area_crps", "variogram"):
             if key in raw_scores:  # no DM interval for the variogram score (see above)
