@@ -314,3 +314,30 @@ def test_online_spread_config_trains_its_base_in_the_folder(nc_path, tmp_path, c
     assert main(args) == 0  # --jobs reaches the pool inside
     printed = capsys.readouterr().out
     assert "  persistence-0: fitted" in printed and "  climatology-1: fitted" in printed
+
+
+def test_schaake_config_trains_its_base_and_keeps_the_training_split(nc_path, tmp_path, capsys):
+    """``--model schaake``: the base (here an online-spread pool) trains, the training split
+    becomes the template record, and the pool inside is listed."""
+    cfg = tmp_path / "schaake.toml"
+    cfg.write_text(
+        '[model.model]\nkind = "online-spread"\n\n[model.model.config]\nhistory = 5\n'
+        'members = 3\nmodel = {kind = "pooled", config = {components = ['
+        '{kind = "persistence", config = {}}, {kind = "climatology", config = {}}]}}\n'
+    )
+    out = tmp_path / "schaake"
+    assert main([*train_args(nc_path, cfg, out), "--model", "schaake", "--jobs", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "trained schaake" in printed and "  climatology-1: fitted" in printed
+    model = load_model(out / "model.safetensors")
+    assert (model.kind, model.model.kind, model.model.model.kind) == (
+        "schaake",
+        "online-spread",
+        "pooled",
+    )
+    from forecast.commands.train import protocol_for
+
+    ds = synthetic_weather(seed=0, n_lat=6, n_lon=8, days=6)
+    train = protocol_for(str(nc_path), ds, 4, 3).split(ds, "train")
+    np.testing.assert_array_equal(model.record_times, train[TIME].values)
+    assert model.context == 4 + 5

@@ -230,8 +230,10 @@ def test_cli_wraps_a_checkpoint(gp, tiny_data, tmp_path, capsys):
     assert main([*argv, "--out", str(out)]) == 0
     assert "SchaakeShuffle(gp, record of" in capsys.readouterr().out
     model = load_model(out)
-    n = tiny_data.sizes[TIME]
-    assert len(model.record_times) == int(n * 0.7)  # the first 70 % of a file's data
+    from forecast.commands.train import protocol_for  # a file's data: its 70/10/20 split
+
+    train = protocol_for(str(data), tiny_data, None, None).split(tiny_data, "train")
+    np.testing.assert_array_equal(model.record_times, train[TIME].values)
     before = out.read_bytes()
     assert main([*argv, "--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err

@@ -138,6 +138,7 @@ def _run(args: argparse.Namespace, info: Any) -> int:
     import torch
 
     from forecast.data import open_dataset
+    from forecast.models.wrapped import WRAPPERS
     from forecast.training.config import load_toml
 
     if args.threads is not None:
@@ -187,9 +188,11 @@ def _run(args: argparse.Namespace, info: Any) -> int:
     if info:
         parts.append(_training_text(info))
     print("; ".join(parts))
-    pool = model.model if getattr(model, "kind", "") == "online-spread" else model
+    pool = model
+    while getattr(pool, "kind", "") in WRAPPERS:  # a pool inside online-spread or schaake
+        pool = pool.model
     for label, part in zip(getattr(pool, "labels", []), getattr(pool, "models", []), strict=False):
-        record = getattr(part, "training", None)  # a pool's models (also inside online-spread)
+        record = getattr(part, "training", None)  # a pool's models (also inside a wrapper)
         print(f"  {label}: " + (_training_text(record) if record else "fitted"))
     latent = info.get("latent") if info else None
     if latent:  # latent-variable models report their latent usage (posterior-collapse check)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from forecast.checkpoint import load_checkpoint
+from forecast.models.wrapped import BASE_PREFIX, WRAPPERS
 
 #: Config keys shown in the one-line model description, when present.
 HEADLINE_KEYS = ("target", "sampler", "nfe", "latent_channels", "method", "n_inducing")
@@ -42,10 +43,6 @@ def checkpoint_info(path: str | Path) -> dict[str, Any]:
     return info
 
 
-#: Kinds that wrap one base model (stored under ``base/``).
-WRAPPERS = ("online-spread", "schaake")
-
-
 def _summary(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     """:func:`_model_part`, plus a pool's components and an online-spread model's base."""
     out = _model_part(meta, arrays)
@@ -60,7 +57,7 @@ def _summary(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str, A
         ]
     if meta.get("kind") in WRAPPERS:
         base = (meta.get("state") or {}).get("model") or {}
-        prefix = "base/"
+        prefix = BASE_PREFIX
         own = {n[len(prefix) :]: a for n, a in arrays.items() if n.startswith(prefix)}
         out["base"] = _summary(base, own)
     return out

@@ -15,9 +15,8 @@ The templates are observed changes from the issue time, ``x(t0 + L) - x(t0)`` fo
 ``L``, of past windows of the data record kept at fit time: the ``M`` windows issued nearest
 the issue time's time of day (then the most recent), among those whose whole target is
 observed by the issue time (never the future) and complete (windows with a missing value are
-skipped). Every per-point score is unchanged to the last
-bit; scores of more than one point (energy and variogram scores, area means, neighbour
-differences) see the new structure.
+skipped). Every per-point score is unchanged to the last bit; scores of more than one point
+(energy and variogram scores, area means, neighbour differences) see the new structure.
 
 A member depends on the whole ensemble: the shuffle of ``n`` members differs from that of
 ``n + 1`` (:attr:`SchaakeShuffle.joint_members`); for a seed and a member count, the

@@ -21,6 +21,8 @@ from forecast.errors import ForecastError
 
 #: Prefix of the base model's arrays in a wrapper's checkpoint.
 BASE_PREFIX = "base/"
+#: Kinds of the models that wrap one base model (their ``model`` attribute).
+WRAPPERS = ("online-spread", "schaake")
 
 
 def base_spec(
