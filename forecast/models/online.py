@@ -64,7 +64,7 @@ from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import LEAD_TIME, MEMBER, TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.models.base import check_kind, check_members, checkpoint_meta, issue_seed, values_of
-from forecast.models.wrapped import base_content, base_spec, fit_base, load_base
+from forecast.models.wrapped import WrapperModel, base_content, base_spec, load_base
 
 #: A progress bar (on a terminal) from this many reference forecasts to run on.
 _QUIET_BELOW = 8
@@ -158,7 +158,7 @@ class Calibration:
         return c + (x - c - a * (self.persistence[None] - c)) / g
 
 
-class OnlineSpread:
+class OnlineSpread(WrapperModel):
     """A fitted forecaster whose spread is rescaled per lead by its recent verified errors.
 
     Parameters
@@ -315,35 +315,10 @@ class OnlineSpread:
         self.__class__ = LatentOnlineSpread if is_latent(model) else OnlineSpread
 
     # -- protocol ----------------------------------------------------------------------------
-    def fit(
-        self,
-        train: xr.Dataset,
-        valid: xr.Dataset | None = None,
-        *,
-        out_dir: str | Path | None = None,
-        resume: bool = False,
-        jobs: int = 1,
-    ) -> Self:
-        """Build and fit the base model on ``train`` (and ``valid``); ``out_dir`` and
-        ``resume`` go to a base model that trains in a folder, ``jobs`` to a pool. The online
-        factors need no fitting."""
-        base = fit_base(
-            self.spec,
-            self.base_context,
-            self.horizon,
-            train,
-            valid,
-            out_dir=out_dir,
-            resume=resume,
-            jobs=jobs,
-        )
+    def _take(self, base: Any, train: xr.Dataset) -> None:
+        """The base model fitted by :meth:`fit` (which needs no fitting of its own: the online
+        factors come from the context at each issue time)."""
         self._adopt(base)
-        return self
-
-    @property
-    def training(self) -> dict[str, Any]:
-        """The base model's training record (empty for a model that does not train)."""
-        return dict(getattr(self.model, "training", None) or {})
 
     def sample(self, context: xr.Dataset, n_members: int, *, seed: int | None = None) -> xr.Dataset:
         """The base model's ensemble from the last ``base_context`` steps of ``context``, moved
@@ -436,10 +411,6 @@ class OnlineSpread:
         )
 
     # -- calibration -------------------------------------------------------------------------
-    def _require_fitted(self) -> None:
-        if self.model is None:
-            raise ForecastError("online-spread model is not fitted; call fit(train) or load it")
-
     def _base_context(self, context: xr.Dataset) -> xr.Dataset:
         """The base model's context: the last ``base_context`` steps of ``context``, after
         checking its length and data."""
@@ -578,16 +549,6 @@ class OnlineSpread:
         self._require_fitted()
         arrays, meta = base_content(self.model)
         return arrays, checkpoint_meta(self, {"model": meta})
-
-    def save(self, path: str | Path) -> None:
-        """Write the model, with its base model, to one checkpoint file."""
-        save_checkpoint(path, *self.checkpoint_content())
-
-    @classmethod
-    def load(cls, path: str | Path) -> OnlineSpread:
-        """Read a model written by :meth:`save`."""
-        arrays, meta = load_checkpoint(path)
-        return cls.from_checkpoint(arrays, meta, where=str(path))
 
     @classmethod
     def from_checkpoint(

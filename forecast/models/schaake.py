@@ -27,18 +27,16 @@ ensemble is fixed. The reorder is not a map of one member's latent, so this mode
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import LEAD_TIME, MEMBER, TIME, space_dims, window_context
 from forecast.errors import ForecastError
 from forecast.models.base import check_kind, check_members, checkpoint_meta, values_of
-from forecast.models.wrapped import base_content, base_spec, fit_base, load_base
+from forecast.models.wrapped import WrapperModel, base_content, base_spec, load_base
 
 #: Names of the data record's arrays in a checkpoint.
 RECORD_VALUES, RECORD_TIMES = "record/values", "record/times"
@@ -120,7 +118,7 @@ def complete_steps(values: np.ndarray) -> np.ndarray:
     return np.isfinite(values.reshape(len(values), -1)).all(axis=1)
 
 
-class SchaakeShuffle:
+class SchaakeShuffle(WrapperModel):
     """A fitted forecaster whose members are reordered point by point (Schaake shuffle) to the
     ranks of observed changes from the issue time.
 
@@ -224,34 +222,9 @@ class SchaakeShuffle:
         self._complete = complete_steps(values)
 
     # -- protocol ----------------------------------------------------------------------------
-    def fit(
-        self,
-        train: xr.Dataset,
-        valid: xr.Dataset | None = None,
-        *,
-        out_dir: str | Path | None = None,
-        resume: bool = False,
-        jobs: int = 1,
-    ) -> Self:
-        """Build and fit the base model on ``train`` (and ``valid``) and keep ``train`` as the
-        template record; ``out_dir``, ``resume`` and ``jobs`` go to the base model."""
-        base = fit_base(
-            self.spec,
-            self.base_context,
-            self.horizon,
-            train,
-            valid,
-            out_dir=out_dir,
-            resume=resume,
-            jobs=jobs,
-        )
+    def _take(self, base: Any, train: xr.Dataset) -> None:
+        """The base model fitted by :meth:`fit`, with ``train`` as the template record."""
         self._adopt(base, train)
-        return self
-
-    @property
-    def training(self) -> dict[str, Any]:
-        """The base model's training record (empty for a model that does not train)."""
-        return dict(getattr(self.model, "training", None) or {})
 
     def templates(self, issue: Any, n_members: int) -> np.ndarray:
         """The ``n_members`` templates ``(member, channel, lead, *space)`` for an ensemble
@@ -280,10 +253,6 @@ class SchaakeShuffle:
             out[name] = da.copy(data=shuffled).transpose(*ens[name].dims)
         return out
 
-    def _require_fitted(self) -> None:
-        if self.model is None:
-            raise ForecastError("schaake model is not fitted; call fit(train) or load it")
-
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_content(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """What :meth:`save` writes: the base model's arrays under ``base/``, the template
@@ -293,16 +262,6 @@ class SchaakeShuffle:
         arrays[RECORD_VALUES] = self.record_values
         arrays[RECORD_TIMES] = self.record_times.astype(np.int64)
         return arrays, checkpoint_meta(self, {"model": meta})
-
-    def save(self, path: str | Path) -> None:
-        """Write the model, with its base model and record, to one checkpoint file."""
-        save_checkpoint(path, *self.checkpoint_content())
-
-    @classmethod
-    def load(cls, path: str | Path) -> SchaakeShuffle:
-        """Read a model written by :meth:`save`."""
-        arrays, meta = load_checkpoint(path)
-        return cls.from_checkpoint(arrays, meta, where=str(path))
 
     @classmethod
     def from_checkpoint(

@@ -12,11 +12,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import xarray as xr
 
+from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.errors import ForecastError
 
 #: Prefix of the base model's arrays in a wrapper's checkpoint.
@@ -106,3 +107,63 @@ def reference_holder(model: Any) -> Any | None:
     if getattr(model, "kind", None) == "schaake" and model.model is not None:
         return reference_holder(model.model)
     return None
+
+
+class WrapperModel:
+    """What the wrappers share: ``fit`` (build and fit the base, then :meth:`_take` it),
+    ``training``, ``save`` and ``load``. A subclass sets ``kind``, ``spec``, ``base_context``,
+    ``horizon`` and ``model`` (None until fitted), and defines ``_take``,
+    ``checkpoint_content`` and ``from_checkpoint``."""
+
+    kind: ClassVar[str]
+    spec: dict[str, Any]
+    base_context: int
+    horizon: int
+    model: Any
+
+    def _take(self, base: Any, train: xr.Dataset) -> None:
+        """Adopt the fitted ``base`` (fitted on ``train``)."""
+        raise NotImplementedError
+
+    def fit(
+        self,
+        train: xr.Dataset,
+        valid: xr.Dataset | None = None,
+        *,
+        out_dir: str | Path | None = None,
+        resume: bool = False,
+        jobs: int = 1,
+    ) -> Self:
+        """Build and fit the base model on ``train`` (and ``valid``); ``out_dir`` and
+        ``resume`` go to a base model that trains in a folder, ``jobs`` to a pool."""
+        base = fit_base(
+            self.spec,
+            self.base_context,
+            self.horizon,
+            train,
+            valid,
+            out_dir=out_dir,
+            resume=resume,
+            jobs=jobs,
+        )
+        self._take(base, train)
+        return self
+
+    @property
+    def training(self) -> dict[str, Any]:
+        """The base model's training record (empty for a model that does not train)."""
+        return dict(getattr(self.model, "training", None) or {})
+
+    def _require_fitted(self) -> None:
+        if self.model is None:
+            raise ForecastError(f"{self.kind} model is not fitted; call fit(train) or load it")
+
+    def save(self, path: str | Path) -> None:
+        """Write the model, with its base model, to one checkpoint file."""
+        save_checkpoint(path, *self.checkpoint_content())  # type: ignore[attr-defined]
+
+    @classmethod
+    def load(cls, path: str | Path) -> Any:
+        """Read a model written by :meth:`save`."""
+        arrays, meta = load_checkpoint(path)
+        return cls.from_checkpoint(arrays, meta, where=str(path))  # type: ignore[attr-defined]
