@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from forecast.checkpoint import load_checkpoint
+from forecast.models.schaake import RECORD_TIMES
 from forecast.models.wrapped import BASE_PREFIX, WRAPPERS
 
 #: Config keys shown in the one-line model description, when present.
@@ -82,7 +83,7 @@ def _model_part(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> dict[str
     if meta.get("kind") not in ("pooled", *WRAPPERS):
         part["config"] = config
     if meta.get("kind") == "schaake":
-        times = arrays.get("record/times")
+        times = arrays.get(RECORD_TIMES)
         if times is not None and len(times):
             stamps = np.asarray(times).astype("datetime64[ns]")[[0, -1]]
             part["schaake"] = [np.datetime_as_string(t, unit="m") for t in stamps]
