@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from forecast.commands import existing_checkpoint
 from forecast.errors import ForecastError
 
 
@@ -57,8 +58,7 @@ def parse_checkpoints(values: list[str]) -> tuple[list[str] | None, list[Path]]:
     if len(paths) < 2:
         raise ForecastError("give at least two --checkpoint files to pool")
     for path in paths:
-        if not path.is_file():
-            raise ForecastError(f"checkpoint {path} not found; pass a .safetensors file")
+        existing_checkpoint(path)
     if all(label is None for label in labels):
         return None, paths
     if any(label is None for label in labels):

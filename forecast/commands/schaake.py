@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from forecast.errors import ForecastError
+from forecast.commands import existing_checkpoint
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -49,9 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from forecast.models import load_model
     from forecast.models.schaake import SchaakeShuffle
 
-    path, out = Path(args.checkpoint), Path(args.out)
-    if not path.is_file():
-        raise ForecastError(f"checkpoint {path} not found; pass a .safetensors file")
+    path, out = existing_checkpoint(args.checkpoint), Path(args.out)
     check_target(out, args.overwrite)  # before loading anything: fail fast
     ds = open_dataset(args.data)
     record = protocol_for(args.data, ds, None, None).split(ds, "train")
