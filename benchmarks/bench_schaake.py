@@ -79,14 +79,16 @@ def templates_for(
     issue: np.datetime64,
     horizon: int,
     members: int,
+    complete: np.ndarray,
 ) -> np.ndarray:
     """Templates ``(member, lead, *space)`` of the first variable of a record ``values``
-    ``(time, channel, *space)`` for one issue time."""
-    complete = complete_steps(values)
+    ``(time, channel, *space)`` for one issue time (``complete``: the record's steps without a
+    missing value, :func:`complete_steps`)."""
     if kind == "change":
         return change_templates(values, times, issue, horizon, members, complete)[:, 0]
     if kind == "day-change":
         day = int(np.timedelta64(1, "D") / (times[1] - times[0]))
+        complete = complete.copy()
         complete[:day] = False  # windows from the record's first day have no day before
         starts = template_starts(times, issue, horizon, members, complete)
         at = starts[:, None] + np.arange(1, horizon + 1)[None, :]
@@ -106,11 +108,12 @@ def shuffled(
     space = space_dims(record)
     values = values_of(record, [name]).astype(np.float32)
     times = record[TIME].values
+    complete = complete_steps(values)  # once per record, as the wrapper does at fit
     ens = ens.transpose(INIT_TIME, MEMBER, LEAD_TIME, *space)
     out = ens.values.copy()
     horizon, members = ens.sizes[LEAD_TIME], ens.sizes[MEMBER]
     for i, issue in enumerate(ens[INIT_TIME].values):
-        template = templates_for(kind, values, times, issue, horizon, members)
+        template = templates_for(kind, values, times, issue, horizon, members, complete)
         out[i] = schaake_shuffle(out[i], template.astype(out.dtype))
     return ens.copy(data=out)
 

@@ -155,7 +155,9 @@ def test_save_load_the_protocol_runner_and_the_benchmark(
     assert "day-change templates: CRPS" in text and "random templates: CRPS" in text
     values = tiny_data["t2m"].values[:, None].astype(np.float32)
     times = tiny_data[TIME].values
-    day = bench.templates_for("day-change", values, times, issue, 5, 4)
+    complete = np.ones(len(times), dtype=bool)
+    day = bench.templates_for("day-change", values, times, issue, 5, 4, complete)
+    assert complete.all()  # the caller's mask is left as it was
     starts = template_starts(times, issue, 5, 4)
     assert (starts >= 24).all()
     np.testing.assert_array_equal(day[2, 1], values[starts[2] + 2, 0] - values[starts[2] - 22, 0])
