@@ -91,6 +91,26 @@ def test_verdicts(method):
     assert out["p_value"][0] < 0.01 and out["p_value"][2] > 0.5
 
 
+@pytest.mark.parametrize("method", ["HG", "HLN"])
+def test_the_interval_does_not_depend_on_the_scores_units(method):
+    """Scores in other units (x 1e-4 to x 1e6: CRPS differences of 1e-5, variogram scores of
+    1e6) give the same relative interval and p-value; ``scores``' Hering-Genton fit alone gave
+    an interval of zero width at x 1e6 and one of +-300 % at x 1e-4."""
+    rng = np.random.default_rng(0)
+    ar = np.zeros((48, 2))
+    for i in range(1, 48):
+        ar[i] = 0.6 * ar[i - 1] + rng.standard_normal(2)
+    ar[:, 1] -= ar[:, 1].mean()  # lead 6 h: no difference on average
+    score, ref = paired(0.1 * ar + np.array([-0.15, 0.0]), spacing="1h", leads_h=(1, 6))
+    unit = compare_scores(score, ref, method=method)
+    assert unit["verdict"].values.tolist() == ["better", "not significant"]
+    for factor in (1e-4, 1e6):
+        scaled = compare_scores(score * factor, ref * factor, method=method)
+        for key in ("ci_lower", "ci_upper", "p_value", "relative_difference"):
+            np.testing.assert_allclose(scaled[key].values, unit[key].values, rtol=1e-6, atol=1e-12)
+        assert scaled["verdict"].values.tolist() == unit["verdict"].values.tolist()
+
+
 def test_overlap_widens_the_interval():
     """The same autocorrelated differences: counting the overlap gives a wider interval."""
     rng = np.random.default_rng(1)
