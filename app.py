@@ -18,7 +18,7 @@ import streamlit as st
 from forecast.dashboard import figures as fg
 from forecast.dashboard import paths as dp
 from forecast.dashboard import queries as q
-from forecast.dims import LEAD_TIME, MEMBER, NODE, PATH, TIME, space_dims, window_context
+from forecast.dims import LEAD_TIME, MEMBER, NODE, PATH, space_dims, window_context
 from forecast.errors import ForecastError
 
 OWN_FILE = "your own file (NetCDF / GRIB / CSV)"
@@ -424,27 +424,35 @@ def maps_tab() -> None:
 # point / sensor
 # ------------------------------------------------------------------------------------------
 def point_tab() -> None:
-    series = q.point_series(ens, variable, point)
+    one, whole = ("this sensor", "network mean") if network else ("this point", "area mean")
+    on_area = st.radio("Where", [one, whole], key="where", horizontal=True) == whole
+    place = None if on_area else point  # None: the area mean
+    at = f"of the {q.area_text(ens)}" if on_area else f"at {where}"
+    series = q.place_series(ens, variable, place)
     ctx = q.context_window(ds, issue, protocol.context)
-    history = q.history_series(ctx, variable, point, ctx[TIME].values[0], ctx[TIME].values[-1])
-    truth = None
-    if target is not None:
-        truth = q.history_series(
-            target, variable, point, target[TIME].values[0], target[TIME].values[-1]
+    history = q.place_series(ctx, variable, place)
+    truth = None if target is None else q.place_series(target, variable, place)
+    if on_area:
+        st.caption(
+            f"The {q.area_text(ens)}. Its spread is only as good as the members' spatial "
+            "structure: members that vary independently from point to point (the GP, most pools) "
+            "make it far too narrow; `forecast schaake` reorders a model's members into "
+            "observed patterns (docs/diffusion.md)."
         )
-    st.caption(f"At {where} (change the place in the sidebar).")
+    else:
+        st.caption(f"At {where} (change the place in the sidebar).")
     c1, c2 = st.columns(2)
     c1.plotly_chart(
-        fg.plume_figure(series, history=history, truth=truth, title=f"Plume at {where}"),
+        fg.plume_figure(series, history=history, truth=truth, title=f"Plume {at}"),
         key="plume",
     )
     c2.plotly_chart(
         fg.fan_figure(
-            q.fan_quantiles(series), history=history, truth=truth, title=f"Fan chart at {where}"
+            q.fan_quantiles(series), history=history, truth=truth, title=f"Fan chart {at}"
         ),
         key="fan",
     )
-    st.plotly_chart(fg.epsgram_figure(series, title=f"EPSgram at {where}"), key="epsgram")
+    st.plotly_chart(fg.epsgram_figure(series, title=f"EPSgram {at}"), key="epsgram")
 
 
 # ------------------------------------------------------------------------------------------

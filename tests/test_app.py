@@ -185,6 +185,29 @@ def test_widgets_change_the_output(weather, no_checkpoints):
     assert not np.allclose(map_z(at), first)
 
 
+@pytest.mark.slow
+def test_point_tab_shows_the_area_mean(weather, no_checkpoints):
+    ds, protocol, model, issues = weather
+    at = open_tab(default_app(), "Point")
+    assert at.radio(key="where").options == ["this point", "area mean"]
+    at.radio(key="where").set_value("area mean").run()
+    no_failure(at)
+    ens = q.sample_at(model, ds, issues[0], 20, 0)
+    area = q.place_series(ens, "t2m", None)
+    plume = chart(at, "plume")
+    members = [tr for tr in plume["data"] if tr["name"].startswith("member")]
+    assert len(members) == 20
+    for k in (0, 19):
+        np.testing.assert_allclose(values(members[k]["y"]), area.isel(member=k).values, rtol=1e-6)
+    assert plume["layout"]["title"]["text"].startswith("Plume of the area mean of ")
+    truth = next(tr for tr in plume["data"] if tr["name"] == "truth")
+    target = q.target_window(ds, issues[0], protocol.horizon)
+    np.testing.assert_allclose(
+        values(truth["y"]), q.place_series(target, "t2m", None).values, rtol=1e-6
+    )
+    assert "schaake" in at.caption[-1].value
+
+
 def write_grid(path: Path, with_time: bool = True) -> None:
     times = pd.date_range("2020-01-01", periods=240, freq="1h")
     rng = np.random.default_rng(0)

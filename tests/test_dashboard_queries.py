@@ -152,6 +152,42 @@ def test_point_series_history_fan_and_boxes():
         q.point_index(ens, {LAT: 50.0})
 
 
+def test_area_mean_weights_each_latitude_by_the_area_it_covers():
+    ens = grid_ensemble()
+    area = q.place_series(ens, "t2m", None)
+    assert area.dims == (MEMBER, LEAD_TIME)
+    # values 100 m + 10 k + i + 0.1 j: the mean over j adds 0.1, over i the weight of lat 51
+    w = np.cos(np.deg2rad([50.0, 51.0]))
+    expected = 100.0 * np.arange(5)[:, None] + 10.0 * np.arange(3) + 0.1 + w[1] / w.sum()
+    np.testing.assert_allclose(area.values, expected)
+    # a missing point is skipped, not propagated
+    holed = ens.copy(deep=True)
+    holed["t2m"][:, :, 1, 2] = np.nan
+    cells = np.array([w[0]] * 3 + [w[1]] * 2)
+    vals = np.array([0.0, 0.1, 0.2, 1.0, 1.1])
+    np.testing.assert_allclose(
+        q.place_series(holed, "t2m", None).values[0, 0], (cells * vals).sum() / cells.sum()
+    )
+    # the context and the truth: a data set's area mean over time, cut to [start, stop]
+    truth = q.place_series(truth_dataset(), "t2m", None, INIT - 2 * STEP, INIT)
+    assert truth.dims == (TIME,)
+    np.testing.assert_allclose(truth.values, [3, 4, 5])
+    assert q.area_text(ens) == "area mean of 2 x 3 grid points (cos-latitude weighted)"
+    # one place: as point_series
+    xr.testing.assert_equal(
+        q.place_series(ens, "t2m", {LAT: 51, LON: 1}), q.point_series(ens, "t2m", {LAT: 51, LON: 1})
+    )
+    with pytest.raises(ForecastError, match="no grid or sensor dimension"):
+        q.area_mean(ens["t2m"].isel({LAT: 0, LON: 0}))
+
+
+def test_network_mean_is_the_plain_mean_of_the_sensors():
+    ds = network(True)  # lat/lon of the sensors are coordinates, not a grid: no weights
+    ds["speed"][:, 0] = 7.0
+    np.testing.assert_allclose(q.place_series(ds, "speed", None).values, (7.0 + 5) / 6)
+    assert q.area_text(ds) == "mean of 6 sensors"
+
+
 def network(with_latlon: bool) -> xr.Dataset:
     # a path graph 0-1-2-3-4-5
     n = 6

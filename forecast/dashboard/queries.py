@@ -335,6 +335,49 @@ def point_series(ens: xr.Dataset, variable: str, point: dict[str, Any]) -> xr.Da
     return ens[variable].sel(point_index(ens, point))
 
 
+def area_mean(da: xr.DataArray) -> xr.DataArray:
+    """``da`` averaged over its spatial dims: weighted by cos(latitude) on a lat/lon grid (each
+    point by the area it covers), plain on a ``(y, x)`` grid or a sensor network (the network's
+    mean); missing points are skipped. Raises when ``da`` has no spatial dims."""
+    space = space_dims(da)
+    if not space:
+        raise ForecastError(
+            f"no grid or sensor dimension in {tuple(da.dims)}; an area mean needs a gridded "
+            "or network field"
+        )
+    if space == (LAT, LON):
+        weights = np.cos(np.deg2rad(da[LAT].astype(np.float64)))
+        return da.weighted(weights).mean(space)
+    return da.mean(space)
+
+
+def place_series(
+    obj: xr.Dataset,
+    variable: str,
+    point: dict[str, Any] | None,
+    start: Any = None,
+    stop: Any = None,
+) -> xr.DataArray:
+    """``variable`` at one place (``point``, as :func:`point_index`) or, with ``point=None``,
+    its :func:`area_mean`; every other dim kept (an ensemble's ``(member, lead_time)``, a data
+    set's ``time``). ``start`` / ``stop`` (inclusive) cut a data set's times."""
+    da = obj[variable]
+    if start is not None or stop is not None:
+        cut = [None if t is None else pd.Timestamp(t) for t in (start, stop)]
+        da = da.sel({TIME: slice(*cut)})
+    return area_mean(da) if point is None else da.sel(point_index(da, point))
+
+
+def area_text(obj: xr.Dataset | xr.DataArray) -> str:
+    """``area mean of 33 x 49 grid points (cos-latitude weighted)`` or ``mean of 207 sensors``."""
+    space = space_dims(obj)
+    if space == (NODE,):
+        return f"mean of {obj.sizes[NODE]} sensors"
+    sizes = " x ".join(str(obj.sizes[d]) for d in space)
+    how = " (cos-latitude weighted)" if space == (LAT, LON) else ""
+    return f"area mean of {sizes} grid points{how}"
+
+
 def place_text(index: dict[str, Any]) -> str:
     """``lat 54.13, lon -3.87`` or ``node S001`` for a point indexer."""
     parts = []
@@ -347,8 +390,7 @@ def history_series(
     ds: xr.Dataset, variable: str, point: dict[str, Any], start: Any, stop: Any
 ) -> xr.DataArray:
     """Observed ``variable`` at one place between two times (inclusive): dim ``time``."""
-    da = ds[variable].sel(point_index(ds, point))
-    return da.sel({TIME: slice(pd.Timestamp(start), pd.Timestamp(stop))})
+    return place_series(ds, variable, point, start, stop)
 
 
 def fan_quantiles(series: xr.DataArray, quantiles: Sequence[float] = FAN_QUANTILES) -> xr.DataArray:
