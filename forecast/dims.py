@@ -40,6 +40,8 @@ SCORECARD_METRICS = (
     "spread_skill",
     "energy",
     "variogram",
+    "area_crps",
+    "area_spread_skill",
     "brier",
     "rank_flatness",
 )

@@ -178,7 +178,7 @@ def test_area_mean_weights_each_latitude_by_the_area_it_covers():
         q.place_series(ens, "t2m", {LAT: 51, LON: 1}), q.point_series(ens, "t2m", {LAT: 51, LON: 1})
     )
     with pytest.raises(ForecastError, match="no grid or sensor dimension"):
-        q.area_mean(ens["t2m"].isel({LAT: 0, LON: 0}))
+        q.place_series(ens.isel({LAT: 0, LON: 0}), "t2m", None)
 
 
 def test_network_mean_is_the_plain_mean_of_the_sensors():

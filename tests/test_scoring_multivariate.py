@@ -80,3 +80,20 @@ def test_energy_one_point_is_crps_and_errors():
     o2, f2 = obs.isel({LAT: 0, LON: 0}, drop=True), fc.isel({LAT: 0, LON: 0}, drop=True)
     with pytest.raises(ForecastError, match="needs spatial dims"):
         energy_score(o2, f2)
+
+
+def test_area_means_of_a_network_are_plain_means_and_need_space():
+    from forecast.dims import NODE
+    from forecast.scoring.multivariate import area_means
+
+    rng = np.random.default_rng(0)
+    fc = xr.DataArray(rng.normal(size=(5, 2, 4)), dims=(MEMBER, LEAD_TIME, NODE), name="speed")
+    obs = xr.DataArray(rng.normal(size=(2, 4)), dims=(LEAD_TIME, NODE), name="speed")
+    obs[1, 3] = np.nan
+    o_area, f_area = area_means(obs, fc, skipna=True)
+    np.testing.assert_allclose(o_area.values, [obs.values[0].mean(), obs.values[1, :3].mean()])
+    np.testing.assert_allclose(f_area.values[:, 0], fc.values[:, 0].mean(-1))
+    np.testing.assert_allclose(f_area.values[:, 1], fc.values[:, 1, :3].mean(-1))  # as the obs
+    assert np.isnan(area_means(obs, fc)[0].values[1])  # skipna off: missing stays missing
+    with pytest.raises(ForecastError, match="needs spatial dims"):
+        area_means(obs.isel({NODE: 0}), fc.isel({NODE: 0}))

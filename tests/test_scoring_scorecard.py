@@ -81,6 +81,57 @@ def test_scorecard_layout_and_values(case, card):
     assert "threshold_t2m" in card.attrs
 
 
+def test_area_mean_scores_against_properscoring(case, card):
+    """``area_crps`` / ``area_spread_skill``: the CRPS (properscoring) and spread-skill ratio of
+    the cos(latitude)-weighted mean over the grid, of the truth and of each member."""
+    import properscoring as ps
+
+    truth, fcs = case
+    fc = fcs["good"]
+    obs = obs_for(fc, truth)
+    w = np.cos(np.deg2rad(fc[LAT].values))[:, None] * np.ones(fc.sizes[LON])
+    o_area = (obs["t2m"].values * w).sum((-2, -1)) / w.sum()  # (init, lead)
+    f_area = (fc["t2m"].transpose(INIT_TIME, "member", LEAD_TIME, LAT, LON).values * w).sum(
+        (-2, -1)
+    ) / w.sum()  # (init, member, lead)
+    expected = ps.crps_ensemble(o_area, np.moveaxis(f_area, 1, -1)).mean(axis=0)
+    row = card["t2m"].sel({MODEL: "good"})
+    np.testing.assert_allclose(row.sel({METRIC: "area_crps"}).values, expected, rtol=1e-10)
+    m = f_area.shape[1]
+    spread = np.sqrt(f_area.var(axis=1, ddof=1).mean(axis=0))
+    rmse = np.sqrt(((f_area.mean(axis=1) - o_area) ** 2).mean(axis=0))
+    np.testing.assert_allclose(
+        row.sel({METRIC: "area_spread_skill"}).values,
+        np.sqrt((m + 1) / m) * spread / rmse,
+        rtol=1e-10,
+    )
+
+
+def test_area_mean_scores_with_a_missing_observation(case):
+    import properscoring as ps
+
+    truth, fcs = case
+    holed = truth.copy(deep=True)
+    holed["t2m"][:, 0, 0] = np.nan  # one grid point never observed
+    metrics = ["area_crps", "area_spread_skill"]
+    # without skipna a missing point makes the area mean missing, as for every other score
+    assert np.isnan(scorecard(fcs, holed, metrics=metrics, progress=False)["t2m"]).all()
+    # with skipna the members leave out the truth's missing point too (weights renormalized)
+    got = scorecard(fcs, holed, metrics=metrics, skipna=True, progress=False)["t2m"]
+    fc = fcs["good"]
+    w = np.cos(np.deg2rad(fc[LAT].values))[:, None] * np.ones(fc.sizes[LON])
+    w[0, 0] = 0.0
+    obs = obs_for(fc, truth)["t2m"].values  # the observed value there gets weight 0
+    o_area = (obs * w).sum((-2, -1)) / w.sum()
+    f = fc["t2m"].transpose(INIT_TIME, LEAD_TIME, "member", LAT, LON).values
+    f_area = (f * w).sum((-2, -1)) / w.sum()  # (init, lead, member)
+    np.testing.assert_allclose(
+        got.sel({MODEL: "good", METRIC: "area_crps"}).values,
+        ps.crps_ensemble(o_area, f_area).mean(axis=0),
+        rtol=1e-10,
+    )
+
+
 def test_markdown_csv_netcdf_and_plots(case, card, tmp_path):
     truth, fcs = case
     diag = diagnostics(fcs, truth)

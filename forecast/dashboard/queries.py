@@ -335,22 +335,6 @@ def point_series(ens: xr.Dataset, variable: str, point: dict[str, Any]) -> xr.Da
     return ens[variable].sel(point_index(ens, point))
 
 
-def area_mean(da: xr.DataArray) -> xr.DataArray:
-    """``da`` averaged over its spatial dims: weighted by cos(latitude) on a lat/lon grid (each
-    point by the area it covers), plain on a ``(y, x)`` grid or a sensor network (the network's
-    mean); missing points are skipped. Raises when ``da`` has no spatial dims."""
-    space = space_dims(da)
-    if not space:
-        raise ForecastError(
-            f"no grid or sensor dimension in {tuple(da.dims)}; an area mean needs a gridded "
-            "or network field"
-        )
-    if space == (LAT, LON):
-        weights = np.cos(np.deg2rad(da[LAT].astype(np.float64)))
-        return da.weighted(weights).mean(space)
-    return da.mean(space)
-
-
 def place_series(
     obj: xr.Dataset,
     variable: str,
@@ -359,13 +343,19 @@ def place_series(
     stop: Any = None,
 ) -> xr.DataArray:
     """``variable`` at one place (``point``, as :func:`point_index`) or, with ``point=None``,
-    its :func:`area_mean`; every other dim kept (an ensemble's ``(member, lead_time)``, a data
-    set's ``time``). ``start`` / ``stop`` (inclusive) cut a data set's times."""
+    its area mean (:func:`forecast.scoring.multivariate.area_mean`: cos-latitude weighted on
+    a lat/lon grid, missing points skipped); every other dim kept (an ensemble's
+    ``(member, lead_time)``, a data set's ``time``). ``start`` / ``stop`` (inclusive) cut a
+    data set's times."""
     da = obj[variable]
     if start is not None or stop is not None:
         cut = [None if t is None else pd.Timestamp(t) for t in (start, stop)]
         da = da.sel({TIME: slice(*cut)})
-    return area_mean(da) if point is None else da.sel(point_index(da, point))
+    if point is None:
+        from forecast.scoring.multivariate import area_mean
+
+        return area_mean(da)
+    return da.sel(point_index(da, point))
 
 
 def area_text(obj: xr.Dataset | xr.DataArray) -> str:

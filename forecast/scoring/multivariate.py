@@ -1,4 +1,6 @@
-"""Multivariate scores over the spatial dimensions: energy score and variogram score."""
+"""Multivariate scores over the spatial dimensions: energy score, variogram score, and the
+area mean (the field averaged over space) that the scorecard's ``area_crps`` and
+``area_spread_skill`` score."""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 import numpy as np
 import xarray as xr
 
-from forecast.dims import MEMBER, space_dims
+from forecast.dims import LAT, LON, MEMBER, space_dims
 from forecast.errors import ForecastError
 from forecast.scoring import kernels
 from forecast.scoring._core import per_variable, reduce_mean
@@ -119,3 +121,44 @@ def variogram_score(
     return _multivariate(
         kernels.variogram_score_np, obs, forecast, member_dim, over, dim, weights, skipna, p=p
     )
+
+
+def area_mean(field: xr.DataArray, *, skipna: bool = True) -> xr.DataArray:
+    """``field`` averaged over its spatial dims: weighted by cos(latitude) on a lat/lon grid
+    (each point by the area it covers), plain on a ``(y, x)`` grid or a sensor network (the
+    network's mean). With ``skipna`` missing points are left out, else they make the mean NaN.
+    Coordinates and attributes (units) are kept."""
+    space = list(space_dims(field))
+    if not space:
+        raise ForecastError(
+            f"no grid or sensor dimension in {tuple(field.dims)}; an area mean needs a "
+            "gridded or network field"
+        )
+    if space == [LAT, LON]:
+        weights = np.cos(np.deg2rad(field[LAT].astype(np.float64)))
+        return field.weighted(weights).mean(space, skipna=skipna, keep_attrs=True)
+    return field.mean(space, skipna=skipna, keep_attrs=True)
+
+
+def area_means(
+    obs: XrObj, forecast: XrObj, *, member_dim: str = MEMBER, skipna: bool = False
+) -> tuple[XrObj, XrObj]:
+    """The :func:`area_mean` of the observations and of every member, paired: a point where
+    the observation is missing is left out of the members' means too (with ``skipna``; without
+    it, the pair's mean is NaN), so both average the same area."""
+
+    def one(name: Hashable, o: xr.DataArray, f: xr.DataArray) -> xr.DataArray:
+        if not space_dims(f):
+            raise ForecastError(
+                f"the area mean of '{name}' needs spatial dims (lat/lon, y/x or node); "
+                f"it has {tuple(f.dims)}"
+            )
+        return f.where(o.notnull()) if skipna else f
+
+    masked = per_variable(one, obs, forecast, member_dim)
+    if isinstance(masked, xr.Dataset):
+        names = list(masked.data_vars)
+        o_area = xr.Dataset({n: area_mean(obs[n], skipna=skipna) for n in names})
+        f_area = xr.Dataset({n: area_mean(masked[n], skipna=skipna) for n in names})
+        return o_area, f_area
+    return area_mean(obs, skipna=skipna), area_mean(masked, skipna=skipna)

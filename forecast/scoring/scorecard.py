@@ -30,7 +30,7 @@ from forecast.scoring.ensemble import (
     rmse_ensemble_mean,
     spread_skill_ratio,
 )
-from forecast.scoring.multivariate import energy_score, variogram_score
+from forecast.scoring.multivariate import area_means, energy_score, variogram_score
 from forecast.workers import check_jobs, in_threads
 
 #: Metrics of the scorecard, in column order. ``crps`` and ``crps_fair`` always go together.
@@ -103,6 +103,12 @@ def _model_card(
         rows["energy"] = energy_score(o, fc, **mkw)
     if "variogram" in metrics:
         rows["variogram"] = variogram_score(o, fc, **mkw)
+    if "area_crps" in metrics or "area_spread_skill" in metrics:
+        o_area, fc_area = area_means(o, fc, member_dim=member_dim, skipna=skipna)
+        if "area_crps" in metrics:
+            rows["area_crps"] = crps_pair(o_area, fc_area, **mkw)[0]
+        if "area_spread_skill" in metrics:
+            rows["area_spread_skill"] = spread_skill_ratio(o_area, fc_area, **mkw)
     if "brier" in metrics:
         rows["brier"] = xr.Dataset({n: brier_score(o[n], fc[n], thr[n], **wkw) for n in names})
     if "rank_flatness" in metrics:
@@ -141,8 +147,9 @@ def scorecard(
     member_dim : str
         Member dimension.
     weights : xarray.DataArray, optional
-        Weights over the reduced dims (e.g. ``cos(lat)``); not used by ``energy`` and
-        ``variogram`` (they already sum over space) unless over non-spatial dims.
+        Weights over the reduced dims (e.g. ``cos(lat)``); not used by ``energy``,
+        ``variogram``, ``area_crps`` and ``area_spread_skill`` (they already reduce space;
+        the area mean weights by cos(latitude) itself) unless over non-spatial dims.
     skipna : bool
         See :func:`forecast.scoring.crps_ensemble`.
     thresholds : float or mapping, optional
