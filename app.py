@@ -18,7 +18,7 @@ import streamlit as st
 from forecast.dashboard import figures as fg
 from forecast.dashboard import paths as dp
 from forecast.dashboard import queries as q
-from forecast.dims import LEAD_TIME, MEMBER, NODE, PATH, space_dims, window_context
+from forecast.dims import LEAD_TIME, MEMBER, METRIC, NODE, PATH, space_dims, window_context
 from forecast.errors import ForecastError
 
 OWN_FILE = "your own file (NetCDF / GRIB / CSV)"
@@ -537,6 +537,31 @@ def scores_tab() -> None:
                 f"{units}), {model_name}",
             ),
             key="reliability",
+        )
+    if "area_crps" in card[METRIC].values:  # scorecards from before 2026-12-07 lack it
+        c5, c6 = st.columns(2)
+        area = "network mean" if network else "area mean"
+        c5.plotly_chart(
+            fg.by_lead_figure(
+                q.metric_by_lead(card, "area_crps", name),
+                title=f"CRPS of the {area}",
+                ytitle=f"CRPS ({units})",
+            ),
+            key="area_crps",
+        )
+        c6.plotly_chart(
+            fg.by_lead_figure(
+                q.metric_by_lead(card, "area_spread_skill", name),
+                title=f"Spread-skill ratio of the {area}",
+                ytitle="spread / RMSE (1: calibrated)",
+                reference_line=1.0,
+            ),
+            key="area_spread_skill",
+        )
+        c5.caption(
+            f"The {area} of each member against that of the truth (cos-latitude weighted on a "
+            "lat/lon grid): members without the truth's spatial structure score badly here "
+            "even with good per-point scores."
         )
     table = crps.to_pandas().T
     table.index = q.lead_labels(table.index.values)

@@ -530,6 +530,24 @@ def test_scores_from_a_scorecard_file(weather, user_files):
     )
     np.testing.assert_allclose(values(crpss["data"][0]["y"]), expected.values)
     assert len(at.dataframe) == 1  # no significance.csv beside this scorecard
+    for key in ("area_crps", "area_spread_skill"):
+        np.testing.assert_allclose(
+            values(chart(at, key)["data"][0]["y"]),
+            card["t2m"].sel(model="diurnal-persistence", metric=key).values,
+        )
+
+
+def test_a_scorecard_without_area_scores_still_shows(weather, user_files):
+    """Scorecards written before the area-mean metrics existed: no area charts, no error."""
+    from forecast.scoring.scorecard import to_netcdf
+
+    card, path = scorecard_file(weather, user_files[0] / "old-run")
+    kept = [m for m in card["metric"].values if not str(m).startswith("area_")]
+    to_netcdf(card.sel(metric=kept), path)
+    at = scores_tab_of(path)
+    assert chart(at, "crps")["data"]
+    with pytest.raises(AssertionError, match="no chart"):
+        chart(at, "area_crps")
 
 
 def test_significance_table_beside_a_scorecard(weather, user_files):

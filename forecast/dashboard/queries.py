@@ -1050,6 +1050,20 @@ def forecasts_for(
     return out
 
 
+#: What the Scores tab computes: the per-point scores, the area mean's and the calibration's.
+LIVE_METRICS = (
+    "crps",
+    "crps_fair",
+    "rmse",
+    "spread",
+    "spread_skill",
+    "area_crps",
+    "area_spread_skill",
+    "brier",
+    "rank_flatness",
+)
+
+
 def live_scores(
     forecasts: dict[str, xr.Dataset], truth: xr.Dataset, threshold: float | None, seed: int = 0
 ) -> tuple[xr.Dataset, dict[str, xr.Dataset]]:
@@ -1066,7 +1080,7 @@ def live_scores(
         thresholds=threshold,
         seed=seed,
         progress=False,
-        metrics=("crps", "crps_fair", "rmse", "spread", "spread_skill", "brier", "rank_flatness"),
+        metrics=LIVE_METRICS,
     )
     diag = diagnostics(forecasts, truth, thresholds=threshold, seed=seed)
     return card, diag
