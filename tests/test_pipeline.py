@@ -146,6 +146,25 @@ def test_trained_key_holds_the_fit_revision():
     assert _trained_key("diffusion", diffusion, *args) != _key({"model": "diffusion", **payload})
 
 
+def test_named_leads_benchmark(first_run, tiny_data, monkeypatch, capsys, load_script):
+    """benchmarks/named_leads.py: the model's CRPS against the best other baseline at each
+    named lead, as the scorecard has them; a lead the run lacks is a one-line error."""
+    named = load_script("benchmarks/named_leads.py")
+    monkeypatch.setattr(named, "open_dataset", lambda name: tiny_data)
+    out, result = first_run
+    named.main([str(out), "--model", "gp", "--leads", "1", "2"])
+    text = capsys.readouterr().out
+    crps = result["scorecard"]["t2m"].sel({METRIC: "crps"})
+    for k, hours in enumerate((1, 2)):
+        at = crps.isel({LEAD_TIME: k})
+        others = {m: float(at.sel({MODEL: m})) for m in ("persistence", "diurnal-persistence")}
+        best = min(others, key=others.get)
+        rel = (float(at.sel({MODEL: "gp"})) / others[best] - 1) * 100
+        assert f"  {hours} h: {rel:+.1f} % against {best} (" in text
+    with pytest.raises(ForecastError, match=r"lead\(s\) 99 h not in the run"):
+        named.main([str(out), "--model", "gp", "--leads", "99"])
+
+
 def test_paired_difference_benchmark(first_run, tiny_data, monkeypatch, capsys, load_script):
     """benchmarks/paired_difference.py compares two models of a run: its all-leads means are
     the scorecard's, and an unknown label is a one-line error naming the run's models."""
