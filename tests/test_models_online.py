@@ -356,6 +356,7 @@ def test_wrapped_pool_names_its_members(
     model = OnlineSpread.from_model(pool, history=HISTORY, members=4)
     ens = with_member_sources(model, model.sample(context_of(tiny_data, issue, model.context), 4))
     assert list(ens[SOURCE_MODEL].values) == ["p", "c", "p", "c"]
+    assert model.composition == "pooled (p (persistence) x1, c (climatology) x1)"  # predict's
     # `forecast model info` shows the settings, the base pool and its models
     path = tmp_path / "online-pool.safetensors"
     model.save(path)

@@ -271,6 +271,9 @@ def test_predict_keeps_the_reference_forecasts_of_a_wrapped_online_model(
     assert len(list((tmp_path / "refs").glob("*/*.safetensors"))) == 6 + 1
     first, second = (open_ensemble(tmp_path / n)["t2m"] for n in ("first.nc", "second.nc"))
     xr.testing.assert_identical(first, second)
+    # the file names the whole stack, not only the outer wrapper
+    written = xr.open_dataset(tmp_path / "first.nc")
+    assert written.attrs["model"] == "schaake: online-spread of climatology"
     model = load_model(src)
     assert keep_references(model, tmp_path / "dash") is None
     assert model.model._disk is not None and model.model._disk.is_relative_to(tmp_path / "dash")

@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> int:
 
     sampler = getattr(model, "sampler", None)
     nfe = getattr(model, "nfe", None)
-    composition = getattr(model, "composition", None)  # a pool names its models
+    composition = getattr(model, "composition", None)  # a pool's models, a wrapper's base
     common = {
         "title": args.title,
         "institution": args.institution,

@@ -154,6 +154,18 @@ class WrapperModel:
         """The base model's training record (empty for a model that does not train)."""
         return dict(getattr(self.model, "training", None) or {})
 
+    @property
+    def composition(self) -> str:
+        """The wrapped model, e.g. ``gp`` or ``online-spread of pooled (a (diffusion) x1, ...)``:
+        what ``forecast predict`` writes after the wrapper's kind in the file's ``model``."""
+        if self.model is None:
+            return str(self.spec["kind"])
+        kind = str(self.model.kind)
+        inner = getattr(self.model, "composition", None)
+        if not inner:
+            return kind
+        return f"{kind} of {inner}" if isinstance(self.model, WrapperModel) else f"{kind} ({inner})"
+
     def _require_fitted(self) -> None:
         if self.model is None:
             raise ForecastError(f"{self.kind} model is not fitted; call fit(train) or load it")
