@@ -25,7 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from paired_difference import crps_of
+from paired_difference import crps_of, percent
 
 from forecast.data import open_dataset
 from forecast.dims import INIT_TIME, LEAD_TIME
@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> None:
             one = compare_scores(
                 score.sel({LEAD_TIME: [lead]}), baselines[best].sel({LEAD_TIME: [lead]})
             ).isel({LEAD_TIME: 0})
-            pct = {k: float(one[k]) * 100 for k in ("relative_difference", "ci_lower", "ci_upper")}
+            low, high = percent(one)["ci_lower"], percent(one)["ci_upper"]
             print(
-                f"  {hours:g} h: {pct['relative_difference']:+.1f} % against {best} "
-                f"({pct['ci_lower']:+.1f} to {pct['ci_upper']:+.1f} %): {one['verdict'].item()}"
+                f"  {hours:g} h: {percent(one)['relative_difference']:+.1f} % against {best} "
+                f"({low:+.1f} to {high:+.1f} %): {one['verdict'].item()}"
             )
 
 

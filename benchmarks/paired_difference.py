@@ -58,6 +58,11 @@ def over_all_leads(score: xr.DataArray) -> xr.DataArray:
     return score.mean(LEAD_TIME).expand_dims({LEAD_TIME: last})
 
 
+def percent(row: xr.Dataset) -> dict[str, float]:
+    """A :func:`compare_scores` row's relative difference and interval ends, in %."""
+    return {k: float(row[k]) * 100 for k in ("relative_difference", "ci_lower", "ci_upper")}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("run", help="the --out folder of a `forecast evaluate --protocol` run")
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
         + ", ".join(f"{v} {c}" for v, c in zip(verdicts, counts, strict=True))
     )
     whole = compare_scores(over_all_leads(a), over_all_leads(b)).isel({LEAD_TIME: 0})
-    pct = {k: float(whole[k]) * 100 for k in ("relative_difference", "ci_lower", "ci_upper")}
+    pct = percent(whole)
     print(
         f"  all leads: mean CRPS {float(whole['score']):.4f} against "
         f"{float(whole['reference']):.4f}, {pct['relative_difference']:+.2f} % (95 % interval "
