@@ -80,6 +80,27 @@ def test_snapshot_config_repeats_the_deep_ensemble_at_four_steps():
     assert steps == [(k, s) for k in (15, 30, 45, 60) for s in range(4)]
 
 
+def test_schaake_config_wraps_the_online_snapshot_pool_of_eight_seeds():
+    """The P2 ensemble for maps: the snapshot config with seeds 0-7, wrapped by the online
+    spread settings of the diurnal config, then by the Schaake shuffle."""
+    path = REPO / "data" / "configs" / "schaake-online-spread-snapshots-era5-uk-t2m.toml"
+    cfg = load_toml(path)
+    online = load_toml(
+        REPO / "data" / "configs" / "online-spread-diurnal-pooled-diffusion-era5-uk-t2m.toml"
+    )
+    snaps = load_toml(REPO / "data" / "configs" / "pooled-diffusion-era5-uk-t2m-snapshots.toml")
+    wrapper = cfg["model"]["model"]
+    assert set(cfg["model"]) == {"model"} and cfg["train"] == {}
+    assert wrapper["kind"] == "online-spread"
+    settings = {k: v for k, v in wrapper["config"].items() if k != "model"}
+    assert settings == {k: v for k, v in online["model"].items() if k != "model"}
+    pool = wrapper["config"]["model"]
+    assert pool["kind"] == "pooled" and pool["config"]["seeds"] == list(range(8))
+    assert {**pool["config"], "seeds": snaps["model"]["seeds"]} == snaps["model"]
+    model = build_model("schaake", 6, 24, cfg["model"], cfg["train"])
+    assert model.spec["kind"] == "online-spread"
+
+
 def test_online_spread_vae_deep_ensemble_config_repeats_the_vae_config():
     """The online P2 VAE deep ensemble pools seeds of the P2 VAE config (its seed aside)."""
     online = load_toml(REPO / "data" / "configs" / "online-spread-pooled-vae-era5-uk-t2m.toml")
