@@ -59,7 +59,17 @@ SHIPPED_KINDS = ("diffusion", "vae")
 #: Baselines fitted on the fly for comparison (seconds).
 BASELINES = ("diurnal-persistence", "climatology")
 #: Scorecard metrics of the main job (the cheap ones; energy/variogram are left to evaluate).
-METRICS = ("crps", "crps_fair", "rmse", "mae_median", "spread", "spread_skill", "rank_flatness")
+METRICS = (
+    "crps",
+    "crps_fair",
+    "rmse",
+    "mae_median",
+    "spread",
+    "spread_skill",
+    "area_crps",
+    "area_spread_skill",
+    "rank_flatness",
+)
 #: The command that (re)makes the shipped checkpoints.
 MAKE_MODELS = "python scripts/train_shipped_models.py"
 

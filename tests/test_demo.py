@@ -121,8 +121,9 @@ def test_small_run_writes_everything(tmp_path, capsys) -> None:
     assert ens.sizes[LEAD_TIME] == proto.horizon
     card = xr.open_dataset(base / "report" / "scorecard.nc")
     assert set(card[MODEL].values) == {"diffusion", "vae", "diurnal-persistence", "climatology"}
-    assert "crps" in set(card[METRIC].values)
+    assert {"crps", "area_crps", "area_spread_skill"} <= set(card[METRIC].values)
     assert float(card["speed"].sel(metric="crps").min()) > 0
+    assert float(card["speed"].sel(metric="area_crps").min()) > 0  # the network-mean speed
     # the summary's mean CRPS of the diffusion model is the scorecard's
     line = next(x for x in text.splitlines() if "mean CRPS" in x)
     crps = float(line.split("diffusion ")[1].split(",")[0])
