@@ -186,7 +186,7 @@ def compare_scores(
     p = np.full(n_lead, np.nan)
     # the Hering-Genton fit in ``scores`` starts from unit autocovariance, so its estimate
     # depends on the scores' units (a variogram score's ~1e4 differences came out with an
-    # interval of zero width, CRPS differences ~1e-4 with one of +-300 %): each lead's
+    # interval of zero width, differences ~1e-5 with one of +-300 %): each lead's
     # differences are tested in units of their standard deviation and the interval scaled back
     scale = diffs.std(INIT_TIME).values
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
