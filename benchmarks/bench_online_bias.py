@@ -114,6 +114,17 @@ def score(args: argparse.Namespace) -> None:
                 )
                 scores[f"{kind} w={w:g}"] = crps_ensemble(obs, moved, dim=[LAT, LON])[args.variable]
         print(f"{run} ({ens.sizes[INIT_TIME]} issue times), {args.model}:")
+        # the sign check: the recent error the correction carries in (w = 0, domain mean)
+        # against the error the run's own forecasts then make (ensemble mean, domain mean)
+        carried = (total / np.maximum(count, 1)).mean(axis=(0, 1, 3, 4))
+        made = (obs[args.variable] - ens[args.variable].mean(MEMBER)).mean([INIT_TIME, LAT, LON])
+        for hours in (6, 12, 24):
+            if hours <= horizon:
+                print(
+                    f"  {hours} h: mean error of the last {args.history} h's reference forecasts "
+                    f"{carried[hours - 1]:+.2f}, of the run's forecasts "
+                    f"{float(made.isel({LEAD_TIME: hours - 1})):+.2f} (observation minus forecast)"
+                )
         base = scores["none"]
         for name, s in scores.items():
             row = f"  {name:12s} CRPS {float(s.mean()):.4f}"
