@@ -15,7 +15,9 @@ Two steps:
 - ``score``: the ensembles of model ``--model`` of protocol runs, bias-corrected per grid point
   (``point``) or by one number per lead over the domain (``domain``) for each shrinkage
   ``--weights``, scored (CRPS) against the uncorrected ones, with the 95 % Diebold-Mariano
-  interval of the mean over leads.
+  interval of the mean over leads; first the sign check: the domain-mean error the
+  correction carries in (the last ``--history`` hours' reference forecasts) beside the one the
+  run's forecasts then make.
 
 Usage::
 
