@@ -165,6 +165,26 @@ def test_named_leads_benchmark(first_run, tiny_data, monkeypatch, capsys, load_s
         named.main([str(out), "--model", "gp", "--leads", "99"])
 
 
+def test_area_spread_interval_benchmark(first_run, tiny_data, monkeypatch, capsys, load_script):
+    """benchmarks/area_spread_interval.py: the area mean's spread-skill ratio per lead is the
+    scorecard's ``area_spread_skill``, with an interval around it and a verdict per lead."""
+    bench = load_script("benchmarks/area_spread_interval.py")
+    monkeypatch.setattr(bench, "open_dataset", lambda name: tiny_data)
+    out, result = first_run
+    bench.main([str(out), "--model", "gp", "--leads", "1", "2"])
+    text = capsys.readouterr().out
+    ratio = result["scorecard"]["t2m"].sel({MODEL: "gp", METRIC: "area_spread_skill"})
+    leads = ratio.sizes[LEAD_TIME]
+    head = text.splitlines()[0]
+    counts = [int(part.split()[0]) for part in head.split(": ")[1].split(" (")[0].split(", ")]
+    assert sum(counts) == leads and head.endswith(f"(of {leads} leads)")
+    for k, hours in enumerate((1, 2)):
+        line = text.splitlines()[1 + k]
+        assert line.startswith(f"  {hours} h: {float(ratio[k]):.2f} (")
+        low, high = (float(v) for v in line.split("(")[1].rstrip(")").split(" to "))
+        assert low <= float(ratio[k]) + 0.005 and high >= float(ratio[k]) - 0.005
+
+
 def test_paired_difference_benchmark(first_run, tiny_data, monkeypatch, capsys, load_script):
     """benchmarks/paired_difference.py compares two models of a run: its all-leads means are
     the scorecard's, and an unknown label is a one-line error naming the run's models."""
