@@ -107,6 +107,36 @@ def test_evaluate_cf_file(files, tmp_path):
     assert card.attrs["threshold_t2m"] == 280.5
 
 
+def test_evaluate_a_sensor_network_file(tmp_path):
+    """A network ensemble written by the CF export (sensor ids come back as objects) scores
+    against the data set (ids as strings): it used to stop at "coordinate 'node' does not
+    align"."""
+    from forecast.data import context_of, get_protocol, open_dataset
+    from forecast.export import open_ensemble, to_netcdf
+    from forecast.models import PersistenceEnsemble
+
+    ds = open_dataset("synthetic-traffic")
+    proto = get_protocol("synthetic-traffic")
+    issues = proto.windows(ds, "test").issue_times(ds)[:2]
+    model = PersistenceEnsemble(context=proto.context, horizon=proto.horizon).fit(ds)
+    ens = xr.concat(
+        [model.sample(context_of(ds, t, model.context), 4, seed=0) for t in issues], "init_time"
+    )
+    path = to_netcdf(ens, tmp_path / "network.nc")
+    assert open_ensemble(path)["node"].dtype == object and ds["node"].dtype.kind == "U"
+    out = tmp_path / "o"
+    argv = ["evaluate", "--forecast", f"p={path}", "--truth", "synthetic-traffic"]
+    assert main([*argv, "--out", str(out)]) == 0
+    card = xr.open_dataset(out / "scorecard.nc").load()
+    expect = scorecard({"p": ens}, ds, progress=False)
+    for metric in ("crps", "area_crps", "spread_skill"):
+        np.testing.assert_allclose(
+            card["speed"].sel({METRIC: metric}).values,
+            expect["speed"].sel({METRIC: metric}).values,
+            rtol=1e-5,
+        )
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -97,3 +97,22 @@ def test_dataset_variable_mismatch():
         crps_ensemble(obs["t2m"], fc)
     with pytest.raises(ForecastError, match="cannot reduce over"):
         crps_ensemble(obs, fc, dim="height")
+
+
+def test_sensor_ids_as_objects_align_with_strings():
+    """Ids read back from NetCDF are objects, a data set's strings: the same ids align;
+    other ids, or ids of another kind, do not."""
+    from forecast.dims import NODE
+
+    rng = np.random.default_rng(0)
+    ids = np.array(["s1", "s2", "s3"])
+    obs = xr.DataArray(rng.normal(size=3), dims=NODE, coords={NODE: ids}, name="speed")
+    fc = xr.DataArray(
+        rng.normal(size=(4, 3)), dims=(MEMBER, NODE), coords={NODE: ids.astype(object)}
+    )
+    expected = crps_ensemble(obs, fc.assign_coords({NODE: ids}))
+    np.testing.assert_allclose(crps_ensemble(obs, fc).values, expected.values)
+    with pytest.raises(ForecastError, match="has s3 where"):
+        crps_ensemble(obs, fc.assign_coords({NODE: np.array(["s1", "s2", "s4"], dtype=object)}))
+    with pytest.raises(ForecastError, match="convert one of them"):
+        crps_ensemble(obs, fc.assign_coords({NODE: [1, 2, 3]}))

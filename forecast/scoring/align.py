@@ -44,6 +44,8 @@ def _check_coord(name: Hashable, a: XrObj, b: XrObj, what_a: str, what_b: str) -
     if name not in a.coords or name not in b.coords:
         return
     va, vb = np.asarray(a[name].values), np.asarray(b[name].values)
+    if {va.dtype.kind, vb.dtype.kind} == {"U", "O"}:  # sensor ids read back from NetCDF
+        va, vb = va.astype(str), vb.astype(str)  # are objects; the data set's are strings
     if va.dtype.kind != vb.dtype.kind and not (va.dtype.kind in "iuf" and vb.dtype.kind in "iuf"):
         raise ForecastError(
             f"coordinate '{name}' does not align: {what_a} has dtype {va.dtype}, "
