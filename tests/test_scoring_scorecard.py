@@ -204,3 +204,23 @@ def test_scorecard_bad_input(case):
         scorecard(
             fcs, truth.assign({"t2m": truth["t2m"].assign_attrs(units="degC")}), progress=False
         )
+
+
+def test_lead_labels_of_the_tables():
+    """Sub-hour leads print as minutes (a 5-minute sensor network's tables showed
+    ``0.0833333h``), whole hours as hours."""
+    from forecast.scoring.scorecard import lead_label
+
+    cases = {"5min": "5min", "1h": "1h", "90min": "90min", "36h": "36h", "90s": "90s"}
+    assert {k: lead_label(pd.Timedelta(k)) for k in cases} == cases
+    card = xr.Dataset(
+        {"speed": (("model", "lead_time", "metric"), np.ones((1, 2, 1)))},
+        coords={
+            "model": ["m"],
+            "lead_time": pd.to_timedelta(["5min", "60min"]).values,
+            "metric": ["crps"],
+        },
+    )
+    text = to_markdown(card)
+    assert "| m | 5min | 1 |" in text and "| m | 1h | 1 |" in text
+    assert list(to_dataframe(card)["lead_time"]) == ["5min", "1h"]

@@ -268,10 +268,14 @@ def diagnostics(
     return out
 
 
-def _lead_label(v: object) -> str:
-    td = pd.Timedelta(v)
-    hours = td / pd.Timedelta(hours=1)
-    return f"{hours:g}h"
+def lead_label(v: object) -> str:
+    """A lead time as the tables print it: ``1h``, ``30min``, ``90s`` (below a minute)."""
+    seconds = pd.Timedelta(v).total_seconds()
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)}min"
+    return f"{seconds:g}s"
 
 
 def to_dataframe(card: xr.Dataset) -> pd.DataFrame:
@@ -283,7 +287,7 @@ def to_dataframe(card: xr.Dataset) -> pd.DataFrame:
         frames.append(df[["variable", MODEL, LEAD_TIME, METRIC, "value"]])
     out = pd.concat(frames, ignore_index=True)
     if np.issubdtype(out[LEAD_TIME].dtype, np.timedelta64):
-        out[LEAD_TIME] = [_lead_label(v) for v in out[LEAD_TIME]]
+        out[LEAD_TIME] = [lead_label(v) for v in out[LEAD_TIME]]
     return out
 
 
@@ -300,7 +304,7 @@ def to_markdown(card: xr.Dataset, digits: int = 4) -> str:
         for model in card[MODEL].values:
             for lead in card[LEAD_TIME].values:
                 vals = da.sel({MODEL: model, LEAD_TIME: lead}).values
-                lab = _lead_label(lead) if isinstance(lead, np.timedelta64) else str(lead)
+                lab = lead_label(lead) if isinstance(lead, np.timedelta64) else str(lead)
                 cells = [f"{v:.{digits}g}" if np.isfinite(v) else "nan" for v in vals]
                 lines.append("| " + " | ".join([str(model), lab, *cells]) + " |")
         lines.append("")

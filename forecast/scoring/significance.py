@@ -321,11 +321,6 @@ def significance_table(
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _lead(td: pd.Timedelta) -> str:
-    minutes = int(td.total_seconds() // 60)
-    return f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}min"
-
-
 def _counts(rows: pd.DataFrame) -> str:
     counts = rows["verdict"].value_counts()
     verdicts = [BETTER, UNCLEAR, WORSE] + ([UNDETERMINED] if counts.get(UNDETERMINED) else [])
@@ -338,6 +333,8 @@ def _counts(rows: pd.DataFrame) -> str:
 
 def significance_markdown(table: pd.DataFrame, confidence: float = 0.95) -> str:
     """A Markdown summary of :func:`significance_table`: per model a count line and the rows."""
+    from forecast.scoring.scorecard import lead_label
+
     lines = [
         "# Significance against the best baseline at each lead",
         "",
@@ -356,7 +353,7 @@ def significance_markdown(table: pd.DataFrame, confidence: float = 0.95) -> str:
         ]
         for r in rows.itertuples():
             lines.append(
-                f"| {r.variable} | {_lead(r.lead_time)} | {r.crps:.4g} | {r.reference} | "
+                f"| {r.variable} | {lead_label(r.lead_time)} | {r.crps:.4g} | {r.reference} | "
                 f"{r.reference_crps:.4g} | {r.relative_difference:+.1%} | "
                 f"[{r.ci_lower:+.1%}, {r.ci_upper:+.1%}] | {r.p_value:.2g} | {r.verdict} | "
                 f"{r.spread_skill:.2f} | [{r.spread_skill_lower:.2f}, {r.spread_skill_upper:.2f}]"
@@ -378,10 +375,10 @@ def write_significance(
     table: pd.DataFrame, out_dir: str | Path, confidence: float = 0.95
 ) -> dict[str, Path]:
     """Write ``significance.csv`` and ``significance.md`` into ``out_dir`` (atomic renames)."""
-    from forecast.scoring.scorecard import _atomic
+    from forecast.scoring.scorecard import _atomic, lead_label
 
     out = Path(out_dir)
-    csv = table.assign(lead_time=table["lead_time"].map(_lead))
+    csv = table.assign(lead_time=table["lead_time"].map(lead_label))
     return {
         "significance_csv": _atomic(out / "significance.csv", lambda t: csv.to_csv(t, index=False)),
         "significance_md": _atomic(
