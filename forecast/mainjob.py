@@ -40,6 +40,7 @@ from forecast.dims import (
     MEMBER,
     NODE,
     PATH,
+    SCORECARD_METRICS,
     TIME,
     space_dims,
 )
@@ -58,18 +59,9 @@ DATASETS = ("synthetic-weather", "synthetic-traffic")
 SHIPPED_KINDS = ("diffusion", "vae")
 #: Baselines fitted on the fly for comparison (seconds).
 BASELINES = ("diurnal-persistence", "climatology")
-#: Scorecard metrics of the main job (the cheap ones; energy/variogram are left to evaluate).
-METRICS = (
-    "crps",
-    "crps_fair",
-    "rmse",
-    "mae_median",
-    "spread",
-    "spread_skill",
-    "area_crps",
-    "area_spread_skill",
-    "rank_flatness",
-)
+#: Scorecard metrics of the main job: the cheap ones (energy and variogram scores are left to
+#: ``forecast evaluate``; the Brier score needs an event threshold).
+METRICS = tuple(m for m in SCORECARD_METRICS if m not in ("energy", "variogram", "brier"))
 #: The command that (re)makes the shipped checkpoints.
 MAKE_MODELS = "python scripts/train_shipped_models.py"
 

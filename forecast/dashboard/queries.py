@@ -27,6 +27,7 @@ from forecast.dims import (
     NODE,
     NODE_J,
     QUANTILE,
+    SCORECARD_METRICS,
     TIME,
     VALID_TIME,
     X,
@@ -1050,18 +1051,9 @@ def forecasts_for(
     return out
 
 
-#: What the Scores tab computes: the per-point scores, the area mean's and the calibration's.
-LIVE_METRICS = (
-    "crps",
-    "crps_fair",
-    "rmse",
-    "spread",
-    "spread_skill",
-    "area_crps",
-    "area_spread_skill",
-    "brier",
-    "rank_flatness",
-)
+#: What the Scores tab computes: the per-point scores, the area mean's and the calibration's
+#: (not the energy and variogram scores, slow on a large grid, nor the MAE of the median).
+LIVE_METRICS = tuple(m for m in SCORECARD_METRICS if m not in ("mae_median", "energy", "variogram"))
 
 
 def live_scores(
