@@ -1,4 +1,4 @@
-"""`forecast data list` / `forecast data info`: output on real files, every bad input -> exit 2."""
+"""`forecast data list` / `info` / `convert`: output on real files, every bad input -> exit 2."""
 
 from __future__ import annotations
 
@@ -205,6 +205,39 @@ def test_info_sensor_csv_missing_fraction(tmp_path, capsys):
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "sensors:   4" in out and "flow [mph] over (time, node): missing 2.08%" in out
+
+
+def test_convert_a_sensor_csv_with_its_graph(tmp_path, capsys):
+    """A sensor CSV read with its adjacency and units becomes one NetCDF file that opens as
+    the same data set without options (what `forecast train --data FILE.nc` reads)."""
+    from forecast.data import open_dataset
+
+    frame = sensor_frame(n_time=30)
+    frame.to_csv(tmp_path / "s.csv")
+    adj = np.eye(4) + np.eye(4, k=1) + np.eye(4, k=-1)
+    np.savetxt(tmp_path / "adj.csv", adj, delimiter=",")
+    out = tmp_path / "network.nc"
+    argv = ["data", "convert", str(tmp_path / "s.csv"), "--adjacency", str(tmp_path / "adj.csv")]
+    assert main([*argv, "--units", "mph", "--out", str(out)]) == 0
+    assert f"wrote {out}: read it with --data {out}" in capsys.readouterr().out
+    expected = open_dataset(tmp_path / "s.csv", adjacency=tmp_path / "adj.csv", units="mph")
+    got = open_dataset(out)
+    xr.testing.assert_equal(got[["speed", "adjacency"]], expected[["speed", "adjacency"]])
+    assert got["speed"].attrs["units"] == "mph"
+    # an existing file is kept without --overwrite; nothing is left half-written
+    before = out.read_bytes()
+    assert main([*argv, "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == before
+    assert main([*argv, "--out", str(out), "--overwrite"]) == 0  # without --units now
+    assert open_dataset(out)["speed"].attrs.get("units") != "mph"  # replaced
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adj.csv", "network.nc", "s.csv"]
+    for bad, message in (
+        (tmp_path / "net.csv", "is not a .nc file"),
+        (tmp_path / "missing" / "net.nc", "does not exist; create it"),
+    ):
+        assert main([*argv, "--out", str(bad)]) == 2
+        assert message in capsys.readouterr().err
 
 
 def _forecast_script() -> Path:
