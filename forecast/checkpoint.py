@@ -69,6 +69,17 @@ def write_text(path: str | Path, text: str) -> None:
     publish(tmp, path)
 
 
+def write_netcdf(ds: Any, path: str | Path) -> None:
+    """Write the xarray Dataset ``ds`` to NetCDF at ``path`` through a temporary name beside it
+    (nothing half-written, nothing left behind on failure)."""
+    tmp = atomic_path(path)
+    try:
+        ds.to_netcdf(tmp)
+        publish(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def save_checkpoint(
     path: str | Path, arrays: Mapping[str, Any], metadata: Mapping[str, Any]
 ) -> Path:

@@ -157,7 +157,7 @@ def run_convert(args: argparse.Namespace) -> int:
     """Open the source and write it to ``--out`` (a temporary name, renamed when complete)."""
     from pathlib import Path
 
-    from forecast.checkpoint import atomic_path, publish
+    from forecast.checkpoint import write_netcdf
     from forecast.data import format_summary, summarize
     from forecast.export.netcdf import check_target
 
@@ -166,12 +166,7 @@ def run_convert(args: argparse.Namespace) -> int:
         raise ForecastError(f"--out {out} is not a .nc file; name the NetCDF file e.g. data.nc")
     check_target(out, args.overwrite)  # before reading: fail fast
     ds = open_source(args)
-    tmp = atomic_path(out)
-    try:
-        ds.to_netcdf(tmp)
-        publish(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_netcdf(ds, out)
     print(format_summary(summarize(ds), " ".join(args.source)))
     print(f"wrote {out}: read it with --data {out}")
     return 0

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if issue.tz is not None:
         issue = issue.tz_convert(None)
 
-    from forecast.checkpoint import atomic_path, file_sha256, load_checkpoint, publish
+    from forecast.checkpoint import file_sha256, load_checkpoint, write_netcdf
     from forecast.data import check_compatible, context_of, open_dataset
     from forecast.dims import TIME
     from forecast.models import issue_seed, load_model
@@ -174,12 +174,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "checkpoint_sha256": file_sha256(args.checkpoint),
     }
-    tmp = atomic_path(out)
-    try:
-        result.to_netcdf(tmp)
-        publish(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_netcdf(result, out)
     print(
         f"wrote {out}: {args.steps} points from {names[0]} to {names[1]} at {issue.isoformat()} "
         f"({kind}" + (f", pool model {part!r}" if part else "") + ")"
