@@ -14,6 +14,7 @@ import argparse
 import json
 from typing import Any
 
+from forecast.commands import add_output_options
 from forecast.errors import ForecastError
 
 
@@ -48,8 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "which every command then reads without options: forecast train --data FILE.nc.",
     )
     add_reader_options(convert)
-    convert.add_argument("--out", required=True, help="NetCDF file to write (.nc)")
-    convert.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    add_output_options(convert, "NetCDF file to write (.nc)")
     convert.set_defaults(func=run_convert)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from forecast.commands import existing_checkpoint
+from forecast.commands import add_output_options, existing_checkpoint
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -57,10 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="let the spread factor follow the time of day: verified windows issued this many "
         "hours of day away from the issue time weigh half (e.g. 3; default: off)",
     )
-    parser.add_argument("--out", required=True, help="the checkpoint to write")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace --out if it exists already"
-    )
+    add_output_options(parser, "the checkpoint to write")
     parser.set_defaults(func=run)
 
 

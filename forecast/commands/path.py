@@ -21,6 +21,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from forecast.commands import add_output_options
 from forecast.errors import ForecastError
 
 
@@ -47,8 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     parser.add_argument("--model", dest="part", help="for a pool: the label of the model to walk")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument("--out", required=True, type=Path, help="output NetCDF file")
+    add_output_options(parser, "output NetCDF file")
     parser.set_defaults(func=run)
 
 

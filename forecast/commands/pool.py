@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from forecast.commands import existing_checkpoint
+from forecast.commands import add_output_options, existing_checkpoint
 from forecast.errors import ForecastError
 
 
@@ -39,10 +39,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--weights",
         help="comma-separated relative member shares, one per checkpoint (default: equal)",
     )
-    parser.add_argument("--out", required=True, help="the pooled checkpoint to write")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace --out if it exists already"
-    )
+    add_output_options(parser, "the pooled checkpoint to write")
     parser.set_defaults(func=run)
 
 

@@ -22,6 +22,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from forecast.commands import add_output_options
 from forecast.errors import ForecastError
 
 
@@ -77,10 +78,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--institution", help="global attribute institution")
     parser.add_argument("--title", help="global attribute title")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    parser.add_argument(
-        "--out", required=True, type=Path, help="output NetCDF file, or Zarr store (suffix .zarr)"
-    )
+    add_output_options(parser, "output NetCDF file, or Zarr store (suffix .zarr)")
     parser.set_defaults(func=run)
 
 

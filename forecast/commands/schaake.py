@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from forecast.commands import existing_checkpoint
+from forecast.commands import add_output_options, existing_checkpoint
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,10 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="named data set or NetCDF/GRIB path whose training split is the template record",
     )
-    parser.add_argument("--out", required=True, help="the checkpoint to write")
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace --out if it exists already"
-    )
+    add_output_options(parser, "the checkpoint to write")
     parser.set_defaults(func=run)
 
 
