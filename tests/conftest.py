@@ -140,6 +140,29 @@ def child_sigint():
     return default_sigint
 
 
+def interrupt(proc, sig: int, timeout: float = 60, tries: int = 5, every: float = 2.0) -> str:
+    """Send ``sig`` to the child ``proc`` and wait for it to end; returns its stderr.
+
+    A SIGINT is sent again every ``every`` seconds while the child runs (``tries`` in all), as
+    a user presses Ctrl-C again: on a CI machine one SIGINT was once lost (the child ran to
+    the end), which no local run reproduced."""
+    import subprocess
+
+    for _ in range(tries if sig == signal.SIGINT else 1):
+        proc.send_signal(sig)
+        try:
+            return proc.communicate(timeout=every)[1]
+        except subprocess.TimeoutExpired:
+            continue
+    return proc.communicate(timeout=timeout)[1]
+
+
+@pytest.fixture
+def interrupt_child():
+    """:func:`interrupt`, for tests that interrupt a child process."""
+    return interrupt
+
+
 def _interrupt_slow_writer(writer: str, target: Path, sig: int, timeout: float = 60) -> None:
     """Stream 1000 slabs through ``forecast.export.<writer>`` to ``target`` in a child process,
     send ``sig`` while it writes, and check that no (partial) target is left behind; after a
@@ -161,8 +184,7 @@ def _interrupt_slow_writer(writer: str, target: Path, sig: int, timeout: float =
         time.sleep(0.2)
         temporary = list(target.parent.glob(f".{target.name}.*.tmp"))
         assert temporary, "the writer should be writing to a temporary name"
-        proc.send_signal(sig)
-        proc.wait(timeout=timeout)
+        interrupt(proc, sig, timeout)
     finally:
         if proc.poll() is None:
             proc.kill()
