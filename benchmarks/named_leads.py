@@ -16,8 +16,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -25,9 +23,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from paired_difference import crps_of, percent
+from paired_difference import crps_of, open_run, percent, run_parser
 
-from forecast.data import open_dataset
 from forecast.dims import INIT_TIME, LEAD_TIME
 from forecast.errors import ForecastError
 from forecast.scoring.significance import compare_scores
@@ -36,16 +33,13 @@ BASELINES = ("climatology", "persistence", "diurnal-persistence", "gp")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run", help="the --out folder of a `forecast evaluate --protocol` run")
+    parser = run_parser(__doc__)
     parser.add_argument("--model", action="append", required=True, help="label (repeatable)")
     parser.add_argument(
         "--leads", type=float, nargs="+", default=[1, 3, 6, 12, 24], help="leads in hours"
     )
     args = parser.parse_args(argv)
-    run = Path(args.run)
-    meta = json.loads((run / "run.json").read_text())
-    truth = open_dataset(meta["protocol"]["dataset"])
+    run, meta, truth = open_run(args.run)
     baselines = {}
     for name in BASELINES:
         try:

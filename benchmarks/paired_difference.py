@@ -29,6 +29,20 @@ from forecast.export import open_ensemble
 from forecast.scoring.significance import compare_scores, crps_by_issue_time
 
 
+def run_parser(doc: str) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark that reads a protocol run (its first argument)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    parser.add_argument("run", help="the --out folder of a `forecast evaluate --protocol` run")
+    return parser
+
+
+def open_run(folder: str | Path) -> tuple[Path, dict, xr.Dataset]:
+    """A protocol run's folder, its run.json and the data set it was scored on."""
+    run = Path(folder)
+    meta = json.loads((run / "run.json").read_text())
+    return run, meta, open_dataset(meta["protocol"]["dataset"])
+
+
 def ensemble_path(run: Path, label: str, meta: dict) -> Path:
     """The ensemble file of model ``label`` in protocol run folder ``run`` (``meta``: its
     run.json), named ``<label>-<protocol>-s<seed>-<hash>-m<members>.nc``."""
@@ -64,14 +78,11 @@ def percent(row: xr.Dataset) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("run", help="the --out folder of a `forecast evaluate --protocol` run")
+    parser = run_parser(__doc__)
     parser.add_argument("a", help="label of model A")
     parser.add_argument("b", help="label of model B (the reference)")
     args = parser.parse_args(argv)
-    run = Path(args.run)
-    meta = json.loads((run / "run.json").read_text())
-    truth = open_dataset(meta["protocol"]["dataset"])
+    run, meta, truth = open_run(args.run)
     a, b = crps_of(run, args.a, meta, truth), crps_of(run, args.b, meta, truth)
     per_lead = compare_scores(a, b)
     verdicts, counts = np.unique(per_lead["verdict"].values, return_counts=True)

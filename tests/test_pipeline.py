@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -150,7 +151,8 @@ def test_named_leads_benchmark(first_run, tiny_data, monkeypatch, capsys, load_s
     """benchmarks/named_leads.py: the model's CRPS against the best other baseline at each
     named lead, as the scorecard has them; a lead the run lacks is a one-line error."""
     named = load_script("benchmarks/named_leads.py")
-    monkeypatch.setattr(named, "open_dataset", lambda name: tiny_data)
+    runs = sys.modules["paired_difference"]  # the run loading it imports
+    monkeypatch.setattr(runs, "open_dataset", lambda name: tiny_data)
     out, result = first_run
     named.main([str(out), "--model", "gp", "--leads", "1", "2"])
     text = capsys.readouterr().out
@@ -169,7 +171,8 @@ def test_area_spread_interval_benchmark(first_run, tiny_data, monkeypatch, capsy
     """benchmarks/area_spread_interval.py: the area mean's spread-skill ratio per lead is the
     scorecard's ``area_spread_skill``, with an interval around it and a verdict per lead."""
     bench = load_script("benchmarks/area_spread_interval.py")
-    monkeypatch.setattr(bench, "open_dataset", lambda name: tiny_data)
+    runs = sys.modules["paired_difference"]  # the run loading it imports
+    monkeypatch.setattr(runs, "open_dataset", lambda name: tiny_data)
     out, result = first_run
     bench.main([str(out), "--model", "gp", "--leads", "1", "2"])
     text = capsys.readouterr().out
