@@ -8,8 +8,9 @@ time by ``template_starts``) and both versions are scored on the run's truth:
 - the CRPS (the same: the shuffle keeps each point's member values);
 - the energy score over space per issue time and lead, and with ``--variogram`` the variogram
   score of order 0.5 (slow: about 1.5 s per P2 issue time);
-- the CRPS and spread-skill ratio of the **area mean** (the mean over all points: a regional
-  average temperature, a network's mean speed);
+- the CRPS and spread-skill ratio of the **area mean** (``forecast.scoring.multivariate.
+  area_means``, as the scorecard's ``area_crps`` and ``area_spread_skill``: cos(latitude)
+  weighted on a lat/lon grid, a regional average temperature; a network's mean speed);
 - on grids, the spread-skill ratio of the **neighbour differences** and the correlation of
   the members' departures between neighbours beside the truth's
   (``bench_spatial_structure.py``);
@@ -63,6 +64,7 @@ from forecast.scoring import (
     spread_skill_ratio,
     variogram_score,
 )
+from forecast.scoring.multivariate import area_means
 from forecast.scoring.significance import compare_scores
 
 #: Template kinds ``--templates`` compares: the wrapper's, the change from the same time a day
@@ -122,7 +124,7 @@ def scores(obs: xr.DataArray, ens: xr.DataArray, variogram: bool) -> dict[str, x
     out = {
         "crps": crps_ensemble(obs, ens, dim=[INIT_TIME, *space]),
         "energy": energy_score(obs, ens, dim=[]),
-        "area_crps": crps_ensemble(obs.mean(space), ens.mean(space), dim=[]),
+        "area_crps": crps_ensemble(*area_means(obs, ens), dim=[]),
     }
     if variogram:
         out["variogram"] = variogram_score(obs, ens, dim=[])
@@ -132,7 +134,7 @@ def scores(obs: xr.DataArray, ens: xr.DataArray, variogram: bool) -> dict[str, x
 def summary(obs: xr.DataArray, ens: xr.DataArray, found: dict[str, xr.DataArray]) -> str:
     """One line of mean scores and structure figures."""
     space = space_dims(ens)
-    area_ssr = spread_skill_ratio(obs.mean(space), ens.mean(space), dim=[INIT_TIME])
+    area_ssr = spread_skill_ratio(*area_means(obs, ens), dim=[INIT_TIME])
     parts = [
         f"CRPS {float(found['crps'].mean()):.4f}",
         f"energy {float(found['energy'].mean()):.3f}",

@@ -130,7 +130,7 @@ def test_save_load_the_protocol_runner_and_the_benchmark(
         data=tiny_data,
         progress=False,
         checkpoints={"base": tmp_path / "gp.safetensors", "schaake": path},
-        metrics=("crps", "energy"),
+        metrics=("crps", "energy", "area_crps", "area_spread_skill"),
     )
     card = result["scorecard"]["t2m"]
     crps, energy = (card.sel(metric=m) for m in ("crps", "energy"))
@@ -148,6 +148,11 @@ def test_save_load_the_protocol_runner_and_the_benchmark(
     mean_energy = float(energy.sel(model="schaake").mean())
     assert f"CRPS {float(crps.sel(model='base').mean()):.4f}" in shuffled_line
     assert f"energy {mean_energy:.3f}" in shuffled_line
+    area = {m: float(card.sel(model="schaake", metric=m).mean()) for m in card.metric.values[2:]}
+    assert (
+        f"area mean: CRPS {area['area_crps']:.4f}, spread-skill {area['area_spread_skill']:.2f}"
+        in shuffled_line
+    )  # the scorecard's (cos-latitude weighted) area mean
     assert "energy, shuffled against as sampled: " in text
     # --templates: the other kinds; the day-change templates are x(t0 + L) - x(t0 + L - 1 day)
     bench.main([str(tmp_path / "run"), "--model", "base", "--templates"])
