@@ -4,9 +4,10 @@ first test issue time.
 Prints the median over ``--repeat`` runs (after one warm-up) of ``model.sample(context,
 members)``, members per second, and for a pooled checkpoint the same for each of its models
 with the members it draws; then the peak resident memory of the process. For an online-
-calibrated checkpoint (``forecast online-spread``) the repeats reuse the warm-up's reference
-forecasts, so it also times, on a freshly loaded copy, the first issue time (all ``history + 1``
-reference forecasts) and the next step after it (one new reference forecast: an hourly run).
+calibrated checkpoint (``forecast online-spread``, also under ``forecast schaake``) the
+repeats reuse the warm-up's reference forecasts, so it also times, on a freshly loaded copy,
+the first issue time (all ``history + 1`` reference forecasts) and the next step after it (one
+new reference forecast: an hourly run).
 
 Usage::
 
@@ -49,8 +50,9 @@ def main() -> None:
     from forecast.data import open_dataset
     from forecast.data.protocols import PROTOCOLS, get_protocol
     from forecast.data.windows import context_of
-    from forecast.models import OnlineSpread, PooledEnsemble, load_model
+    from forecast.models import PooledEnsemble, load_model
     from forecast.models.pooled import member_sources
+    from forecast.models.wrapped import reference_holder
 
     ds = open_dataset(args.data)
     proto = next(get_protocol(n) for n in PROTOCOLS.names() if get_protocol(n).dataset == args.data)
@@ -63,7 +65,8 @@ def main() -> None:
     )
     s = median_seconds(model, ctx, args.members, args.repeat)
     print(f"whole ensemble: {s:.3f} s ({args.members / s:.1f} members/s)")
-    if isinstance(model, OnlineSpread):
+    holder = reference_holder(model)  # an online-spread model, or the base of a schaake one
+    if holder is not None:
         fresh = load_model(args.checkpoint)
         t = time.perf_counter()
         fresh.sample(ctx, args.members, seed=0)
@@ -73,7 +76,7 @@ def main() -> None:
         fresh.sample(later, args.members, seed=0)
         step = time.perf_counter() - t
         print(
-            f"online calibration: first issue time {cold:.2f} s ({model.history + 1} reference "
+            f"online calibration: first issue time {cold:.2f} s ({holder.history + 1} reference "
             f"forecasts); the next step {step:.3f} s (one new reference forecast)"
         )
     if isinstance(model, PooledEnsemble):
