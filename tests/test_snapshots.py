@@ -171,6 +171,62 @@ def test_a_group_fits_its_first_guess_once(tiny_data, tiny_protocol, monkeypatch
     xr.testing.assert_identical(together[1].sample(ctx, 3, seed=1), short.sample(ctx, 3, seed=1))
 
 
+def test_a_pool_shares_equal_first_guesses(tiny_data, tiny_protocol, tmp_path, monkeypatch):
+    """Snapshots saved and loaded one by one carry equal copies of their first guess: the pool
+    keeps one object for them (not for a model with another first guess) and predicts it once
+    per draw, with the members of unshared copies bit for bit."""
+    import copy
+
+    from forecast.models import first_guess, load_model
+
+    geometry = {"context": tiny_protocol.context, "horizon": tiny_protocol.horizon}
+    train = tiny_protocol.split(tiny_data, "train")
+    valid = tiny_protocol.split(tiny_data, "val")
+    fg = {"target": "residual", "first_guess": "damped", "condition_on_first_guess": True}
+    specs = []
+    for keep in (6, 3):
+        s = _tiny(ConditionalDiffusion, geometry, keep=keep)
+        specs.append({**s, "config": {**s["config"], **fg}})
+    paths = []
+    for k, model in enumerate(fit_snapshots(specs, train, valid)):
+        model.save(tmp_path / f"snap{k}.safetensors")
+        paths.append(tmp_path / f"snap{k}.safetensors")
+    other = _tiny(ConditionalDiffusion, geometry, keep=3)
+    other["config"] = {**other["config"], **fg, "first_guess": "diurnal"}  # rho = 1
+    ConditionalDiffusion(**other["config"]).fit(train, valid).save(tmp_path / "other.safetensors")
+    paths.append(tmp_path / "other.safetensors")
+    loaded = [load_model(path) for path in paths]
+    assert len({id(m.fg) for m in loaded}) == 3  # each file its own copy
+
+    pool = PooledEnsemble.from_checkpoints(paths)
+    a, b, c = pool.models
+    assert a.fg is b.fg and c.fg is not a.fg
+    reloaded = PooledEnsemble.load(_saved(pool, tmp_path / "pool.safetensors"))
+    assert len({id(m.fg) for m in reloaded.models}) == 2
+
+    calls: list[int] = []
+    predict = first_guess.DiurnalFirstGuess.predict
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return predict(self, *args, **kwargs)
+
+    monkeypatch.setattr(first_guess.DiurnalFirstGuess, "predict", counted)
+    issue = tiny_protocol.windows(tiny_data, "test").issue_times(tiny_data)[0]
+    ctx = context_of(tiny_data, issue, tiny_protocol.context)
+    shared = pool.sample(ctx, 6, seed=4)
+    assert len(calls) == 2  # one prediction per distinct first guess
+    for model in pool.models:
+        model.fg = copy.deepcopy(model.fg)
+    xr.testing.assert_identical(pool.sample(ctx, 6, seed=4), shared)
+    assert len(calls) == 5
+
+
+def _saved(pool: PooledEnsemble, path):
+    pool.save(path)
+    return path
+
+
 def test_shared_first_guesses_compute_once_inside_the_block_only():
     from forecast.models.first_guess import array_key, once, shared_first_guesses
 

@@ -16,6 +16,7 @@ metadata in the pool's. ``forecast pool`` builds one from trained checkpoints.
 from __future__ import annotations
 
 import inspect
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import MEMBER, SOURCE_MODEL
 from forecast.errors import ForecastError
 from forecast.models.base import check_kind, check_members, checkpoint_meta
+from forecast.models.first_guess import array_key, shared_first_guesses
 
 
 def member_sources(weights: Sequence[float], n_members: int) -> np.ndarray:
@@ -271,6 +273,7 @@ class PooledEnsemble:
         self.description = first.description
         self.variables = list(first.variables)
         self.step = first.step
+        share_first_guesses(models)
 
     # -- protocol ----------------------------------------------------------------------------
     def fit(self, train: xr.Dataset, valid: xr.Dataset | None = None, *, jobs: int = 1) -> Self:
@@ -301,11 +304,12 @@ class PooledEnsemble:
         if not self.models:
             raise ForecastError("pooled model is not fitted; call fit(train) or load it first")
         sources = member_sources(self.weights, n)
-        parts = [
-            model.sample(context, int((sources == k).sum()), seed=model_seed(seed, k))
-            for k, model in enumerate(self.models)
-            if (sources == k).any()
-        ]
+        with shared_first_guesses():  # models that share a first guess predict it once
+            parts = [
+                model.sample(context, int((sources == k).sum()), seed=model_seed(seed, k))
+                for k, model in enumerate(self.models)
+                if (sources == k).any()
+            ]
         stacked = xr.concat(parts, dim=MEMBER, coords="minimal", compat="override", join="exact")
         # stacked holds the models' members block by block; pooled member m sits at inv[m]
         by_model = np.argsort(sources, kind="stable")
@@ -410,6 +414,32 @@ class PooledEnsemble:
             models.append(MODELS.get(sub.get("kind")).from_checkpoint(own, sub, where=at))
         pool._adopt(models)
         return pool
+
+
+def share_first_guesses(models: Sequence[Any]) -> None:
+    """Give models whose first guesses are equal (the snapshots of one seed, each loaded with
+    its own copy) one first-guess object, so that :func:`shared_first_guesses` computes its
+    predictions once per input. Equal: the same class, settings, state and arrays (the time
+    the fit took aside)."""
+
+    def untimed(meta: Any) -> Any:
+        if isinstance(meta, Mapping):
+            return {k: untimed(v) for k, v in meta.items() if not str(k).endswith("seconds")}
+        return meta
+
+    seen: dict[tuple[str, str, str], Any] = {}
+    for model in models:
+        guess = getattr(model, "fg", None)
+        if guess is None:
+            continue
+        arrays, meta = guess.state()
+        names = sorted(arrays)
+        key = (
+            type(guess).__name__,
+            json.dumps(untimed(meta), sort_keys=True, default=str),
+            array_key(np.array(names, dtype=object), *(arrays[name] for name in names)),
+        )
+        model.fg = seen.setdefault(key, guess)
 
 
 def _flatten(
