@@ -248,6 +248,13 @@ def test_shared_first_guesses_compute_once_inside_the_block_only():
         with shared_first_guesses():  # a nested block shares the outer memo
             assert once(k, compute) == 3 and once(lambda: "j", compute) == 4
     assert once(never, compute) == 5
+    # blocks are per thread (the dashboard samples in several at once)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with shared_first_guesses(), ThreadPoolExecutor(1) as pool:
+        assert once(k, compute) == 6
+        assert pool.submit(once, never, compute).result() == 7  # no block in that thread
+        assert once(k, compute) == 6
     a = np.arange(6.0)
     assert array_key(a) == array_key(a.copy()) != array_key(a.reshape(2, 3))
     assert array_key(a) != array_key(a.astype(np.float32))

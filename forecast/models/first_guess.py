@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import threading
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any, ClassVar, Protocol
 
@@ -534,7 +535,16 @@ def first_guess_from_checkpoint(
 
 
 # -- fits that differ only in their training length share their first guess --------------------
-_SHARED: list[dict[Any, Any]] = []  # the memo of the innermost shared_first_guesses() block
+_LOCAL = threading.local()  # per thread: the memos of its open shared_first_guesses() blocks
+
+
+def _shared() -> list[dict[Any, Any]]:
+    """This thread's stack of :func:`shared_first_guesses` memos (innermost last): the
+    dashboard samples in several threads at once, each with its own blocks."""
+    stack = getattr(_LOCAL, "stack", None)
+    if stack is None:
+        stack = _LOCAL.stack = []
+    return stack
 
 
 @contextlib.contextmanager
@@ -547,11 +557,12 @@ def shared_first_guesses() -> Iterator[None]:
     alone, without the time (the GP first guess of P2: about 16 s to fit, 12 s to predict
     its training and validation windows).
     """
-    _SHARED.append(_SHARED[-1] if _SHARED else {})
+    stack = _shared()
+    stack.append(stack[-1] if stack else {})
     try:
         yield
     finally:
-        _SHARED.pop()
+        stack.pop()
 
 
 def array_key(*arrays: Any) -> str:
@@ -575,9 +586,10 @@ def dataset_key(ds: xr.Dataset | None) -> str | None:
 def once(key: Callable[[], Hashable], compute: Callable[[], Any]) -> Any:
     """``compute()``; inside :func:`shared_first_guesses`, the result of its first call with
     the key that ``key()`` makes (made only there: it may read every value of a data set)."""
-    if not _SHARED:
+    stack = _shared()
+    if not stack:
         return compute()
-    memo, made = _SHARED[-1], key()
+    memo, made = stack[-1], key()
     if made not in memo:
         memo[made] = compute()
     return memo[made]
@@ -588,7 +600,7 @@ def predict_first_guess(
 ) -> np.ndarray:
     """``guess.predict(values, times, origins)``, computed once per input inside
     :func:`shared_first_guesses` (each caller gets its own copy)."""
-    if not _SHARED:
+    if not _shared():
         return guess.predict(values, times, origins)
     key = ("predict", id(guess), array_key(values, times, origins))
     # the memo holds the guess too, so that its id is not reused within the block
