@@ -421,11 +421,7 @@ def share_first_guesses(models: Sequence[Any]) -> None:
     its own copy) one first-guess object, so that :func:`shared_first_guesses` computes its
     predictions once per input. Equal: the same class, settings, state and arrays (the time
     the fit took aside)."""
-
-    def untimed(meta: Any) -> Any:
-        if isinstance(meta, Mapping):
-            return {k: untimed(v) for k, v in meta.items() if not str(k).endswith("seconds")}
-        return meta
+    from forecast.training.loop import untimed
 
     seen: dict[tuple[str, str, str], Any] = {}
     for model in models:
