@@ -426,8 +426,8 @@ def share_first_guesses(models: Sequence[Any]) -> None:
     seen: dict[tuple[str, str, str], Any] = {}
     for model in models:
         guess = getattr(model, "fg", None)
-        if guess is None:
-            continue
+        if not hasattr(guess, "state"):
+            continue  # no first guess
         arrays, meta = guess.state()
         names = sorted(arrays)
         key = (
