@@ -23,7 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from paired_difference import ensemble_path, open_run, run_parser
+from paired_difference import ensemble_path, models_parser, open_run
 
 from forecast.dims import LEAD_TIME
 from forecast.errors import ForecastError
@@ -36,12 +36,7 @@ VERDICTS = ("consistent", "under-dispersed", "over-dispersed")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = run_parser(__doc__)
-    parser.add_argument("--model", action="append", required=True, help="label (repeatable)")
-    parser.add_argument(
-        "--leads", type=float, nargs="+", default=[1, 3, 6, 12, 24], help="leads shown, hours"
-    )
-    args = parser.parse_args(argv)
+    args = models_parser(__doc__).parse_args(argv)
     run, meta, truth = open_run(args.run)
     shown = pd.to_timedelta(args.leads, unit="h")
     for label in args.model:

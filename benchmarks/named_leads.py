@@ -23,7 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from paired_difference import crps_of, open_run, percent, run_parser
+from paired_difference import crps_of, models_parser, open_run, percent
 
 from forecast.dims import INIT_TIME, LEAD_TIME
 from forecast.errors import ForecastError
@@ -33,12 +33,7 @@ BASELINES = ("climatology", "persistence", "diurnal-persistence", "gp")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = run_parser(__doc__)
-    parser.add_argument("--model", action="append", required=True, help="label (repeatable)")
-    parser.add_argument(
-        "--leads", type=float, nargs="+", default=[1, 3, 6, 12, 24], help="leads in hours"
-    )
-    args = parser.parse_args(argv)
+    args = models_parser(__doc__).parse_args(argv)
     run, meta, truth = open_run(args.run)
     baselines = {}
     for name in BASELINES:

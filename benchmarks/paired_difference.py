@@ -36,6 +36,17 @@ def run_parser(doc: str) -> argparse.ArgumentParser:
     return parser
 
 
+def models_parser(doc: str) -> argparse.ArgumentParser:
+    """:func:`run_parser` with ``--model`` (repeatable) and ``--leads`` (hours; by default the
+    P2 leads issue 5 names)."""
+    parser = run_parser(doc)
+    parser.add_argument("--model", action="append", required=True, help="label (repeatable)")
+    parser.add_argument(
+        "--leads", type=float, nargs="+", default=[1, 3, 6, 12, 24], help="leads, in hours"
+    )
+    return parser
+
+
 def open_run(folder: str | Path) -> tuple[Path, dict, xr.Dataset]:
     """A protocol run's folder, its run.json and the data set it was scored on."""
     run = Path(folder)
