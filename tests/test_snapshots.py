@@ -201,7 +201,8 @@ def test_a_pool_shares_equal_first_guesses(tiny_data, tiny_protocol, tmp_path, m
     pool = PooledEnsemble.from_checkpoints(paths)
     a, b, c = pool.models
     assert a.fg is b.fg and c.fg is not a.fg
-    reloaded = PooledEnsemble.load(_saved(pool, tmp_path / "pool.safetensors"))
+    pool.save(tmp_path / "pool.safetensors")
+    reloaded = PooledEnsemble.load(tmp_path / "pool.safetensors")
     assert len({id(m.fg) for m in reloaded.models}) == 2
 
     calls: list[int] = []
@@ -220,11 +221,6 @@ def test_a_pool_shares_equal_first_guesses(tiny_data, tiny_protocol, tmp_path, m
         model.fg = copy.deepcopy(model.fg)
     xr.testing.assert_identical(pool.sample(ctx, 6, seed=4), shared)
     assert len(calls) == 5
-
-
-def _saved(pool: PooledEnsemble, path):
-    pool.save(path)
-    return path
 
 
 def test_shared_first_guesses_compute_once_inside_the_block_only():
