@@ -130,8 +130,9 @@ def slabs():
 def default_sigint() -> None:
     """``preexec_fn`` for a child that must react to Ctrl-C: a shell's background job starts
     with SIGINT ignored, and the child would inherit that (Python then never raises
-    KeyboardInterrupt)."""
+    KeyboardInterrupt); a signal mask that blocks SIGINT would be inherited too."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @pytest.fixture
@@ -145,7 +146,8 @@ def interrupt(proc, sig: int, timeout: float = 60, tries: int = 5, every: float 
 
     A SIGINT is sent again every ``every`` seconds while the child runs (``tries`` in all), as
     a user presses Ctrl-C again: on a CI machine one SIGINT was once lost (the child ran to
-    the end), which no local run reproduced."""
+    the end), which no local run reproduced; a child that inherits a mask blocking SIGINT
+    behaves so (:func:`default_sigint` now unblocks it)."""
     import subprocess
 
     for _ in range(tries if sig == signal.SIGINT else 1):
