@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> None:
             one = compare_scores(
                 score.sel({LEAD_TIME: [lead]}), baselines[best].sel({LEAD_TIME: [lead]})
             ).isel({LEAD_TIME: 0})
-            low, high = percent(one)["ci_lower"], percent(one)["ci_upper"]
+            pct = percent(one)
             print(
-                f"  {hours:g} h: {percent(one)['relative_difference']:+.1f} % against {best} "
-                f"({low:+.1f} to {high:+.1f} %): {one['verdict'].item()}"
+                f"  {hours:g} h: {pct['relative_difference']:+.1f} % against {best} "
+                f"({pct['ci_lower']:+.1f} to {pct['ci_upper']:+.1f} %): {one['verdict'].item()}"
             )
 
 

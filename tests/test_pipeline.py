@@ -147,12 +147,18 @@ def test_trained_key_holds_the_fit_revision():
     assert _trained_key("diffusion", diffusion, *args) != _key({"model": "diffusion", **payload})
 
 
+def _run_script(load_script, name: str, monkeypatch, data):
+    """``benchmarks/<name>.py``, loaded, with the protocol run's data set (read by
+    ``paired_difference.open_run``, which it imports) replaced by ``data``."""
+    module = load_script(f"benchmarks/{name}.py")
+    monkeypatch.setattr(sys.modules["paired_difference"], "open_dataset", lambda name: data)
+    return module
+
+
 def test_named_leads_benchmark(first_run, tiny_data, monkeypatch, capsys, load_script):
     """benchmarks/named_leads.py: the model's CRPS against the best other baseline at each
     named lead, as the scorecard has them; a lead the run lacks is a one-line error."""
-    named = load_script("benchmarks/named_leads.py")
-    runs = sys.modules["paired_difference"]  # the run loading it imports
-    monkeypatch.setattr(runs, "open_dataset", lambda name: tiny_data)
+    named = _run_script(load_script, "named_leads", monkeypatch, tiny_data)
     out, result = first_run
     named.main([str(out), "--model", "gp", "--leads", "1", "2"])
     text = capsys.readouterr().out
@@ -170,9 +176,7 @@ def test_named_leads_benchmark(first_run, tiny_data, monkeypatch, capsys, load_s
 def test_area_spread_interval_benchmark(first_run, tiny_data, monkeypatch, capsys, load_script):
     """benchmarks/area_spread_interval.py: the area mean's spread-skill ratio per lead is the
     scorecard's ``area_spread_skill``, with an interval around it and a verdict per lead."""
-    bench = load_script("benchmarks/area_spread_interval.py")
-    runs = sys.modules["paired_difference"]  # the run loading it imports
-    monkeypatch.setattr(runs, "open_dataset", lambda name: tiny_data)
+    bench = _run_script(load_script, "area_spread_interval", monkeypatch, tiny_data)
     out, result = first_run
     bench.main([str(out), "--model", "gp", "--leads", "1", "2"])
     text = capsys.readouterr().out
