@@ -1,8 +1,12 @@
 """Checkpoint files: named arrays in safetensors plus JSON metadata, never pickle.
 
 A checkpoint is one ``.safetensors`` file. Its header carries the JSON metadata under the key
-``"forecast"``: ``{"format": 1, "version": ..., "kind": ..., ...}``. Loading parses JSON and
+``"forecast"``: ``{"format": 2, "version": ..., "kind": ..., ...}``. Loading parses JSON and
 reads raw arrays only, so a checkpoint cannot execute code.
+
+Format 2 stores equal arrays once (a pool's snapshots of one seed carry the same first guess):
+the header key ``"forecast.same_as"`` maps each left-out name to the stored name holding its
+values, and loading gives it its own copy. Format 1 files (no such key) read as before.
 """
 
 from __future__ import annotations
@@ -22,8 +26,14 @@ from safetensors.numpy import load_file, save_file
 from forecast import __version__
 from forecast.errors import ForecastError
 
-FORMAT = 1
+FORMAT = 2
+#: The checkpoint formats this version reads.
+READS = (1, 2)
 _KEY = "forecast"
+_SAME_AS = "forecast.same_as"
+#: Equal arrays of at least this many bytes are stored once; smaller ones are not worth a
+#: header entry.
+MIN_SHARED_BYTES = 1024
 
 
 def file_sha256(path: str | Path) -> str:
@@ -96,14 +106,34 @@ def save_checkpoint(
         if hasattr(value, "detach"):  # torch tensor, without importing torch here
             value = value.detach().cpu().numpy()
         plain[name] = np.ascontiguousarray(value)
-    meta = {"format": FORMAT, "version": __version__, **metadata}
+    meta = {**metadata, "format": FORMAT, "version": __version__}
+    same_as = equal_arrays(plain)
+    stored = {name: value for name, value in plain.items() if name not in same_as}
+    header = {_KEY: json.dumps(meta)}
+    if same_as:
+        header[_SAME_AS] = json.dumps(same_as)
     tmp = atomic_path(path)
     try:
-        save_file(plain, str(tmp), metadata={_KEY: json.dumps(meta)})
+        save_file(stored, str(tmp), metadata=header)
         publish(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def equal_arrays(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """``{name: first name}`` for every array (of at least :data:`MIN_SHARED_BYTES`) equal in
+    dtype, shape and bytes to an earlier one of ``arrays``."""
+    first: dict[tuple[str, tuple[int, ...], str], str] = {}
+    same_as = {}
+    for name, value in arrays.items():
+        if value.nbytes < MIN_SHARED_BYTES:
+            continue
+        key = (value.dtype.str, value.shape, hashlib.sha256(value.data).hexdigest())
+        kept = first.setdefault(key, name)
+        if kept != name and value.tobytes() == arrays[kept].tobytes():
+            same_as[name] = kept
+    return same_as
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -124,9 +154,16 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     if _KEY not in header:
         raise ForecastError(f"{path} has no forecast metadata; train one with `forecast train`")
     meta = json.loads(header[_KEY])
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in READS:
         raise ForecastError(
-            f"{path} has checkpoint format {meta.get('format')!r}, this version reads format "
-            f"{FORMAT}; retrain it with forecast {__version__}"
+            f"{path} has checkpoint format {meta.get('format')!r}, this version reads formats "
+            f"{', '.join(map(str, READS))}; retrain it with forecast {__version__}"
         )
+    for name, kept in json.loads(header.get(_SAME_AS, "{}")).items():
+        if name in arrays or kept not in arrays:
+            raise ForecastError(
+                f"{path} is damaged: its shared array {name!r} -> {kept!r} does not resolve; "
+                "save the model again"
+            )
+        arrays[name] = arrays[kept].copy()
     return arrays, meta

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from safetensors import safe_open
 
 import forecast.training.loop as loop
 from forecast.data.windows import context_of
@@ -202,6 +203,10 @@ def test_a_pool_shares_equal_first_guesses(tiny_data, tiny_protocol, tmp_path, m
     a, b, c = pool.models
     assert a.fg is b.fg and c.fg is not a.fg
     pool.save(tmp_path / "pool.safetensors")
+    arrays = pool.checkpoint_content()[0]
+    copies = [n for n in arrays if n.startswith("c1/first_guess") and arrays[n].nbytes >= 1024]
+    with safe_open(str(tmp_path / "pool.safetensors"), framework="numpy") as f:
+        assert copies and not set(copies) & set(f.keys())  # the file holds the shared one once
     reloaded = PooledEnsemble.load(tmp_path / "pool.safetensors")
     assert len({id(m.fg) for m in reloaded.models}) == 2
 
