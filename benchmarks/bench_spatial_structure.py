@@ -14,7 +14,10 @@ prints for each ensemble:
   should look like);
 - the spread-skill ratio and the CRPS of the **area mean** (the mean over the whole grid, e.g.
   a regional average temperature): members whose departures are independent from point to
-  point average out, and the area mean's ensemble is far too narrow.
+  point average out, and the area mean's ensemble is far too narrow. By default it is the
+  scorecard's area mean (``area_crps``, ``area_spread_skill``: cos(latitude) weighted);
+  ``--area-mean plain`` gives the unweighted grid mean of the figures measured before
+  2026-12-07.
 
 ``--figure`` draws the truth, two members and the spread of each ensemble at one issue time
 and lead.
@@ -23,7 +26,8 @@ Usage::
 
     .venv/bin/python benchmarks/bench_spatial_structure.py --truth synthetic-weather \
         --forecast plain=runs/eval/ensembles/a.nc --forecast whitened=runs/eval/ensembles/b.nc \
-        [--leads 1 3 6 12 24] [--figure docs/diffusion_whitening.png --issue 0 --lead 13]
+        [--leads 1 3 6 12 24] [--area-mean weighted|plain] \
+        [--figure docs/diffusion_whitening.png --issue 0 --lead 13]
 """
 
 from __future__ import annotations
@@ -43,12 +47,16 @@ def neighbour_corr(a: np.ndarray, axis: int) -> float:
     return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum()))
 
 
-def structure_rows(ens: xr.DataArray, obs: xr.DataArray, space: list[str]) -> dict[str, list]:
+def structure_rows(
+    ens: xr.DataArray, obs: xr.DataArray, space: list[str], *, weighted: bool = True
+) -> dict[str, list]:
     """Per lead: neighbour-difference spread-skill ratio, neighbour correlations of the
     members' and the truth's departures from the ensemble mean (averaged over both axes), and
-    the spread-skill ratio and CRPS of the area mean."""
+    the spread-skill ratio and CRPS of the area mean (the scorecard's cos(latitude) weighted
+    one, or with ``weighted=False`` the plain grid mean)."""
     from forecast.dims import INIT_TIME, LEAD_TIME, MEMBER
     from forecast.scoring import crps_ensemble, spread_skill_ratio
+    from forecast.scoring.multivariate import area_means
 
     ratios = []
     for d in space:
@@ -60,7 +68,10 @@ def structure_rows(ens: xr.DataArray, obs: xr.DataArray, space: list[str]) -> di
     err = (obs - mean).transpose(LEAD_TIME, ...).values
     axes_m = [ens.transpose(LEAD_TIME, ...).dims.index(d) - 1 for d in space]
     axes_o = [obs.transpose(LEAD_TIME, ...).dims.index(d) - 1 for d in space]
-    area_ens, area_obs = ens.mean(space), obs.mean(space)
+    if weighted:
+        area_obs, area_ens = area_means(obs, ens)
+    else:
+        area_ens, area_obs = ens.mean(space), obs.mean(space)
     return {
         "ssr_area": spread_skill_ratio(area_obs, area_ens, dim=[INIT_TIME]).values.tolist(),
         "crps_area": crps_ensemble(area_obs, area_ens, dim=[INIT_TIME]).values.tolist(),
@@ -121,6 +132,13 @@ def main() -> None:
     p.add_argument("--forecast", action="append", required=True, help="LABEL=ENSEMBLE.nc")
     p.add_argument("--variable", help="variable to read (default: the first)")
     p.add_argument("--leads", type=int, nargs="+", default=[1, 3, 6, 12, 24])
+    p.add_argument(
+        "--area-mean",
+        choices=("weighted", "plain"),
+        default="weighted",
+        help="weighted: the scorecard's cos(latitude) weighted area mean (default); plain: "
+        "the unweighted grid mean (figures measured before 2026-12-07)",
+    )
     p.add_argument("--figure", type=Path, help="write a figure of maps here")
     p.add_argument("--issue", type=int, default=0, help="issue-time index of the figure")
     p.add_argument("--lead", type=int, default=13, help="lead (steps) of the figure")
@@ -148,10 +166,10 @@ def main() -> None:
     print(
         "per lead: spread-skill of the neighbour differences (1: as rough as the truth) | "
         "neighbour correlation of the members' departures from the mean (truth's departure) | "
-        "area mean: spread-skill, CRPS"
+        f"area mean ({args.area_mean}): spread-skill, CRPS"
     )
     for label, ens in ensembles.items():
-        rows = structure_rows(ens, observed[label], space)
+        rows = structure_rows(ens, observed[label], space, weighted=args.area_mean == "weighted")
         parts = [
             f"lead {h}: {rows['ssr_gradient'][h - 1]:.2f} | {rows['corr_members'][h - 1]:.2f} "
             f"({rows['corr_truth'][h - 1]:.2f}) | {rows['ssr_area'][h - 1]:.2f}, "
