@@ -138,3 +138,27 @@ def test_bad_config():
         GaussianProcessForecaster(context=6, horizon=6, method="nystrom")
     with pytest.raises(ForecastError, match="n_train"):
         GaussianProcessForecaster(context=6, horizon=6, n_train=2)
+
+
+def test_gp_settings_are_held_by_one_thread_at_a_time():
+    """gpytorch's settings are process-wide: a thread inside a GP block keeps others out (a
+    pool's models draw side by side, the dashboard serves sessions in threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import gpytorch
+
+    from forecast.models.gp import GP_LOCK, _Settings
+
+    def free() -> bool:
+        if GP_LOCK.acquire(blocking=False):
+            GP_LOCK.release()
+            return True
+        return False
+
+    with ThreadPoolExecutor(1) as other:
+        with _Settings():
+            assert gpytorch.settings.max_cholesky_size.value() == 100_000
+            assert not other.submit(free).result()
+            with _Settings():  # nested in the same thread
+                assert not other.submit(free).result()
+        assert other.submit(free).result()

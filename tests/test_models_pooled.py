@@ -388,3 +388,53 @@ def test_dashboard_walks_the_latent_space_of_one_pool_model(
     assert "source_model" not in single.coords
     with pytest.raises(ForecastError, match=r"member 9 outside 0\.\.6"):
         q.scenario_latents(latent_pool, context, 1, 9, n_members=7, seed=4, part="v")
+
+
+def test_side_by_side_keeps_order_joins_the_block_and_restores_threads():
+    """Draws run on one torch thread each, several at once; a result they share through the
+    block's memo is computed once even when they ask for it at the same moment; the first
+    error reaches the caller; the caller's thread count is kept."""
+    import threading
+    import time
+
+    import torch
+
+    from forecast.models.first_guess import once, shared_first_guesses
+    from forecast.models.pooled import side_by_side
+
+    computed: list[int] = []
+    seen: list[tuple[int, int]] = []
+    start = threading.Barrier(3)
+
+    def slow() -> str:
+        computed.append(1)
+        time.sleep(0.2)
+        return "shared"
+
+    def draw(k: int):
+        def run():
+            seen.append((threading.get_ident(), torch.get_num_threads()))
+            start.wait(timeout=10)  # all three ask for the shared result together
+            return k, once(lambda: "key", slow)
+
+        return run
+
+    torch.set_num_threads(3)
+    try:
+        with shared_first_guesses() as memo:
+            out = side_by_side([draw(k) for k in range(3)], memo)
+        assert out == [(0, "shared"), (1, "shared"), (2, "shared")]
+        assert computed == [1]
+        assert len({t for t, _ in seen}) == 3 and {n for _, n in seen} == {1}
+        assert torch.get_num_threads() == 3
+
+        def fails():
+            raise ForecastError("model 1 failed")
+
+        with shared_first_guesses() as memo, pytest.raises(ForecastError, match="model 1 failed"):
+            side_by_side([lambda: 0, fails, lambda: 2], memo)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(1)
+    with shared_first_guesses() as memo:  # one thread: a plain loop in the caller's thread
+        assert side_by_side([threading.get_ident], memo) == [threading.get_ident()]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -222,10 +225,31 @@ def test_a_pool_shares_equal_first_guesses(tiny_data, tiny_protocol, tmp_path, m
     ctx = context_of(tiny_data, issue, tiny_protocol.context)
     shared = pool.sample(ctx, 6, seed=4)
     assert len(calls) == 2  # one prediction per distinct first guess
+    # on two torch threads two models draw at once, each on one thread, in worker threads
+    # that join the block: the same members and the same two predictions
+    draws: list[tuple[int, int]] = []
+    sample = ConditionalDiffusion.sample
+
+    def recorded(self, *args, **kwargs):
+        draws.append((threading.get_ident(), torch.get_num_threads()))
+        return sample(self, *args, **kwargs)
+
+    monkeypatch.setattr(ConditionalDiffusion, "sample", recorded)
+    torch.set_num_threads(2)
+    try:
+        xr.testing.assert_identical(pool.sample(ctx, 6, seed=4), shared)
+        assert len(calls) == 4
+        assert len(draws) == 3 and {n for _, n in draws} == {1}
+        assert threading.get_ident() not in {t for t, _ in draws}
+        assert torch.get_num_threads() == 2  # the caller's threads, also for later threads
+        with ThreadPoolExecutor(1) as later:
+            assert later.submit(torch.get_num_threads).result() == 2
+    finally:
+        torch.set_num_threads(1)
     for model in pool.models:
         model.fg = copy.deepcopy(model.fg)
     xr.testing.assert_identical(pool.sample(ctx, 6, seed=4), shared)
-    assert len(calls) == 5
+    assert len(calls) == 7
 
 
 def test_shared_first_guesses_compute_once_inside_the_block_only():

@@ -538,7 +538,22 @@ def first_guess_from_checkpoint(
 _LOCAL = threading.local()  # per thread: the memos of its open shared_first_guesses() blocks
 
 
-def _shared() -> list[dict[Any, Any]]:
+class Memo(dict):
+    """The results of one :func:`shared_first_guesses` block by key, with a lock per key so
+    that worker threads that join the block compute each result once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._guard = threading.Lock()
+        self._locks: dict[Hashable, threading.RLock] = {}
+
+    def lock(self, key: Hashable) -> threading.RLock:
+        """The lock of ``key``'s entry."""
+        with self._guard:
+            return self._locks.setdefault(key, threading.RLock())
+
+
+def _shared() -> list[Memo]:
     """This thread's stack of :func:`shared_first_guesses` memos (innermost last): the
     dashboard samples in several threads at once, each with its own blocks."""
     stack = getattr(_LOCAL, "stack", None)
@@ -548,19 +563,21 @@ def _shared() -> list[dict[Any, Any]]:
 
 
 @contextlib.contextmanager
-def shared_first_guesses() -> Iterator[None]:
+def shared_first_guesses(memo: Memo | None = None) -> Iterator[Memo]:
     """Within the block, a first guess fitted on equal data with equal settings is fitted once
     (every fit gets that one object) and its predictions for equal inputs are computed once.
 
     For models that differ only in their training length (:mod:`forecast.models.snapshots`):
     every fit of a first guess is seeded, so each model gets the first guess it would fit
     alone, without the time (the GP first guess of P2: about 16 s to fit, 12 s to predict
-    its training and validation windows).
+    its training and validation windows). Yields the block's memo: a worker thread joins the
+    block of the thread that started it with ``shared_first_guesses(memo)`` (a nested block
+    shares the enclosing one's memo).
     """
     stack = _shared()
-    stack.append(stack[-1] if stack else {})
+    stack.append(memo if memo is not None else stack[-1] if stack else Memo())
     try:
-        yield
+        yield stack[-1]
     finally:
         stack.pop()
 
@@ -590,9 +607,10 @@ def once(key: Callable[[], Hashable], compute: Callable[[], Any]) -> Any:
     if not stack:
         return compute()
     memo, made = stack[-1], key()
-    if made not in memo:
-        memo[made] = compute()
-    return memo[made]
+    with memo.lock(made):  # another thread of the block waits for the first one's result
+        if made not in memo:
+            memo[made] = compute()
+        return memo[made]
 
 
 def predict_first_guess(

@@ -31,6 +31,7 @@ pairs and 199 s / 0.631 K on 512 pairs (the exact GP's cubic cost caps its train
 from __future__ import annotations
 
 import hashlib
+import threading
 from typing import Any, Self
 
 import numpy as np
@@ -301,22 +302,35 @@ class BatchGP:
         return self
 
 
+#: Held by every :class:`_Settings` block: gpytorch's settings are process-wide, so two
+#: threads (a pool's models drawing side by side, the dashboard's sessions) must not change
+#: them under each other's computation.
+GP_LOCK = threading.RLock()
+
+
 class _Settings:
-    """Single-threaded torch and Cholesky-based gpytorch inside the block."""
+    """Single-threaded torch and Cholesky-based gpytorch inside the block, one thread at a
+    time (:data:`GP_LOCK`)."""
 
     def __enter__(self) -> None:
         from contextlib import ExitStack
 
         gpytorch = _gpytorch()
+        GP_LOCK.acquire()
         self._threads = torch.get_num_threads()
-        torch.set_num_threads(1)
+        if self._threads != 1:  # a thread already on one leaves the process default alone
+            torch.set_num_threads(1)
         self._stack = ExitStack()
         self._stack.enter_context(gpytorch.settings.max_cholesky_size(100_000))
         self._stack.enter_context(gpytorch.settings.fast_computations(False, False, False))
 
     def __exit__(self, *exc: object) -> None:
-        self._stack.close()
-        torch.set_num_threads(self._threads)
+        try:
+            self._stack.close()
+            if self._threads != 1:
+                torch.set_num_threads(self._threads)
+        finally:
+            GP_LOCK.release()
 
 
 # --------------------------------------------------------------------------------------------

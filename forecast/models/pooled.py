@@ -18,19 +18,22 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
+import torch
 import xarray as xr
 
 from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import MEMBER, SOURCE_MODEL
 from forecast.errors import ForecastError
 from forecast.models.base import check_kind, check_members, checkpoint_meta
-from forecast.models.first_guess import array_key, shared_first_guesses
+from forecast.models.first_guess import Memo, array_key, shared_first_guesses
 
 
 def member_sources(weights: Sequence[float], n_members: int) -> np.ndarray:
@@ -298,18 +301,21 @@ class PooledEnsemble:
         """Draw ``n_members`` pooled members: member ``m`` from model ``member_sources(m)``.
 
         Returns the standard ensemble layout with members numbered ``0 .. n_members - 1``;
-        member ``m`` depends only on ``(seed, m)``.
+        member ``m`` depends only on ``(seed, m)``. Every model draws on one torch thread; with
+        torch on N threads, N models draw at once (:func:`side_by_side`), and the members are
+        the same whatever N.
         """
         n = check_members(n_members)
         if not self.models:
             raise ForecastError("pooled model is not fitted; call fit(train) or load it first")
         sources = member_sources(self.weights, n)
-        with shared_first_guesses():  # models that share a first guess predict it once
-            parts = [
-                model.sample(context, int((sources == k).sum()), seed=model_seed(seed, k))
-                for k, model in enumerate(self.models)
-                if (sources == k).any()
-            ]
+        draws = [
+            partial(model.sample, context, int((sources == k).sum()), seed=model_seed(seed, k))
+            for k, model in enumerate(self.models)
+            if (sources == k).any()
+        ]
+        with shared_first_guesses() as memo:  # models that share a first guess predict it once
+            parts = side_by_side(draws, memo)
         stacked = xr.concat(parts, dim=MEMBER, coords="minimal", compat="override", join="exact")
         # stacked holds the models' members block by block; pooled member m sits at inv[m]
         by_model = np.argsort(sources, kind="stable")
@@ -414,6 +420,35 @@ class PooledEnsemble:
             models.append(MODELS.get(sub.get("kind")).from_checkpoint(own, sub, where=at))
         pool._adopt(models)
         return pool
+
+
+def side_by_side(draws: Sequence[Callable[[], Any]], memo: Memo) -> list[Any]:
+    """``[draw() for draw in draws]``, each draw on one torch thread: with torch set to N
+    threads, N draws run at once in worker threads that join the caller's
+    :func:`shared_first_guesses` block ``memo``. So a pool's members are the same whatever the
+    thread count, and on several cores its models draw side by side instead of one after
+    the other on too small a batch for the threads to share."""
+    threads = torch.get_num_threads()
+    if threads == 1 or not draws:
+        return [draw() for draw in draws]
+
+    def run(draw: Callable[[], Any]) -> Any:
+        with shared_first_guesses(memo):
+            return draw()
+
+    workers = ThreadPoolExecutor(min(threads, len(draws)), initializer=_one_torch_thread)
+    try:
+        return list(workers.map(run, draws))
+    finally:
+        workers.shutdown(wait=True, cancel_futures=True)
+        torch.set_num_threads(threads)  # the workers' 1 is also the default of later threads
+
+
+def _one_torch_thread() -> None:
+    """Put this (new) thread on one torch thread for good: its lazy start-up is done first, as
+    it would otherwise take the process default of that moment."""
+    torch.get_num_threads()
+    torch.set_num_threads(1)
 
 
 def share_first_guesses(models: Sequence[Any]) -> None:
