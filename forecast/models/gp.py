@@ -321,8 +321,12 @@ class _Settings:
         if self._threads != 1:  # a thread already on one leaves the process default alone
             torch.set_num_threads(1)
         self._stack = ExitStack()
-        self._stack.enter_context(gpytorch.settings.max_cholesky_size(100_000))
-        self._stack.enter_context(gpytorch.settings.fast_computations(False, False, False))
+        try:
+            self._stack.enter_context(gpytorch.settings.max_cholesky_size(100_000))
+            self._stack.enter_context(gpytorch.settings.fast_computations(False, False, False))
+        except BaseException:
+            self.__exit__()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         try:
