@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from forecast.cli import main
 from forecast.data import open_dataset, synthetic_traffic, synthetic_weather
 from forecast.dims import INIT_TIME, LEAD_TIME, MEMBER, NODE, TIME
 from forecast.export import open_ensemble
-from forecast.models import PersistenceEnsemble, forecast_many, load_model
+from forecast.models import PersistenceEnsemble, PooledEnsemble, forecast_many, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 CONTEXT, HORIZON = 3, 6
@@ -33,7 +34,13 @@ def weather(tmp_path_factory) -> dict[str, Path]:
     ds.to_netcdf(folder / "weather.nc")
     model = PersistenceEnsemble(context=CONTEXT, horizon=HORIZON).fit(ds.isel({TIME: slice(0, 60)}))
     model.save(folder / "persistence.safetensors")
-    return {"data": folder / "weather.nc", "ckpt": folder / "persistence.safetensors"}
+    other = PersistenceEnsemble(context=CONTEXT, horizon=HORIZON).fit(ds.isel({TIME: slice(0, 50)}))
+    PooledEnsemble.from_models([model, other], labels=["a", "b"]).save(folder / "pool.safetensors")
+    return {
+        "data": folder / "weather.nc",
+        "ckpt": folder / "persistence.safetensors",
+        "pool": folder / "pool.safetensors",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -233,15 +240,18 @@ def _written(files: Iterable[Path]) -> int:
 
 
 @pytest.mark.slow
-def test_ctrl_c_leaves_no_file(weather, tmp_path, child_sigint, interrupt_child):
+@pytest.mark.parametrize("checkpoint", ["ckpt", "pool"])
+def test_ctrl_c_leaves_no_file(weather, tmp_path, child_sigint, interrupt_child, checkpoint):
+    """Also for a pool on two torch threads, whose models draw in worker threads."""
     out = tmp_path / "big.nc"
+    env = {**os.environ, "OMP_NUM_THREADS": "2"} if checkpoint == "pool" else None
     cmd = [
         sys.executable,
         "-m",
         "forecast.cli",
         "predict",
         "--checkpoint",
-        str(weather["ckpt"]),
+        str(weather[checkpoint]),
         "--data",
         str(weather["data"]),
         "--init-range",
@@ -260,6 +270,7 @@ def test_ctrl_c_leaves_no_file(weather, tmp_path, child_sigint, interrupt_child)
         stderr=subprocess.PIPE,
         text=True,
         preexec_fn=child_sigint,
+        env=env,
     )
     try:
         # Interrupt once issue times are being written (a few slabs of 1.4 MB).
