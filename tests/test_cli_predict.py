@@ -239,10 +239,20 @@ def _written(files: Iterable[Path]) -> int:
     return total
 
 
+def _blocked_sigint() -> None:
+    """``preexec_fn`` of a child that starts with SIGINT blocked (a mask inherited from a
+    parent in which some library blocked it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("checkpoint", ["ckpt", "pool"])
-def test_ctrl_c_leaves_no_file(weather, tmp_path, child_sigint, interrupt_child, checkpoint):
-    """Also for a pool on two torch threads, whose models draw in worker threads."""
+@pytest.mark.parametrize(
+    ("checkpoint", "start"), [("ckpt", "default"), ("pool", "default"), ("ckpt", "blocked")]
+)
+def test_ctrl_c_leaves_no_file(weather, tmp_path, child_sigint, interrupt_child, checkpoint, start):
+    """Also for a pool on two torch threads, whose models draw in worker threads, and for a
+    process started with SIGINT blocked (the command unblocks it)."""
     out = tmp_path / "big.nc"
     env = {**os.environ, "OMP_NUM_THREADS": "2"} if checkpoint == "pool" else None
     cmd = [
@@ -269,7 +279,7 @@ def test_ctrl_c_leaves_no_file(weather, tmp_path, child_sigint, interrupt_child,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=child_sigint,
+        preexec_fn=child_sigint if start == "default" else _blocked_sigint,
         env=env,
     )
     try:
