@@ -43,17 +43,21 @@ def load_seconds(path: Path, repeat: int) -> float:
     return float(np.median(runs))
 
 
-def same_content(a: Path, b: Path) -> bool:
-    """Whether two checkpoints load the same arrays (names, dtypes, values) and metadata."""
-    (xa, ma), (xb, mb) = load_checkpoint(a), load_checkpoint(b)
+def same_content(arrays: dict, meta: dict, path: Path) -> bool:
+    """Whether the checkpoint at ``path`` loads ``arrays`` (names, dtypes, values) and ``meta``
+    (format and version aside)."""
+    again, again_meta = load_checkpoint(path)
 
-    def plain(meta: dict) -> dict:
-        return {k: v for k, v in meta.items() if k not in ("format", "version")}
+    def plain(m: dict) -> dict:
+        return {k: v for k, v in m.items() if k not in ("format", "version")}
 
     return (
-        plain(ma) == plain(mb)
-        and xa.keys() == xb.keys()
-        and all(xa[n].dtype == xb[n].dtype and np.array_equal(xa[n], xb[n]) for n in xa)
+        plain(meta) == plain(again_meta)
+        and arrays.keys() == again.keys()
+        and all(
+            arrays[n].dtype == again[n].dtype and np.array_equal(arrays[n], again[n])
+            for n in arrays
+        )
     )
 
 
@@ -71,7 +75,7 @@ def main() -> None:
         for path in args.checkpoints:
             arrays, meta = load_checkpoint(path)
             again = save_checkpoint(Path(tmp) / path.name, arrays, meta)
-            if not same_content(path, again):
+            if not same_content(arrays, meta, again):
                 raise SystemExit(f"{path}: the copy in the current format loads other content")
             print(
                 f"| {path} | {meta['format']} | {path.stat().st_size / MIB:.1f} | "

@@ -110,3 +110,18 @@ def test_the_size_benchmark_reports_the_saving_of_a_format_1_file(
     assert row[:2] == [str(path), "1"]
     assert row[3] == "7 / 7" and row[6] == "6"  # the copy stores c1/w once
     assert len(list(tmp_path.iterdir())) == 1  # the copy is not left behind
+
+
+def test_the_size_benchmark_refuses_a_copy_that_loads_other_content(
+    tmp_path, load_script, monkeypatch
+):
+    path = save_checkpoint(tmp_path / "m.safetensors", _arrays(), {"kind": "x"})
+    bench = load_script("benchmarks/bench_checkpoint_size.py")
+
+    def lossy(target, arrays, meta):  # a writer that drops an array
+        return save_checkpoint(target, {k: v for k, v in arrays.items() if k != "c4/w"}, meta)
+
+    monkeypatch.setattr(bench, "save_checkpoint", lossy)
+    monkeypatch.setattr("sys.argv", ["bench", str(path), "--repeat", "1"])
+    with pytest.raises(SystemExit, match="the copy in the current format loads other content"):
+        bench.main()
