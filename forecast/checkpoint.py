@@ -154,10 +154,13 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, 
     if _KEY not in header:
         raise ForecastError(f"{path} has no forecast metadata; train one with `forecast train`")
     meta = json.loads(header[_KEY])
-    if meta.get("format") not in READS:
+    fmt = meta.get("format")
+    if fmt not in READS:
+        newer = isinstance(fmt, int) and fmt > max(READS)
+        fix = "upgrade forecast to read it" if newer else "retrain it with this version"
         raise ForecastError(
-            f"{path} has checkpoint format {meta.get('format')!r}, this version reads formats "
-            f"{', '.join(map(str, READS))}; retrain it with forecast {__version__}"
+            f"{path} has checkpoint format {fmt!r}, forecast {__version__} reads formats "
+            f"{', '.join(map(str, READS))}; {fix}"
         )
     for name, kept in json.loads(header.get(_SAME_AS, "{}")).items():
         if name in arrays or kept not in arrays:

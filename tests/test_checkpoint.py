@@ -70,7 +70,11 @@ def test_the_format_written_is_this_versions_whatever_the_metadata_says(tmp_path
     [
         (
             {"forecast": json.dumps({"format": 3})},
-            "checkpoint format 3, this version reads formats 1, 2",
+            r"checkpoint format 3, forecast .* reads formats 1, 2; upgrade forecast to read it",
+        ),
+        (
+            {"forecast": json.dumps({"format": 0})},
+            r"checkpoint format 0, forecast .* reads formats 1, 2; retrain it with this version",
         ),
         (
             {
