@@ -274,8 +274,6 @@ def test_shared_first_guesses_compute_once_inside_the_block_only():
             assert once(k, compute) == 3 and once(lambda: "j", compute) == 4
     assert once(never, compute) == 5
     # blocks are per thread (the dashboard samples in several at once)
-    from concurrent.futures import ThreadPoolExecutor
-
     with shared_first_guesses(), ThreadPoolExecutor(1) as pool:
         assert once(k, compute) == 6
         assert pool.submit(once, never, compute).result() == 7  # no block in that thread
