@@ -564,3 +564,89 @@ def test_validation_crps_is_the_training_validator_on_the_current_weights(model,
     assert score == model._validator(valid)(model.net) and np.isfinite(score) and score > 0
     with pytest.raises(ForecastError, match="no complete window"):
         model.validation_crps(weather.isel({TIME: slice(0, K + H - 1)}))
+
+
+# -- stochastic sampler: members fixed by seed -------------------------------------------------
+def test_ddpm_same_seed_same_members_any_batch(model, ctx):
+    ddpm = model.with_sampler("ddpm", nfe=6)
+    a = ddpm.sample(ctx, 6, seed=3)["t2m"].values
+    # ancestral sampling draws fresh noise: not the members of the default (ODE) sampler
+    ode = model.with_sampler(nfe=6).sample(ctx, 6, seed=3)["t2m"].values
+    assert np.abs(a - ode).mean() > 1e-2
+    for member_batch, n in ((2, 4), (4, 6)):  # even and uneven splits of the members
+        small = ddpm.with_sampler()
+        small.member_batch = member_batch
+        b = small.sample(ctx, n, seed=3)["t2m"].values
+        # identical up to float32 rounding of the convolutions (kernels may differ by batch size)
+        np.testing.assert_allclose(b, a[:n], rtol=0, atol=1e-4, err_msg=f"batch {member_batch}")
+    np.testing.assert_array_equal(a, ddpm.sample(ctx, 6, seed=3)["t2m"].values)
+    d = ddpm.sample(ctx, 6, seed=4)["t2m"].values
+    assert np.abs(d - a).mean() > 1e-2
+
+
+# -- incompatible data: one-line messages that name the mismatch ---------------------------------
+def _refusal(m, context) -> str:
+    """The message of the ForecastError that sampling ``context`` raises; checks it is one line."""
+    with pytest.raises(ForecastError) as err:
+        m.sample(context, 2)
+    message = str(err.value)
+    assert "\n" not in message, message
+    return message
+
+
+def test_other_grid_refused_with_one_line_naming_the_shape(model, ctx):
+    import re
+
+    other = synthetic_weather(seed=1, n_lat=8, n_lon=14, days=1)
+    message = _refusal(model, other.isel({TIME: slice(0, K)}))
+    assert re.match(
+        r"data is 8 x 14 \(lat x lon\) but the model expects 10 x 14 \(lat x lon\); "
+        r".*train a new model on this data$",
+        message,
+    ), message
+    # same shape, other coordinates: the first differing latitude is named
+    shifted = ctx.assign_coords({LAT: ctx[LAT].values + 0.5})
+    got, want = shifted[LAT].values[0], ctx[LAT].values[0]
+    message = _refusal(model, shifted)
+    assert message.startswith(
+        f"lat[0] is {got:g} in the data but {want:g} in the model; regrid the data"
+    ), message
+
+
+def test_other_variables_refused_with_one_line_naming_them(model, ctx):
+    message = _refusal(model, ctx.rename({"t2m": "u10"}))
+    assert message.startswith(
+        "data variables [u10] do not match the model [t2m] (missing t2m); "
+        "open the data with variable=['t2m']"
+    ), message
+    message = _refusal(model, ctx.assign(u10=ctx["t2m"]))
+    assert message.startswith(
+        "data variables [t2m, u10] do not match the model [t2m] (unexpected u10)"
+    ), message
+
+
+def test_other_sensors_refused_with_one_line_naming_them():
+    ds = synthetic_traffic(seed=0, n_sensors=12, days=1.5, n_corridors=2)
+    m = ConditionalDiffusion.tiny(6, 4).fit(ds.isel({TIME: slice(0, 300)}))
+    ctx = context_of(ds, ds[TIME].values[350], 6)
+    assert m.sample(ctx, 2, seed=0)["speed"].shape == (2, 4, 12)  # the training sensors pass
+    swap = [1, 0, *range(2, 12)]
+    renamed = [f"X{i:03d}" for i in range(12)]
+    cases = {
+        "reordered": (
+            ctx.isel({NODE: swap, "node_j": swap}),
+            "sensor 0 is 'S001' in the data but 'S000' in the model (2 sensors differ); "
+            "select and order the sensors as in training",
+        ),
+        "other ids": (
+            ctx.assign_coords({NODE: renamed, "node_j": renamed}),
+            "sensor 0 is 'X000' in the data but 'S000' in the model (12 sensors differ); ",
+        ),
+        "fewer": (
+            ctx.isel({NODE: slice(0, 10), "node_j": slice(0, 10)}),
+            "data is 10 (node) but the model expects 12 (node); ",
+        ),
+    }
+    for name, (context, start) in cases.items():
+        message = _refusal(m, context)
+        assert message.startswith(start), (name, message)

@@ -273,3 +273,72 @@ def test_diffusion_keeps_a_step_and_refuses_one_never_reached(tmp_path):
     )
     with pytest.raises(ForecastError, match=r"train.keep = 12, but training stopped at step 10"):
         model(keep=12).fit(train_ds, out_dir=tmp_path / "c")
+
+
+def _optimizer_grad_norms(cfg, loss_fn):
+    """Train with ``cfg``; the global gradient norm the optimizer saw at each step."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    norms = []
+
+    def hook(opt, args, kwargs):
+        grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+
+    handle = register_optimizer_step_pre_hook(hook)
+    try:
+        train(make(), Pairs(), loss_fn, cfg)
+    finally:
+        handle.remove()
+    return norms
+
+
+def test_gradient_clipping_bounds_the_norm_the_optimizer_sees():
+    def steep(module, batch, gen):  # gradients far above the clip norm
+        return 1e3 * noisy_mse(module, batch, gen)
+
+    cfg = CFG.replace(epochs=1)  # 8 steps
+    off = _optimizer_grad_norms(cfg.replace(grad_clip=0.0), steep)  # 0 disables clipping
+    assert len(off) == 8 and min(off) > 100 * 0.5
+    clipped = _optimizer_grad_norms(cfg.replace(grad_clip=0.5), steep)
+    assert len(clipped) == 8
+    np.testing.assert_allclose(clipped, 0.5, rtol=1e-4)  # scaled down to exactly max_norm
+    # a gradient already below the clip norm is left alone
+    small = _optimizer_grad_norms(cfg.replace(grad_clip=0.0), noisy_mse)
+    assert max(small) < 100
+    np.testing.assert_allclose(
+        _optimizer_grad_norms(cfg.replace(grad_clip=100.0), noisy_mse), small, rtol=1e-6
+    )
+
+
+def test_progress_bar_shows_loss_lr_and_validation_crps(capsys):
+    import re
+
+    scores = [0.1234567, 0.2469134, 0.3703701]
+    calls: list = []
+
+    def record(_):
+        calls.append(1)
+        return scores[len(calls) - 1]
+
+    cfg = CFG.replace(progress=True)  # validations after epochs 2 and 4, then at the end (6)
+    _, result = train(make(), Pairs(), noisy_mse, cfg, validate=record, desc="fit")
+    assert [h["crps"] for h in result.history] == scores
+    err = capsys.readouterr().err
+    shown = [seg for seg in re.split(r"[\r\n]", err) if "val_crps=" in seg]
+    assert shown, f"no val_crps in the progress output: {err!r}"
+    number = r"([-+0-9.eE]+|nan|inf)"
+    values = []
+    for seg in shown:
+        assert seg.lstrip().startswith("fit")
+        got = {k: re.search(rf"\b{k}={number}", seg) for k in ("loss", "lr", "val_crps")}
+        assert all(got.values()), seg
+        values.append({k: float(m.group(1)) for k, m in got.items()})
+    assert all(np.isfinite(list(v.values())).all() for v in values)
+    # each validation's score is shown as it comes (rounded to 4 digits)
+    crps = [v["val_crps"] for v in values]
+    crps = [c for i, c in enumerate(crps) if i == 0 or c != crps[i - 1]]
+    assert crps == [float(f"{s:.4g}") for s in scores]
+    # beside the first one, the loss and the learning rate of step 16, the end of epoch 2
+    assert values[0]["lr"] == float(f"{learning_rate(15, 48, CFG):.2e}")
+    assert values[0]["loss"] > 0
