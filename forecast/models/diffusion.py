@@ -15,8 +15,9 @@ normalized first guess as input channels.
 
 Three separate objects:
 
-- the network (:mod:`forecast.models.nets`): :class:`GridDenoiser` for grids,
-  :class:`GraphDenoiser` for sensor networks;
+- the network (:mod:`forecast.models.nets`): :class:`GridDenoiser` for grids (or
+  :class:`SpaceTimeDenoiser`, ``grid_net="space-time"``), :class:`GraphDenoiser` for sensor
+  networks;
 - the process (:class:`forecast.sampling.EDMProcess`): preconditioning and training loss;
 - the sampler (:mod:`forecast.sampling.samplers`): ``dpmpp-2m`` (default), ``heun``, ``ddim``,
   ``ddpm``; switching is a configuration change (``sampler=``, ``nfe=``).
@@ -78,6 +79,8 @@ FORMAT = 1
 TARGETS = ("change", "raw", "residual")
 #: Coordinates of a whitened model's loss (``whiten_loss``) and network (``whiten_net``).
 WHITEN_FRAMES = ("whitened", "field")
+#: Denoisers for grids (``grid_net``).
+GRID_NETS = ("leads-as-channels", "space-time")
 
 
 def member_generator(seed: int | None, member: int) -> torch.Generator:
@@ -116,6 +119,12 @@ class ConditionalDiffusion(GenerativeForecaster):
         the first guess used everywhere else is fitted on the whole training split. 1: off.
     base, mults : int, tuple of int
         Grid U-Net width and channel multipliers per level.
+    grid_net : {"leads-as-channels", "space-time"}
+        Grids only: the denoiser. ``"leads-as-channels"`` (default): a 2-D U-Net with every
+        variable and lead as a channel (:class:`GridDenoiser`); ``"space-time"``: a U-Net with
+        features per lead and point and (2+1)-D convolutions (:class:`SpaceTimeDenoiser`;
+        ``base`` then counts features per lead). docs/diffusion.md "Leads as channels or a
+        space-time network" compares them.
     hidden, blocks : int
         Graph denoiser width and number of residual blocks.
     emb_dim : int
@@ -186,6 +195,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         first_guess_folds: int = 1,
         base: int = 16,
         mults: tuple[int, ...] | list[int] = (1, 2, 4),
+        grid_net: str = "leads-as-channels",
         hidden: int = 32,
         blocks: int = 3,
         emb_dim: int = 64,
@@ -212,6 +222,9 @@ class ConditionalDiffusion(GenerativeForecaster):
             raise ForecastError(f"target must be one of {TARGETS}, got {target!r}")
         self.target = target
         self.base, self.mults = int(base), tuple(int(m) for m in mults)
+        if grid_net not in GRID_NETS:
+            raise ForecastError(f"grid_net must be one of {', '.join(GRID_NETS)}, got {grid_net!r}")
+        self.grid_net = grid_net
         self.hidden, self.blocks, self.emb_dim = int(hidden), int(blocks), int(emb_dim)
         self.sampler = sampler
         self.nfe = check_nfe(nfe)
@@ -306,10 +319,11 @@ class ConditionalDiffusion(GenerativeForecaster):
         return other
 
     def _build_net(self, layout: str, channels: int) -> torch.nn.Module:
-        from forecast.models.nets import GraphDenoiser, GridDenoiser
+        from forecast.models.nets import GraphDenoiser, GridDenoiser, SpaceTimeDenoiser
 
         if layout == "grid":
-            return GridDenoiser(
+            grid_net = SpaceTimeDenoiser if self.grid_net == "space-time" else GridDenoiser
+            return grid_net(
                 channels,
                 self.horizon,
                 self.context,
@@ -320,6 +334,10 @@ class ConditionalDiffusion(GenerativeForecaster):
             )
         if self.adjacency is None:
             raise ForecastError("sensor data without an adjacency matrix; open a network data set")
+        if self.grid_net != "leads-as-channels":
+            raise ForecastError(
+                f"grid_net={self.grid_net!r} is for grids; drop it for sensor-network data"
+            )
         return GraphDenoiser(
             channels,
             self.horizon,
@@ -689,20 +707,30 @@ class ConditionalDiffusion(GenerativeForecaster):
         seed: int | None = None,
         latents: torch.Tensor | None = None,
         sampler: Any = None,
+        seeds: Sequence[int | None] | None = None,
     ) -> torch.Tensor:
-        """Generated quantity ``(M, C, H, *s)`` (normalized) from seeds or given latents."""
+        """Generated quantity ``(M, C, H, *s)`` (normalized) from seeds or given latents.
+
+        ``seeds``: draw ``n_members`` members under each of these seeds, block after block
+        (``M = len(seeds) * n_members``); ``cond`` then holds one item per member (or one for
+        all) and is sliced with the members into batches of ``member_batch``."""
         sampler = sampler or get_sampler(self.sampler, self.nfe, self.schedule)
         sigmas = sampler.sigmas(self.sigma_min, self.sigma_max)
         shape = (len(self.variables), self.horizon, *cond["context"].shape[3:])
         gens = None
         if latents is None:
-            gens = [member_generator(seed, m) for m in range(n_members)]
+            blocks = [seed] if seeds is None else list(seeds)
+            gens = [member_generator(s, m) for s in blocks for m in range(n_members)]
             latents = torch.stack([torch.randn(shape, generator=g) for g in gens])
-        denoise = self.process.denoiser(self._framed(net), cond)
+        framed = self._framed(net)
         parts = []
         with torch.inference_mode():
             for a in range(0, latents.shape[0], self.member_batch):
                 z = latents[a : a + self.member_batch].to(torch.float32)
+                part = {
+                    k: v if v.shape[0] == 1 else v[a : a + self.member_batch]
+                    for k, v in cond.items()
+                }
                 noise = None
                 if not sampler.deterministic:
                     if gens is None:
@@ -715,6 +743,7 @@ class ConditionalDiffusion(GenerativeForecaster):
                     def noise(i, g_batch=g_batch):
                         return torch.stack([torch.randn(shape, generator=g) for g in g_batch])
 
+                denoise = self.process.denoiser(framed, part)
                 parts.append(sampler(denoise, z * float(sigmas[0]), sigmas, noise))
         return torch.cat(parts)
 
@@ -735,6 +764,27 @@ class ConditionalDiffusion(GenerativeForecaster):
     ) -> np.ndarray:
         cond = self._cond(values, times)
         return self._physical(cond, self._generate(self.net, cond, n_members, seed=seed))
+
+    def sample_batch(
+        self, contexts: Sequence[xr.Dataset], n_members: int, seeds: Sequence[int | None]
+    ) -> list[xr.Dataset]:
+        """``[self.sample(c, n_members, seed=s) for c, s in zip(contexts, seeds)]`` with the
+        members of all contexts denoised together (batches of ``member_batch``): on a CPU one
+        large batch costs much less than many small ones. Equal to the one-by-one draws up to
+        float32 rounding (as across batch sizes, docs/diffusion.md "Seeds and members")."""
+        n = check_members(n_members)
+        if len(contexts) != len(seeds):
+            raise ForecastError(f"{len(contexts)} contexts but {len(seeds)} seeds; give one each")
+        if not contexts:
+            return []
+        values = [self._context_values(c) for c in contexts]
+        conds = [self._cond(v, c[TIME].values) for v, c in zip(values, contexts, strict=True)]
+        cond = {k: torch.cat([c[k] for c in conds]).repeat_interleave(n, dim=0) for k in conds[0]}
+        out = self._physical(cond, self._generate(self.net, cond, n, seeds=seeds))
+        return [
+            ensemble_dataset(out[i * n : (i + 1) * n], c, self.variables, self.step)
+            for i, c in enumerate(contexts)
+        ]
 
     # -- latent forecaster ---------------------------------------------------------------------
     def _latent_sampler(self):

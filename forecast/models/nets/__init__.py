@@ -13,6 +13,7 @@ import torch
 from forecast.errors import ForecastError
 from forecast.models.nets.blocks import ConditionEmbedding, FiLMResBlock, fourier_features
 from forecast.models.nets.graph import GraphDenoiser, normalized_adjacency
+from forecast.models.nets.spacetime import SpaceTimeDenoiser
 from forecast.models.nets.unet import GridDenoiser
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "FiLMResBlock",
     "GraphDenoiser",
     "GridDenoiser",
+    "SpaceTimeDenoiser",
     "fourier_features",
     "normalized_adjacency",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -46,12 +47,21 @@ class ConditionEmbedding(nn.Module):
 class FiLMResBlock(nn.Module):
     """Residual block: norm, SiLU, conv, FiLM from the embedding, norm, SiLU, conv; plus skip.
 
-    ``conv`` is a factory ``(c_in, c_out) -> nn.Module`` on ``(B, C, A, B)`` tensors so that one
-    block serves grids (3x3 convolution over ``(y, x)``) and graphs (temporal plus graph
-    convolution over ``(lead, node)``).
+    ``conv`` is a factory ``(c_in, c_out) -> nn.Module`` on ``(B, C, ...)`` tensors so that one
+    block serves grids (3x3 convolution over ``(y, x)``), space-time grids (over ``(lead, y,
+    x)``) and graphs (temporal plus graph convolution over ``(lead, node)``); ``skip`` the
+    factory of the 1x1 map where ``c_in != c_out`` (default: a 2-D one).
     """
 
-    def __init__(self, c_in: int, c_out: int, emb_dim: int, conv, groups: int = 8) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        emb_dim: int,
+        conv: Callable[[int, int], nn.Module],
+        groups: int = 8,
+        skip: Callable[[int, int], nn.Module] | None = None,
+    ) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(min(groups, c_in), c_in)
         self.conv1 = conv(c_in, c_out)
@@ -60,7 +70,8 @@ class FiLMResBlock(nn.Module):
         self.conv2 = conv(c_out, c_out)
         nn.init.zeros_(self.film.weight)
         nn.init.zeros_(self.film.bias)
-        self.skip = nn.Identity() if c_in == c_out else nn.Conv2d(c_in, c_out, 1)
+        pointwise = skip or (lambda a, b: nn.Conv2d(a, b, 1))
+        self.skip = nn.Identity() if c_in == c_out else pointwise(c_in, c_out)
         self.act = nn.SiLU()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
