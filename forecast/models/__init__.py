@@ -17,7 +17,13 @@ from typing import Any
 
 from forecast.checkpoint import load_checkpoint
 from forecast.errors import ForecastError
-from forecast.models.base import ArrayForecaster, forecast_many, issue_seed, member_rng
+from forecast.models.base import (
+    ArrayForecaster,
+    forecast_many,
+    issue_seed,
+    member_rng,
+    sample_many,
+)
 from forecast.models.baselines import (
     ClimatologyEnsemble,
     DiurnalPersistenceEnsemble,
@@ -90,4 +96,5 @@ __all__ = [
     "issue_seed",
     "load_model",
     "member_rng",
+    "sample_many",
 ]

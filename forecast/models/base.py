@@ -9,7 +9,8 @@ numpy arrays of shape ``(time, channel, *space)`` in physical units:
 - ``_state()`` / ``_restore(arrays, state)`` list what a checkpoint must hold.
 
 :func:`forecast_many` runs a forecaster over many issue times and concatenates the ensembles
-along ``init_time``.
+along ``init_time``; :func:`sample_many` draws for several contexts at once where a model can
+batch them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,20 @@ def issue_seed(seed: int | None, issue_time: Any) -> int:
         1, np.uint64
     )
     return int(state[0] >> np.uint64(2))  # < 2**62: valid for numpy and torch
+
+
+def sample_many(
+    model: Any, contexts: Sequence[xr.Dataset], n_members: int, seeds: Sequence[int | None]
+) -> list[xr.Dataset]:
+    """``model.sample(context, n_members, seed=seed)`` for each context and seed, through the
+    model's ``sample_batch`` where it has one (a diffusion model, a pool: all contexts in one
+    batched draw, equal up to float32 rounding), else one after the other."""
+    if len(contexts) != len(seeds):
+        raise ForecastError(f"{len(contexts)} contexts but {len(seeds)} seeds; give one each")
+    batch = getattr(model, "sample_batch", None)
+    if batch is not None:
+        return batch(contexts, n_members, seeds)
+    return [model.sample(c, n_members, seed=s) for c, s in zip(contexts, seeds, strict=True)]
 
 
 def values_of(ds: xr.Dataset, variables: Sequence[str]) -> np.ndarray:

@@ -306,8 +306,7 @@ class PooledEnsemble:
         the same whatever N.
         """
         n = check_members(n_members)
-        if not self.models:
-            raise ForecastError("pooled model is not fitted; call fit(train) or load it first")
+        self._require_models()
         sources = member_sources(self.weights, n)
         draws = [
             partial(model.sample, context, int((sources == k).sum()), seed=model_seed(seed, k))
@@ -316,12 +315,39 @@ class PooledEnsemble:
         ]
         with shared_first_guesses() as memo:  # models that share a first guess predict it once
             parts = side_by_side(draws, memo)
-        stacked = xr.concat(parts, dim=MEMBER, coords="minimal", compat="override", join="exact")
-        # stacked holds the models' members block by block; pooled member m sits at inv[m]
-        by_model = np.argsort(sources, kind="stable")
-        inv = np.empty(n, dtype=int)
-        inv[by_model] = np.arange(n)
-        return stacked.isel({MEMBER: inv}).assign_coords({MEMBER: np.arange(n)})
+        return _pooled(parts, sources)
+
+    def sample_batch(
+        self, contexts: Sequence[xr.Dataset], n_members: int, seeds: Sequence[int | None]
+    ) -> list[xr.Dataset]:
+        """:meth:`sample` for each context and seed, each model drawing for all the contexts
+        at once (:func:`forecast.models.base.sample_many`): equal to the one-by-one draws up
+        to float32 rounding, and much faster where each model draws few members."""
+        from forecast.models.base import sample_many
+
+        n = check_members(n_members)
+        self._require_models()
+        if len(contexts) != len(seeds):
+            raise ForecastError(f"{len(contexts)} contexts but {len(seeds)} seeds; give one each")
+        sources = member_sources(self.weights, n)
+        draws = [
+            partial(
+                sample_many,
+                model,
+                contexts,
+                int((sources == k).sum()),
+                [model_seed(s, k) for s in seeds],
+            )
+            for k, model in enumerate(self.models)
+            if (sources == k).any()
+        ]
+        with shared_first_guesses() as memo:
+            by_model = side_by_side(draws, memo)
+        return [_pooled([part[i] for part in by_model], sources) for i in range(len(contexts))]
+
+    def _require_models(self) -> None:
+        if not self.models:
+            raise ForecastError("pooled model is not fitted; call fit(train) or load it first")
 
     def member_labels(self, n_members: int) -> list[str]:
         """The label of the model that draws each of ``n_members`` pooled members."""
@@ -357,8 +383,7 @@ class PooledEnsemble:
         that member's latent: the model's own ``prior`` draw, so ``decode`` of it gives the
         member (a diffusion model decodes with its deterministic latent sampler, which may
         differ a little from the sampler of :meth:`sample`)."""
-        if not self.models:
-            raise ForecastError("pooled model is not fitted; call fit(train) or load it first")
+        self._require_models()
         if member < 0:
             raise ForecastError(f"member must be >= 0, got {member}")
         sources, index = member_origins(self.weights, member + 1)
@@ -420,6 +445,17 @@ class PooledEnsemble:
             models.append(MODELS.get(sub.get("kind")).from_checkpoint(own, sub, where=at))
         pool._adopt(models)
         return pool
+
+
+def _pooled(parts: Sequence[xr.Dataset], sources: np.ndarray) -> xr.Dataset:
+    """The pooled ensemble from the models' ensembles ``parts`` (in model order, each holding
+    the members ``sources`` gives it): member ``m`` from model ``sources[m]``."""
+    stacked = xr.concat(parts, dim=MEMBER, coords="minimal", compat="override", join="exact")
+    # stacked holds the models' members block by block; pooled member m sits at inv[m]
+    by_model = np.argsort(sources, kind="stable")
+    inv = np.empty(len(sources), dtype=int)
+    inv[by_model] = np.arange(len(sources))
+    return stacked.isel({MEMBER: inv}).assign_coords({MEMBER: np.arange(len(sources))})
 
 
 def side_by_side(draws: Sequence[Callable[[], Any]], memo: Memo) -> list[Any]:
