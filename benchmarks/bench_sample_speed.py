@@ -12,7 +12,7 @@ new reference forecast: an hourly run).
 Usage::
 
     .venv/bin/python benchmarks/bench_sample_speed.py --checkpoint POOL.safetensors \
-        [--data era5-uk-t2m] [--members 50] [--repeat 3] [--threads 2]
+        [--data era5-uk-t2m] [--members 50] [--repeat 3] [--threads 2] [--reference-batch N]
 """
 
 from __future__ import annotations
@@ -44,8 +44,21 @@ def main() -> None:
     p.add_argument("--members", type=int, default=50)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--reference-batch",
+        type=int,
+        default=None,
+        help="an online-spread model: draw its reference forecasts up to this many at a time "
+        "(default: forecast.models.online._REFERENCE_BATCH; 1: one by one, as before 2026-12-08)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    if args.reference_batch is not None:
+        import forecast.models.online as online
+
+        if args.reference_batch < 1:
+            raise SystemExit(f"--reference-batch must be at least 1, got {args.reference_batch}")
+        online._REFERENCE_BATCH = args.reference_batch
 
     from forecast.data import open_dataset
     from forecast.data.protocols import PROTOCOLS, get_protocol

@@ -137,3 +137,32 @@ def test_online_reference_forecasts_are_drawn_together(diffusion, weather, monke
     calls.clear()
     model.factors(context_of(weather, weather[TIME].values[161], K + history))
     assert calls == [1]
+
+
+def test_compare_reference_batching_prints_how_far_members_move(
+    load_script, tmp_path, monkeypatch, capsys
+):
+    import re
+    import sys
+
+    from forecast.data import open_dataset
+
+    ds = open_dataset("synthetic-weather").isel({TIME: slice(0, 200)})
+    config = ConditionalDiffusion.tiny(K, H).config()
+    config["train"] = {**config["train"], "max_steps": 2}
+    base = ConditionalDiffusion(**config).fit(ds)
+    path = tmp_path / "online.safetensors"
+    OnlineSpread.from_model(base, history=5, members=3).save(path)
+    bench = load_script("benchmarks/compare_reference_batching.py")
+    argv = ["bench", "--checkpoint", str(path), "--data", "synthetic-weather", "--members", "4"]
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    out = capsys.readouterr().out
+    found = re.search(
+        r"references drawn up to 24 at a time vs one at a time: max \|difference\| (\S+), mean "
+        r"(\S+); mean spread of the members (\S+)$",
+        out.strip(),
+    )
+    assert found, out
+    most, mean, spread = (float(v.rstrip(";,")) for v in found.groups())
+    assert 0 <= mean <= most < 1e-3 < spread
