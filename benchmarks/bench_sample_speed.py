@@ -2,12 +2,13 @@
 first test issue time.
 
 Prints the median over ``--repeat`` runs (after one warm-up) of ``model.sample(context,
-members)``, members per second, and for a pooled checkpoint the same for each of its models
-with the members it draws; then the peak resident memory of the process. For an online-
-calibrated checkpoint (``forecast online-spread``, also under ``forecast schaake``) the
-repeats reuse the warm-up's reference forecasts, so it also times, on a freshly loaded copy,
-the first issue time (all ``history + 1`` reference forecasts) and the next step after it (one
-new reference forecast: an hourly run).
+members)``, members per second, the resident memory with data and model loaded and the peak
+after the draws (what sampling adds at most), and for a pooled checkpoint the same times for
+each of its models with the members it draws; then the peak resident memory of the process.
+For an online-calibrated checkpoint (``forecast online-spread``, also under ``forecast
+schaake``) the repeats reuse the warm-up's reference forecasts, so it also times, on a freshly
+loaded copy, the first issue time (all ``history + 1`` reference forecasts) and the next step
+after it (one new reference forecast: an hourly run).
 
 Usage::
 
@@ -24,6 +25,23 @@ from typing import Any
 
 import numpy as np
 import torch
+
+
+def resident_mib() -> float | None:
+    """The process's resident memory now (MiB; Linux ``/proc``), None where unknown."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def peak_mib() -> float:
+    """The process's peak resident memory so far (MiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def median_seconds(model: Any, ctx: Any, members: int, repeat: int) -> float:
@@ -76,8 +94,15 @@ def main() -> None:
         f"{args.checkpoint}: {model.kind}, data {args.data} {dict(ds.sizes)}, horizon "
         f"{model.horizon}, {args.members} members, {args.threads} threads, issue {issue}"
     )
+    before = resident_mib()
     s = median_seconds(model, ctx, args.members, args.repeat)
     print(f"whole ensemble: {s:.3f} s ({args.members / s:.1f} members/s)")
+    if before is not None:
+        print(
+            f"memory: {before:.0f} MiB resident with the data and model loaded, peak "
+            f"{peak_mib():.0f} MiB after the draws (sampling adds at most "
+            f"{peak_mib() - before:.0f} MiB)"
+        )
     holder = reference_holder(model)  # an online-spread model, or the base of a schaake one
     if holder is not None:
         fresh = load_model(args.checkpoint)
@@ -99,8 +124,7 @@ def main() -> None:
             if n:
                 t = median_seconds(part, ctx, int(n), args.repeat)
                 print(f"  {label} ({part.kind}): {n} members in {t:.3f} s")
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak resident memory of the process: {peak:.0f} MiB")
+    print(f"peak resident memory of the process: {peak_mib():.0f} MiB")
 
 
 if __name__ == "__main__":

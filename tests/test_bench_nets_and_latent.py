@@ -72,3 +72,24 @@ def test_latent_prints_the_round_trip_error_and_path_ratios(load_script, monkeyp
     assert 0 <= mean <= most < 5  # the aim: below 5 % of the anomaly
     assert 0.5 < low <= 1.0 <= high < 1.5  # the ends have ratio 1 by construction
     assert blend < 1.0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux /proc")
+def test_sample_speed_prints_the_memory_the_draw_adds(load_script, monkeypatch, capsys):
+    bench = load_script("benchmarks/bench_sample_speed.py")
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])
+    argv = "--checkpoint data/models/diffusion-synthetic-weather.safetensors"
+    argv += " --data synthetic-weather --members 2 --repeat 1 --threads 1"
+    out = run(bench, argv.split(), monkeypatch, capsys)
+    assert re.search(r"^whole ensemble: [\d.]+ s \([\d.]+ members/s\)$", out, flags=re.M), out
+    found = re.search(
+        r"^memory: (\d+) MiB resident with the data and model loaded, peak (\d+) MiB after the "
+        r"draws \(sampling adds at most (-?\d+) MiB\)$",
+        out,
+        flags=re.M,
+    )
+    assert found, out
+    before, peak, added = map(int, found.groups())
+    assert 0 < before <= peak and abs(added - (peak - before)) <= 1
+    with pytest.raises(SystemExit, match="--reference-batch must be at least 1, got 0"):
+        run(bench, [*argv.split(), "--reference-batch", "0"], monkeypatch, capsys)
