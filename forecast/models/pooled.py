@@ -32,7 +32,7 @@ import xarray as xr
 from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import MEMBER, SOURCE_MODEL
 from forecast.errors import ForecastError
-from forecast.models.base import check_kind, check_members, checkpoint_meta
+from forecast.models.base import check_kind, check_members, checkpoint_meta, sample_many
 from forecast.models.first_guess import Memo, array_key, shared_first_guesses
 
 
@@ -323,8 +323,6 @@ class PooledEnsemble:
         """:meth:`sample` for each context and seed, each model drawing for all the contexts
         at once (:func:`forecast.models.base.sample_many`): equal to the one-by-one draws up
         to float32 rounding, and much faster where each model draws few members."""
-        from forecast.models.base import sample_many
-
         n = check_members(n_members)
         self._require_models()
         if len(contexts) != len(seeds):
