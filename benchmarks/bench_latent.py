@@ -40,9 +40,8 @@ def main() -> None:
     from forecast.data import open_dataset
     from forecast.data.protocols import PROTOCOLS, get_protocol
     from forecast.data.windows import context_of, target_of
-    from forecast.dims import PATH, TIME
     from forecast.models import load_model
-    from forecast.sampling.paths import blend_path, latent_path, variance_ratio
+    from forecast.sampling.paths import latent_explorer
     from forecast.sampling.scenarios import latent_part, latent_parts
 
     ds = open_dataset(args.data)
@@ -69,11 +68,8 @@ def main() -> None:
             fracs.append(np.abs(rec - tgt[var].values).mean() / np.abs(anomaly).mean())
         ctx = context_of(ds, issues[0], walker.context)
         z = walker.prior(ctx, 2, seed=11)
-        path = latent_path(walker, ctx, z[0], z[1], steps=9)
-        last = ctx.isel({TIME: -1}, drop=True)
-        r_slerp = variance_ratio(path, last)[var].values
-        blend = blend_path(path.isel({PATH: 0}), path.isel({PATH: -1}), steps=9)
-        r_blend = variance_ratio(blend, last)[var].values
+        _, _, ratio, blend_ratio = latent_explorer(walker, ctx, z[0], z[1], steps=9)
+        r_slerp, r_blend = ratio[var].values, blend_ratio[var].values
         print(
             f"{part or walker.kind}: reconstruction error / anomaly {100 * np.mean(fracs):.2g} % "
             f"mean, {100 * np.max(fracs):.2g} % max over {len(fracs)} targets; variance ratio "

@@ -83,6 +83,17 @@ class FiLMResBlock(nn.Module):
         return h + self.skip(x)
 
 
+def grid_context_input(cond: dict, ny: int, nx: int, dtype: torch.dtype) -> torch.Tensor:
+    """A grid denoiser's context input ``(B or 1, channel * context + 2, y, x)``: the context
+    frames ``cond["context"]`` stacked as channels, plus two coordinate channels in [-1, 1]."""
+    ctx = cond["context"]
+    ctx = ctx.reshape(ctx.shape[0], -1, ny, nx)
+    shape = (ctx.shape[0], 1, ny, nx)
+    gy = torch.linspace(-1, 1, ny, dtype=dtype).reshape(1, 1, ny, 1).expand(shape)
+    gx = torch.linspace(-1, 1, nx, dtype=dtype).reshape(1, 1, 1, nx).expand(shape)
+    return torch.cat([ctx, gy, gx], 1)
+
+
 def first_guess_input(cond: dict) -> torch.Tensor:
     """``cond["first_guess"]`` of a network built with ``first_guess=True``."""
     if cond.get("first_guess") is None:

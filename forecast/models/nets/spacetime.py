@@ -16,7 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forecast.models.nets.blocks import ConditionEmbedding, FiLMResBlock, first_guess_input
+from forecast.models.nets.blocks import (
+    ConditionEmbedding,
+    FiLMResBlock,
+    first_guess_input,
+    grid_context_input,
+)
 
 
 class SpaceTimeConv(nn.Module):
@@ -111,15 +116,10 @@ class SpaceTimeDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: dict) -> torch.Tensor:
         """``x``: ``(B, channel, lead, y, x)``; returns the same shape."""
         b, _, _, ny, nx = x.shape
-        ctx = cond["context"]
-        ctx = ctx.reshape(ctx.shape[0], -1, ny, nx)
-        shape = (ctx.shape[0], 1, ny, nx)
-        gy = torch.linspace(-1, 1, ny, dtype=x.dtype).reshape(1, 1, ny, 1).expand(shape)
-        gx = torch.linspace(-1, 1, nx, dtype=x.dtype).reshape(1, 1, 1, nx).expand(shape)
         emb = self.embed(c_noise, cond.get("calendar"))
         if emb.shape[0] != b:
             emb = emb.expand(b, -1)
-        context = self.in_ctx(torch.cat([ctx, gy, gx], 1)).unsqueeze(2)  # (B or 1, F, 1, y, x)
+        context = self.in_ctx(grid_context_input(cond, ny, nx, x.dtype)).unsqueeze(2)  # lead 1
         hcur = self.in_x(x) + context + self.lead_embedding
         if self.in_guess is not None:
             hcur = hcur + self.in_guess(first_guess_input(cond))

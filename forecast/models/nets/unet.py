@@ -14,7 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from forecast.models.nets.blocks import ConditionEmbedding, FiLMResBlock, first_guess_input
+from forecast.models.nets.blocks import (
+    ConditionEmbedding,
+    FiLMResBlock,
+    first_guess_input,
+    grid_context_input,
+)
 
 
 def _conv3(c_in: int, c_out: int) -> nn.Module:
@@ -87,15 +92,11 @@ class GridDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, cond: dict) -> torch.Tensor:
         """``x``: ``(B, channel, lead, y, x)``; returns the same shape."""
         b, c, h, ny, nx = x.shape
-        ctx = cond["context"]
-        ctx = ctx.reshape(ctx.shape[0], -1, ny, nx)
-        shape = (ctx.shape[0], 1, ny, nx)
-        gy = torch.linspace(-1, 1, ny, dtype=x.dtype).reshape(1, 1, ny, 1).expand(shape)
-        gx = torch.linspace(-1, 1, nx, dtype=x.dtype).reshape(1, 1, 1, nx).expand(shape)
         emb = self.embed(c_noise, cond.get("calendar"))
         if emb.shape[0] != b:
             emb = emb.expand(b, -1)
-        hcur = self.in_x(x.reshape(b, c * h, ny, nx)) + self.in_ctx(torch.cat([ctx, gy, gx], 1))
+        context = self.in_ctx(grid_context_input(cond, ny, nx, x.dtype))
+        hcur = self.in_x(x.reshape(b, c * h, ny, nx)) + context
         if self.in_guess is not None:
             guess = first_guess_input(cond)
             hcur = hcur + self.in_guess(guess.reshape(guess.shape[0], c * h, ny, nx))
