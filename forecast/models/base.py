@@ -51,14 +51,19 @@ def issue_seed(seed: int | None, issue_time: Any) -> int:
     return int(state[0] >> np.uint64(2))  # < 2**62: valid for numpy and torch
 
 
+def check_seeds(contexts: Sequence[Any], seeds: Sequence[Any]) -> None:
+    """One seed per context for a batched draw, else a one-line error."""
+    if len(contexts) != len(seeds):
+        raise ForecastError(f"{len(contexts)} contexts but {len(seeds)} seeds; give one each")
+
+
 def sample_many(
     model: Any, contexts: Sequence[xr.Dataset], n_members: int, seeds: Sequence[int | None]
 ) -> list[xr.Dataset]:
     """``model.sample(context, n_members, seed=seed)`` for each context and seed, through the
     model's ``sample_batch`` where it has one (a diffusion model, a pool: all contexts in one
     batched draw, equal up to float32 rounding), else one after the other."""
-    if len(contexts) != len(seeds):
-        raise ForecastError(f"{len(contexts)} contexts but {len(seeds)} seeds; give one each")
+    check_seeds(contexts, seeds)
     batch = getattr(model, "sample_batch", None)
     if batch is not None:
         return batch(contexts, n_members, seeds)

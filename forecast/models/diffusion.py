@@ -44,7 +44,7 @@ from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import TIME, space_dims
 from forecast.errors import ForecastError
 from forecast.models import MODELS
-from forecast.models.base import check_members, ensemble_dataset
+from forecast.models.base import check_members, check_seeds, ensemble_dataset
 from forecast.models.first_guess import FIRST_GUESSES, FirstGuess, predict_first_guess
 from forecast.models.generative import (
     SCALE_WINDOWS,
@@ -773,8 +773,7 @@ class ConditionalDiffusion(GenerativeForecaster):
         large batch costs much less than many small ones. Equal to the one-by-one draws up to
         float32 rounding (as across batch sizes, docs/diffusion.md "Seeds and members")."""
         n = check_members(n_members)
-        if len(contexts) != len(seeds):
-            raise ForecastError(f"{len(contexts)} contexts but {len(seeds)} seeds; give one each")
+        check_seeds(contexts, seeds)
         if not contexts:
             return []
         values = [self._context_values(c) for c in contexts]

@@ -32,7 +32,13 @@ import xarray as xr
 from forecast.checkpoint import load_checkpoint, save_checkpoint
 from forecast.dims import MEMBER, SOURCE_MODEL
 from forecast.errors import ForecastError
-from forecast.models.base import check_kind, check_members, checkpoint_meta, sample_many
+from forecast.models.base import (
+    check_kind,
+    check_members,
+    check_seeds,
+    checkpoint_meta,
+    sample_many,
+)
 from forecast.models.first_guess import Memo, array_key, shared_first_guesses
 
 
@@ -325,8 +331,7 @@ class PooledEnsemble:
         to float32 rounding, and much faster where each model draws few members."""
         n = check_members(n_members)
         self._require_models()
-        if len(contexts) != len(seeds):
-            raise ForecastError(f"{len(contexts)} contexts but {len(seeds)} seeds; give one each")
+        check_seeds(contexts, seeds)
         sources = member_sources(self.weights, n)
         draws = [
             partial(
