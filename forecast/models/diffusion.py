@@ -712,8 +712,11 @@ class ConditionalDiffusion(GenerativeForecaster):
         """Generated quantity ``(M, C, H, *s)`` (normalized) from seeds or given latents.
 
         ``seeds``: draw ``n_members`` members under each of these seeds, block after block
-        (``M = len(seeds) * n_members``); ``cond`` then holds one item per member (or one for
-        all) and is sliced with the members into batches of ``member_batch``."""
+        (``M = len(seeds) * n_members``); ``cond`` then holds one item per seed (or one for
+        all), gathered for the members of each batch of ``member_batch``, so the conditioning
+        is never repeated for every member at once. Drawn latents are drawn batch by batch
+        (each member's generator gives its latent first, then any sampler noise), and the
+        batches are written into one preallocated output."""
         sampler = sampler or get_sampler(self.sampler, self.nfe, self.schedule)
         sigmas = sampler.sigmas(self.sigma_min, self.sigma_max)
         shape = (len(self.variables), self.horizon, *cond["context"].shape[3:])
@@ -721,16 +724,21 @@ class ConditionalDiffusion(GenerativeForecaster):
         if latents is None:
             blocks = [seed] if seeds is None else list(seeds)
             gens = [member_generator(s, m) for s in blocks for m in range(n_members)]
-            latents = torch.stack([torch.randn(shape, generator=g) for g in gens])
+        total = len(gens) if latents is None else latents.shape[0]
+        out = torch.empty((total, *shape))
         framed = self._framed(net)
-        parts = []
         with torch.inference_mode():
-            for a in range(0, latents.shape[0], self.member_batch):
-                z = latents[a : a + self.member_batch].to(torch.float32)
-                part = {
-                    k: v if v.shape[0] == 1 else v[a : a + self.member_batch]
-                    for k, v in cond.items()
-                }
+            for a in range(0, total, self.member_batch):
+                if latents is None:
+                    z = torch.stack(
+                        [torch.randn(shape, generator=g) for g in gens[a : a + self.member_batch]]
+                    )
+                else:
+                    z = latents[a : a + self.member_batch].to(torch.float32)
+                rows = torch.arange(a, a + z.shape[0])
+                if seeds is not None:
+                    rows = rows // n_members  # the seed (context) of each member
+                part = {k: v if v.shape[0] == 1 else v[rows] for k, v in cond.items()}
                 noise = None
                 if not sampler.deterministic:
                     if gens is None:
@@ -744,8 +752,8 @@ class ConditionalDiffusion(GenerativeForecaster):
                         return torch.stack([torch.randn(shape, generator=g) for g in g_batch])
 
                 denoise = self.process.denoiser(framed, part)
-                parts.append(sampler(denoise, z * float(sigmas[0]), sigmas, noise))
-        return torch.cat(parts)
+                out[a : a + z.shape[0]] = sampler(denoise, z * float(sigmas[0]), sigmas, noise)
+        return out
 
     def _cond(self, values: np.ndarray, times: np.ndarray) -> dict[str, torch.Tensor]:
         from forecast.data.windows import calendar_features
@@ -778,10 +786,12 @@ class ConditionalDiffusion(GenerativeForecaster):
             return []
         values = [self._context_values(c) for c in contexts]
         conds = [self._cond(v, c[TIME].values) for v, c in zip(values, contexts, strict=True)]
-        cond = {k: torch.cat([c[k] for c in conds]).repeat_interleave(n, dim=0) for k in conds[0]}
-        out = self._physical(cond, self._generate(self.net, cond, n, seeds=seeds))
+        cond = {k: torch.cat([c[k] for c in conds]) for k in conds[0]}  # one item per context
+        x0 = self._generate(self.net, cond, n, seeds=seeds)
         return [
-            ensemble_dataset(out[i * n : (i + 1) * n], c, self.variables, self.step)
+            ensemble_dataset(
+                self._physical(conds[i], x0[i * n : (i + 1) * n]), c, self.variables, self.step
+            )
             for i, c in enumerate(contexts)
         ]
 
